@@ -1,0 +1,169 @@
+// Markdown tables and target checks for the repository benchmark.
+import type { ToolName } from './tools.ts';
+
+export type StepName = 'full' | 'nochange' | 'incremental' | 'restore';
+export const STEPS: readonly StepName[] = ['full', 'nochange', 'incremental', 'restore'];
+const STEP_TITLE: Record<StepName, string> = {
+  full: 'full backup',
+  nochange: 'no-change backup',
+  incremental: '1% incremental',
+  restore: 'restore latest',
+};
+
+export interface StepRecord {
+  readonly ok: boolean;
+  readonly error?: string;
+  readonly wallS: number;
+  readonly maxRssKiB: number;
+  readonly userS: number;
+  readonly sysS: number;
+  /** Backups: repository growth in bytes (du -sb after - before). */
+  readonly grownBytes?: number;
+  /** Lifeboat's --json backup output. */
+  readonly reported?: Record<string, unknown>;
+  /** Restore: restored tree equals the source (per-file SHA-256). */
+  readonly verified?: boolean;
+  readonly verifyDiffs?: readonly string[];
+}
+
+export type StepTable = Record<StepName, Partial<Record<ToolName, StepRecord>>>;
+
+export interface Target {
+  readonly target: string;
+  readonly value: string;
+  readonly status: 'PASS' | 'MISS' | 'n/a';
+}
+
+const MB = 1e6;
+const fmt = (n: number | undefined, digits = 2): string => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+const mb = (n: number | undefined): string =>
+  n === undefined || !Number.isFinite(n)
+    ? '–'
+    : Math.abs(n) >= MB
+      ? `${(n / MB).toFixed(2)} MB`
+      : Math.abs(n) >= 1e3
+        ? `${(n / 1e3).toFixed(1)} kB`
+        : `${n} B`;
+const times = (n: number | undefined, digits = 2): string => (n === undefined || !Number.isFinite(n) ? '–' : `${n.toFixed(digits)}x`);
+
+/** One line of a tool's error output: the first line mentioning an error, else the last line. */
+export function errorLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return (lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? 'failed').slice(0, 240);
+}
+
+function ok(r: StepRecord | undefined): r is StepRecord {
+  return r !== undefined && r.ok;
+}
+
+function ratio(steps: StepTable, step: StepName, other: ToolName): number | undefined {
+  const a = steps[step].lifeboat;
+  const b = steps[step][other];
+  return ok(a) && ok(b) && b.wallS > 0 ? a.wallS / b.wallS : undefined;
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[], numeric = true): string {
+  const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
+  const rule = header.map((_, i) => (i > 0 && numeric ? '---:' : '---'));
+  return [line(header), line(rule), ...rows.map(line)].join('\n');
+}
+
+export function lifeboatStored(steps: StepTable): number | undefined {
+  const v = steps.incremental.lifeboat?.reported?.['bytes_stored'];
+  return typeof v === 'number' ? v : undefined;
+}
+
+export function evaluateTargets(steps: StepTable, changedBytes: number): Target[] {
+  const vs = (step: StepName, limit: number, name: string): Target => {
+    const r = [ratio(steps, step, 'restic'), ratio(steps, step, 'borg')];
+    const value = `${times(r[0])} restic, ${times(r[1])} borg (need < ${times(limit)})`;
+    if (r.some((x) => x === undefined)) return { target: name, value, status: 'n/a' };
+    return { target: name, value, status: r.every((x) => x! < limit) ? 'PASS' : 'MISS' };
+  };
+  const grown = steps.incremental.lifeboat?.grownBytes;
+  const stored = lifeboatStored(steps);
+  const storedTarget: Target =
+    grown === undefined || !ok(steps.incremental.lifeboat)
+      ? { target: 'incremental stores <= 1.3x changed', value: '–', status: 'n/a' }
+      : {
+          target: 'incremental stores <= 1.3x changed',
+          value:
+            `repo grew ${times(grown / changedBytes)}` +
+            (stored === undefined ? '' : `, bytes_stored ${times(stored / changedBytes)}`) +
+            ' (need <= 1.30x)',
+          status: Math.max(grown, stored ?? 0) <= 1.3 * changedBytes ? 'PASS' : 'MISS',
+        };
+  const restored = steps.restore.lifeboat;
+  return [
+    vs('full', 1, 'full backup faster than restic and borg'),
+    vs('incremental', 1 / 3, '1% incremental < 1/3 of restic and borg'),
+    storedTarget,
+    vs('restore', 1, 'restore faster than restic and borg'),
+    {
+      target: 'restore equals source',
+      value: restored?.verified === undefined ? '–' : restored.verified ? 'identical' : 'DIFFERS',
+      status: restored?.verified === undefined ? 'n/a' : restored.verified ? 'PASS' : 'MISS',
+    },
+  ];
+}
+
+export function renderReport(tools: readonly ToolName[], steps: StepTable, changedBytes: number, targets: readonly Target[]): string {
+  const hasLb = tools.includes('lifeboat');
+  const others = tools.filter((t): t is 'restic' | 'borg' => t !== 'lifeboat');
+  const cell = (r: StepRecord | undefined, f: (r: StepRecord) => string): string =>
+    r === undefined ? '–' : r.ok ? f(r) : 'FAIL';
+
+  const timeRows = STEPS.map((s) => [
+    STEP_TITLE[s],
+    ...tools.map((t) => cell(steps[s][t], (r) => fmt(r.wallS))),
+    ...(hasLb ? others.map((o) => fmt(ratio(steps, s, o))) : []),
+  ]);
+  const timeHeader = ['wall time (s)', ...tools, ...(hasLb ? others.map((o) => `lifeboat/${o}`) : [])];
+
+  const cpuRows = STEPS.map((s) => [STEP_TITLE[s], ...tools.map((t) => cell(steps[s][t], (r) => fmt(r.userS + r.sysS)))]);
+  const rssRows = STEPS.map((s) => [STEP_TITLE[s], ...tools.map((t) => cell(steps[s][t], (r) => fmt(r.maxRssKiB / 1024, 0)))]);
+
+  const growth = (['full', 'nochange', 'incremental'] as const).map((s) => [
+    `${STEP_TITLE[s]}: repo growth`,
+    ...tools.map((t) => cell(steps[s][t], (r) => mb(r.grownBytes))),
+  ]);
+  const multiple = [
+    '1% incremental: growth ÷ changed',
+    ...tools.map((t) => cell(steps.incremental[t], (r) => (r.grownBytes === undefined ? '–' : times(r.grownBytes / changedBytes)))),
+  ];
+  const stored = lifeboatStored(steps);
+  const storedRow = hasLb
+    ? [
+        [
+          '1% incremental: bytes_stored (own report)',
+          ...tools.map((t) => (t === 'lifeboat' && stored !== undefined ? `${mb(stored)} (${times(stored / changedBytes)})` : '–')),
+        ],
+      ]
+    : [];
+
+  const failures = STEPS.flatMap((s) =>
+    tools.flatMap((t) => {
+      const r = steps[s][t];
+      return r && !r.ok ? [`- ${t} ${STEP_TITLE[s]}: ${errorLine(r.error ?? '')}`] : [];
+    }),
+  );
+
+  return [
+    table(timeHeader, timeRows),
+    '',
+    table(['CPU user+sys (s)', ...tools], cpuRows),
+    '',
+    table(['peak RSS (MiB)', ...tools], rssRows),
+    '',
+    `Truly changed by the 1% mutation: ${mb(changedBytes)} (${changedBytes} bytes)`,
+    '',
+    table(['stored bytes', ...tools], [...growth, multiple, ...storedRow]),
+    '',
+    `Restore check (per-file SHA-256 vs source): ${tools
+      .map((t) => `${t} ${steps.restore[t]?.verified === undefined ? '–' : steps.restore[t]?.verified ? 'identical' : 'DIFFERS'}`)
+      .join(', ')}`,
+    '',
+    table(['target', 'measured', 'result'], targets.map((t) => [t.target, t.value, t.status]), false),
+    ...(failures.length ? ['', 'Failures:', ...failures] : []),
+  ].join('\n');
+}

@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+import { UsageError } from '../../errors/errors.ts';
+import { applyPolicy, type RetentionPolicy } from '../../repo/retention.ts';
+import { shortId } from '../../repo/snapshot.ts';
+import { deleteSnapshots, listSnapshots } from '../../repo/snapshots.ts';
+import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { repoCommand } from '../program.ts';
+import { describePrune, runPrune } from './prune.ts';
+
+interface ForgetOptions extends RepoOptions {
+  keepLast?: string;
+  keepHourly?: string;
+  keepDaily?: string;
+  keepWeekly?: string;
+  keepMonthly?: string;
+  prune?: boolean;
+  dryRun?: boolean;
+}
+
+const count = (flag: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${flag} takes a whole number, got ${JSON.stringify(v)}`);
+  return Number(v);
+};
+
+export function registerForget(program: Command): void {
+  repoCommand(program, 'forget', 'remove snapshots by a retention policy (per host and source)')
+    .option('--keep-last <n>', 'keep the newest n snapshots')
+    .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one')
+    .option('--keep-daily <n>', 'likewise for days')
+    .option('--keep-weekly <n>', 'likewise for ISO weeks')
+    .option('--keep-monthly <n>', 'likewise for months')
+    .option('--prune', 'prune the repository afterwards')
+    .option('--dry-run', 'only say what would be removed')
+    .action(async (opts: ForgetOptions, cmd: Command) => {
+      const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
+      const flags: RetentionPolicy = {
+        keep_last: count('--keep-last', opts.keepLast),
+        keep_hourly: count('--keep-hourly', opts.keepHourly),
+        keep_daily: count('--keep-daily', opts.keepDaily),
+        keep_weekly: count('--keep-weekly', opts.keepWeekly),
+        keep_monthly: count('--keep-monthly', opts.keepMonthly),
+      };
+      const given = Object.values(flags).some((v) => v !== undefined);
+      const policy = given ? flags : ctx.config.retention;
+      if (Object.values(policy).every((v) => v === undefined)) {
+        throw new UsageError('forget needs a policy: --keep-last N or another --keep-* option, or [retention] in the config');
+      }
+      const result = await withRepo(ctx, opts, async (repo) => {
+        const decisions = applyPolicy(listSnapshots(repo), policy);
+        const removed = decisions.filter((d) => !d.keep).map((d) => d.snapshot.id);
+        if (opts.dryRun) return { decisions, removed, pruned: undefined };
+        const lock = repo.lock('exclusive');
+        try {
+          deleteSnapshots(repo, removed);
+        } finally {
+          lock.release();
+        }
+        return { decisions, removed, pruned: opts.prune ? await runPrune(ctx, repo) : undefined };
+      });
+      ctx.out(
+        {
+          kept: result.decisions.filter((d) => d.keep).map((d) => ({ id: d.snapshot.id, reasons: d.reasons })),
+          removed: result.removed,
+          dry_run: opts.dryRun ?? false,
+          prune: result.pruned ?? null,
+        },
+        () =>
+          [
+            `${opts.dryRun ? 'would remove' : 'removed'} ${result.removed.length} snapshots, kept ${result.decisions.length - result.removed.length}`,
+            ...result.removed.map((id) => `  ${opts.dryRun ? 'would remove' : 'removed'} ${shortId(id)}`),
+            ...(result.pruned ? [describePrune(result.pruned)] : []),
+          ].join('\n'),
+      );
+    });
+}

@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { prune, type PruneReport } from '../../repo/prune.ts';
+import type { Repository } from '../../repo/repository.ts';
+import { formatBytes } from '../../util/units.ts';
+import { type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { repoCommand } from '../program.ts';
+
+export function registerPrune(program: Command): void {
+  repoCommand(program, 'prune', 'remove data no snapshot references and repack sparse packs').action(async (opts: RepoOptions, cmd: Command) => {
+    const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
+    const report = await withRepo(ctx, opts, (repo) => runPrune(ctx, repo));
+    ctx.out(report, () => describePrune(report));
+  });
+}
+
+export function runPrune(ctx: Context, repo: Repository): Promise<PruneReport> {
+  return prune(repo, { maxUnused: 0.2, packSize: ctx.config.repository.pack_size });
+}
+
+export function describePrune(r: PruneReport): string {
+  return `pruned: ${r.packs_deleted} packs deleted, ${r.packs_repacked} repacked into ${r.packs_written}, ${r.blobs_removed} blobs removed, ${r.orphans_removed} orphan files removed, ${formatBytes(r.bytes_freed)} freed`;
+}

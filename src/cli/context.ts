@@ -1,0 +1,90 @@
+import fs from 'node:fs';
+import { loadConfig, parseConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { PasswordMissingError, UsageError } from '../errors/errors.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { Repository } from '../repo/repository.ts';
+import { BlobPool } from '../repo/workers/pool.ts';
+
+/** What every command receives: parsed global options, the config (or its defaults), output helpers. */
+export interface Context {
+  readonly json: boolean;
+  readonly config: Config;
+  readonly configFile: string | undefined;
+  readonly log: Logger;
+  /** Prints a command's result: the JSON value with --json, the text otherwise. */
+  out(value: unknown, text: () => string): void;
+  /** Progress lines only for a person at a terminal, never with --json. */
+  readonly interactive: boolean;
+}
+
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+}
+
+export function makeContext(opts: GlobalOptions): Context {
+  const config = opts.config ? loadConfig(opts.config) : parseConfig('', '<defaults>');
+  const json = opts.json ?? false;
+  return {
+    json,
+    config,
+    configFile: opts.config,
+    log: createLogger({ level: config.agent.log_level === 'info' ? 'warn' : config.agent.log_level, destination: 2 }),
+    interactive: !json && process.stderr.isTTY === true,
+    out(value, text) {
+      process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${text()}\n`);
+    },
+  };
+}
+
+export interface RepoOptions {
+  repo?: string;
+  passwordFile?: string;
+}
+
+/** --password-file, then LIFEBOAT_PASSWORD, then the config's password_file; the first line of a file counts. */
+export function readPassword(ctx: Context, opts: RepoOptions): string {
+  const file = opts.passwordFile ?? (process.env.LIFEBOAT_PASSWORD === undefined ? ctx.config.repository.password_file : undefined);
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const line = text.split(/\r?\n/, 1)[0] ?? '';
+    if (line === '') throw new UsageError(`password file ${file} is empty`);
+    return line;
+  }
+  const env = process.env.LIFEBOAT_PASSWORD;
+  if (env === undefined || env === '') throw new PasswordMissingError();
+  return env;
+}
+
+export function repoPath(ctx: Context, opts: RepoOptions): string {
+  if (opts.repo) return opts.repo;
+  if (ctx.configFile) return ctx.config.repository.path;
+  throw new UsageError('no repository: pass --repo DIR or --config FILE');
+}
+
+export async function openRepo(ctx: Context, opts: RepoOptions): Promise<Repository> {
+  return Repository.open(repoPath(ctx, opts), readPassword(ctx, opts));
+}
+
+export function makePool(ctx: Context, repo: Repository): BlobPool {
+  const level = ctx.config.repository.compression === 'off' ? 0 : ctx.config.repository.compression_level;
+  return new BlobPool(repo.keys, { workers: ctx.config.backup.workers, level });
+}
+
+/** Runs fn with an open repository and a worker pool, closing both whatever happens. */
+export async function withRepo<T>(ctx: Context, opts: RepoOptions, fn: (repo: Repository, pool: () => BlobPool) => Promise<T>): Promise<T> {
+  const repo = await openRepo(ctx, opts);
+  let pool: BlobPool | undefined;
+  try {
+    return await fn(repo, () => (pool ??= makePool(ctx, repo)));
+  } finally {
+    await pool?.close();
+    repo.close();
+  }
+}

@@ -1,0 +1,36 @@
+import { Command } from 'commander';
+import { registerBackup } from './commands/backup.ts';
+import { registerConfig } from './commands/config.ts';
+import { registerForget } from './commands/forget.ts';
+import { registerInit } from './commands/init.ts';
+import { registerPrune } from './commands/prune.ts';
+import { registerRestore } from './commands/restore.ts';
+import { registerSnapshots } from './commands/snapshots.ts';
+import { registerVerify } from './commands/verify.ts';
+import pkg from '../../package.json' with { type: 'json' };
+
+export function buildProgram(): Command {
+  const program = new Command('lifeboat')
+    .description('Disaster-recovery agent for Docker hosts')
+    .version(pkg.version)
+    .option('--config <file>', 'agent configuration (TOML)')
+    .option('--json', 'print results as JSON')
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '')}`) });
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig]) {
+    register(program);
+  }
+  // Subcommands inherit exitOverride only if set before they are added; set it on each now.
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+/** Adds the options every repository command takes. */
+export function repoCommand(parent: Command, name: string, description: string): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .option('--repo <dir>', 'repository directory (default: the config\'s repository.path)')
+    .option('--password-file <file>', 'read the repository password from this file (else LIFEBOAT_PASSWORD)');
+}

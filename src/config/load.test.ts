@@ -1,0 +1,250 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import * as z from 'zod';
+import { ConfigError } from '../errors/errors.ts';
+import { KiB, MiB } from '../util/units.ts';
+import { formatKeyPath, loadConfig, parseConfig, parseTomlWith } from './load.ts';
+import { configSchema, defaultStateDir } from './schema.ts';
+
+const EXAMPLE = fileURLToPath(new URL('../../config.example.toml', import.meta.url));
+const lines = (...l: string[]) => l.join('\n');
+
+/** Runs `fn`, expects a ConfigError, returns it for exact assertions. */
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError, nothing was thrown');
+}
+
+const fail = (text: string) => configError(() => parseConfig(text, 'lifeboat.toml'));
+
+describe('parseConfig: defaults', () => {
+  it('fills every default for an empty file', () => {
+    expect(parseConfig('', 'lifeboat.toml')).toEqual({
+      agent: { host: os.hostname(), state_dir: defaultStateDir(), log_level: 'info' },
+      repository: {
+        path: path.join(defaultStateDir(), 'repository'),
+        pack_size: 16 * MiB,
+        compression: 'auto',
+        compression_level: 3,
+      },
+      backup: { block_size: 64 * KiB, chunker: 'fixed', workers: os.availableParallelism() },
+      retention: {},
+    });
+  });
+
+  it('picks the state directory by platform', () => {
+    expect(defaultStateDir('linux')).toBe('/var/lib/lifeboat');
+    expect(defaultStateDir('win32')).toBe('C:\\ProgramData\\Lifeboat');
+  });
+
+  it('derives repository.path from state_dir unless it is set', () => {
+    const derived = parseConfig('[agent]\nstate_dir = "/srv/lb"', 'f');
+    expect(derived.repository.path).toBe(path.join('/srv/lb', 'repository'));
+    const set = parseConfig('[agent]\nstate_dir = "/srv/lb"\n[repository]\npath = "/mnt/repo"', 'f');
+    expect(set.repository.path).toBe('/mnt/repo');
+  });
+
+  it('turns size strings into byte counts and keeps given values', () => {
+    const c = parseConfig(
+      lines(
+        'agent.log_level = "debug"',
+        '[repository]',
+        'pack_size = "1.5 MiB"',
+        'compression = "off"',
+        'compression_level = 19',
+        'password_file = "/etc/lifeboat/pw"',
+        '[backup]',
+        'block_size = "8MiB"',
+        'chunker = "cdc"',
+        'workers = 1',
+        '[retention]',
+        'keep_last = 0',
+        'keep_daily = 7',
+      ),
+      'f',
+    );
+    expect(c.agent.log_level).toBe('debug');
+    expect(c.repository).toMatchObject({ pack_size: 1.5 * MiB, compression: 'off', compression_level: 19 });
+    expect(c.repository.password_file).toBe('/etc/lifeboat/pw');
+    expect(c.backup).toEqual({ block_size: 8 * MiB, chunker: 'cdc', workers: 1 });
+    expect(c.retention).toEqual({ keep_last: 0, keep_daily: 7 });
+  });
+});
+
+describe('config.example.toml', () => {
+  const text = readFileSync(EXAMPLE, 'utf8');
+
+  it('loads, and its values are exactly the defaults', () => {
+    expect(loadConfig(EXAMPLE)).toEqual(parseConfig('', 'empty.toml'));
+  });
+
+  it('documents every key of the schema', () => {
+    const tables = configSchema.in.shape;
+    for (const [table, schema] of Object.entries(tables)) {
+      expect(text).toMatch(new RegExp(`^\\[${table}\\]$`, 'm'));
+      for (const key of Object.keys(schema.unwrap().shape)) {
+        expect(text, `${table}.${key}`).toMatch(new RegExp(`^(# )?${key} = `, 'm'));
+      }
+    }
+  });
+});
+
+describe('parseConfig: errors', () => {
+  it('names the line and key path of an unknown key', () => {
+    const e = fail(lines('[agent]', 'host = "a"', '', '[backup]', 'workers = 2', 'blok_size = "64KiB"'));
+    expect(e.message).toBe('lifeboat.toml:6: backup.blok_size: unknown key');
+    expect([e.file, e.line, e.keyPath]).toEqual(['lifeboat.toml', 6, 'backup.blok_size']);
+    expect(e.code).toBe('LB_ERR_CONFIG');
+    expect(e.exitCode).toBe(2);
+  });
+
+  it('reports an unknown table and an unknown top-level key', () => {
+    expect(fail('\n[bakup]\nworkers = 2').message).toBe('lifeboat.toml:2: bakup: unknown key');
+    expect(fail('agent.host = "a"\nverbose = true').message).toBe('lifeboat.toml:2: verbose: unknown key');
+  });
+
+  it('rejects a block size that is not a power of two, quoting what was written', () => {
+    const e = fail(lines('# backups', '[agent]', 'host = "h"', '', '[backup]', 'workers = 2', 'block_size = "100KiB"'));
+    expect(e.message).toBe(
+      'lifeboat.toml:7: backup.block_size: must be a power of two between 4KiB and 8MiB, got "100KiB"',
+    );
+  });
+
+  it('rejects sizes out of range or malformed', () => {
+    expect(fail('[backup]\nblock_size = "16MiB"').message).toBe(
+      'lifeboat.toml:2: backup.block_size: must be a power of two between 4KiB and 8MiB, got "16MiB"',
+    );
+    expect(fail('[repository]\npack_size = "512KiB"').message).toBe(
+      'lifeboat.toml:2: repository.pack_size: must be between 1MiB and 256MiB, got "512KiB"',
+    );
+    expect(fail('[repository]\npack_size = "lots"').message).toBe(
+      'lifeboat.toml:2: repository.pack_size: must be a size such as "16MiB", between 1MiB and 256MiB, got "lots"',
+    );
+    expect(fail('[backup]\n\nblock_size = 65536').message).toBe(
+      'lifeboat.toml:3: backup.block_size: must be a size such as "64KiB", a power of two between 4KiB and 8MiB, got 65536',
+    );
+  });
+
+  it('lists the allowed values of an enum', () => {
+    expect(fail('[agent]\nlog_level = "verbose"').message).toBe(
+      'lifeboat.toml:2: agent.log_level: must be one of "fatal", "error", "warn", "info", "debug", "trace", got "verbose"',
+    );
+    expect(fail('[backup]\nchunker = "rabin"').message).toBe(
+      'lifeboat.toml:2: backup.chunker: must be one of "fixed", "cdc", got "rabin"',
+    );
+  });
+
+  it('checks integer ranges and types', () => {
+    expect(fail('[repository]\ncompression_level = 20').message).toBe(
+      'lifeboat.toml:2: repository.compression_level: must be an integer between 1 and 19, got 20',
+    );
+    expect(fail('[repository]\ncompression_level = "3"').message).toBe(
+      'lifeboat.toml:2: repository.compression_level: must be an integer between 1 and 19, got "3"',
+    );
+    expect(fail('[backup]\nworkers = 0').message).toBe('lifeboat.toml:2: backup.workers: must be an integer >= 1, got 0');
+    expect(fail('[retention]\nkeep_daily = 1.5').message).toBe(
+      'lifeboat.toml:2: retention.keep_daily: must be an integer >= 0, got 1.5',
+    );
+    expect(fail('[agent]\nhost = ""').message).toBe('lifeboat.toml:2: agent.host: must not be empty, got ""');
+  });
+
+  it('says a table must be a table', () => {
+    expect(fail('x = 1\nbackup = 5').message).toBe('lifeboat.toml:1: x: unknown key');
+    expect(fail('\nbackup = 5').message).toBe('lifeboat.toml:2: backup: must be a table, got 5');
+    expect(fail('agent = [1]').message).toBe('lifeboat.toml:1: agent: must be a table, got an array');
+  });
+
+  it('reports the problem that comes first in the file', () => {
+    const e = fail(lines('[backup]', 'workers = 0', '[agent]', 'log_level = "loud"', 'extra = 1'));
+    expect([e.line, e.keyPath]).toEqual([2, 'backup.workers']);
+  });
+
+  it('reports a TOML syntax error with its line and no key path, on one line', () => {
+    const e = fail(lines('[agent]', 'host = "a"', '', 'log_level = info', '[backup]'));
+    expect([e.line, e.keyPath]).toEqual([4, '']);
+    expect(e.message).toMatch(/^lifeboat\.toml:4: invalid TOML: .+ \(column \d+\)$/);
+    expect(e.message).not.toContain('\n');
+  });
+
+  it('reports a duplicate key as a syntax error on its line', () => {
+    const e = fail('[backup]\nworkers = 1\nworkers = 2');
+    expect(e.line).toBe(3);
+  });
+});
+
+describe('parseTomlWith: arrays of tables', () => {
+  const schema = z.strictObject({
+    peer: z.array(z.strictObject({ address: z.string({ error: 'must be a string' }), name: z.string().optional() })),
+  });
+  const text = lines(
+    '[[peer]]', //              1
+    'address = "a:1"', //       2
+    '', //                      3
+    '[[peer]]', //              4
+    'name = "b"', //            5
+    '', //                      6
+    '[[peer]]', //              7
+    'address = "c:1"', //       8
+    'adress = "c:2"', //        9
+  );
+
+  it('puts the element index in the path of a missing key and points at its header', () => {
+    const e = configError(() => parseTomlWith(schema, text, 'peers.toml'));
+    expect(e.message).toBe('peers.toml:4: peer[1].address: is required');
+  });
+
+  it('points at an unknown key inside the right element', () => {
+    const fixed = text.replace('name = "b"', 'address = "b:1"');
+    const e = configError(() => parseTomlWith(schema, fixed, 'peers.toml'));
+    expect(e.message).toBe('peers.toml:9: peer[2].adress: unknown key');
+  });
+
+  it('returns the typed result when valid', () => {
+    const ok = parseTomlWith(schema, '[[peer]]\naddress = "a"\n[[peer]]\naddress = "b"', 'p');
+    expect(ok.peer.map((p) => p.address)).toEqual(['a', 'b']);
+  });
+});
+
+describe('formatKeyPath', () => {
+  it('writes indexes in brackets and quotes keys that are not bare', () => {
+    expect(formatKeyPath(['peer', 1, 'address'])).toBe('peer[1].address');
+    expect(formatKeyPath(['a', 'b.c', 'd e'])).toBe('a."b.c"."d e"');
+    expect(formatKeyPath([])).toBe('');
+  });
+});
+
+describe('loadConfig', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'lifeboat-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a file and reports errors under its path', () => {
+    const file = path.join(dir, 'lifeboat.toml');
+    writeFileSync(file, '[backup]\nworkers = 3\n');
+    expect(loadConfig(file).backup.workers).toBe(3);
+    writeFileSync(file, '[backup]\nworkers = -1\n');
+    expect(configError(() => loadConfig(file)).message).toBe(
+      `${file}:2: backup.workers: must be an integer >= 1, got -1`,
+    );
+  });
+
+  it('reports a missing file with line 0 and the reason', () => {
+    const file = path.join(dir, 'absent.toml');
+    const e = configError(() => loadConfig(file));
+    expect(e.message).toBe(`${file}: cannot read: no such file or directory (ENOENT)`);
+    expect([e.line, e.keyPath, e.exitCode]).toEqual([0, '', 2]);
+  });
+
+  it('reports a directory given as the file', () => {
+    expect(configError(() => loadConfig(dir)).message).toBe(
+      `${dir}: cannot read: illegal operation on a directory (EISDIR)`,
+    );
+  });
+});

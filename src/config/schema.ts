@@ -1,0 +1,90 @@
+/**
+ * The agent's one TOML file. Keys stay snake_case in the typed result so that
+ * error messages and code name them exactly as the operator wrote them.
+ * Every leaf carries its own message: zod's defaults ("Invalid input: expected
+ * int") are not something an operator should have to decode.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import * as z from 'zod';
+import { type Bytes, KiB, MiB, parseSize } from '../util/units.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+export function defaultStateDir(platform: NodeJS.Platform = process.platform): string {
+  return platform === 'win32' ? 'C:\\ProgramData\\Lifeboat' : '/var/lib/lifeboat';
+}
+
+const text = () => z.string({ error: 'must be a string' }).min(1, { error: 'must not be empty' });
+
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}` });
+
+function int(min: number, max?: number) {
+  const error = max === undefined ? `must be an integer >= ${min}` : `must be an integer between ${min} and ${max}`;
+  const s = z.int({ error }).min(min, { error });
+  return max === undefined ? s : s.max(max, { error });
+}
+
+/** A size string such as "64KiB", checked and turned into Bytes inside the schema. */
+function size(o: { min: number; max: number; powerOfTwo?: boolean; example: string }) {
+  const range = `${o.powerOfTwo ? 'a power of two ' : ''}between ${human(o.min)} and ${human(o.max)}`;
+  const malformed = `must be a size such as "${o.example}", ${range}`;
+  return z.string({ error: malformed }).transform((s, ctx): Bytes => {
+    const n = parseSize(s);
+    if (n === undefined) {
+      ctx.issues.push({ code: 'custom', message: malformed, input: s });
+    } else if (n < o.min || n > o.max || (o.powerOfTwo && (n & (n - 1)) !== 0)) {
+      ctx.issues.push({ code: 'custom', message: `must be ${range}`, input: s });
+    } else {
+      return n;
+    }
+    return z.NEVER;
+  });
+}
+
+const human = (n: number) => (n % MiB === 0 ? `${n / MiB}MiB` : `${n / KiB}KiB`);
+
+const agent = z.strictObject({
+  host: text().default(() => os.hostname()),
+  state_dir: text().default(() => defaultStateDir()),
+  log_level: oneOf(LOG_LEVELS).default('info'),
+});
+
+const repository = z.strictObject({
+  /** Defaults to `<state_dir>/repository`, filled in after the whole file is parsed. */
+  path: text().optional(),
+  password_file: text().optional(),
+  pack_size: size({ min: 1 * MiB, max: 256 * MiB, example: '16MiB' }).prefault('16MiB'),
+  compression: oneOf(['auto', 'off']).default('auto'),
+  compression_level: int(1, 19).default(3),
+});
+
+const backup = z.strictObject({
+  block_size: size({ min: 4 * KiB, max: 8 * MiB, powerOfTwo: true, example: '64KiB' }).prefault('64KiB'),
+  chunker: oneOf(['fixed', 'cdc']).default('fixed'),
+  workers: int(1).default(() => os.availableParallelism()),
+});
+
+const retention = z.strictObject({
+  keep_last: int(0).optional(),
+  keep_hourly: int(0).optional(),
+  keep_daily: int(0).optional(),
+  keep_weekly: int(0).optional(),
+  keep_monthly: int(0).optional(),
+});
+
+// prefault (not default) so an absent table is parsed as {} and its own defaults fill in.
+export const configSchema = z
+  .strictObject({
+    agent: agent.prefault({}),
+    repository: repository.prefault({}),
+    backup: backup.prefault({}),
+    retention: retention.prefault({}),
+  })
+  .transform((c) => ({
+    ...c,
+    repository: { ...c.repository, path: c.repository.path ?? path.join(c.agent.state_dir, 'repository') },
+  }));
+
+export type Config = z.output<typeof configSchema>;

@@ -1,0 +1,124 @@
+/**
+ * Every failure a user can see is one of these classes, with a stable `code`
+ * (as undici and fastify do) so scripts and tests match on codes, not prose.
+ * `exitCode` follows the CLI contract: 2 for bad usage or config, 1 otherwise.
+ */
+export abstract class LifeboatError extends Error {
+  abstract readonly code: string;
+  readonly exitCode: 1 | 2 = 1;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+export class UsageError extends LifeboatError {
+  readonly code = 'LB_ERR_USAGE';
+  override readonly exitCode = 2;
+}
+
+export class ConfigError extends LifeboatError {
+  readonly code = 'LB_ERR_CONFIG';
+  override readonly exitCode = 2;
+  /** Where the problem is: file, 1-based line (0 when unknown), dotted key path. */
+  readonly file: string;
+  readonly line: number;
+  readonly keyPath: string;
+
+  constructor(file: string, line: number, keyPath: string, detail: string) {
+    super(`${file}${line > 0 ? `:${line}` : ''}${keyPath ? `: ${keyPath}` : ''}: ${detail}`);
+    this.file = file;
+    this.line = line;
+    this.keyPath = keyPath;
+  }
+}
+
+export class PasswordMissingError extends LifeboatError {
+  readonly code = 'LB_ERR_PASSWORD_MISSING';
+  override readonly exitCode = 2;
+  constructor() {
+    super('no repository password: set LIFEBOAT_PASSWORD or pass --password-file');
+  }
+}
+
+export class WrongPasswordError extends LifeboatError {
+  readonly code = 'LB_ERR_WRONG_PASSWORD';
+  constructor(repo: string) {
+    super(`wrong password for repository ${repo}`);
+  }
+}
+
+export class NotARepositoryError extends LifeboatError {
+  readonly code = 'LB_ERR_NOT_A_REPOSITORY';
+  constructor(path: string, why: string) {
+    super(`${path} is not a Lifeboat repository: ${why}`);
+  }
+}
+
+export class RepositoryExistsError extends LifeboatError {
+  readonly code = 'LB_ERR_REPOSITORY_EXISTS';
+  constructor(path: string) {
+    super(`${path} already holds a repository or other files; refusing to initialise it`);
+  }
+}
+
+export class RepositoryLockedError extends LifeboatError {
+  readonly code = 'LB_ERR_REPOSITORY_LOCKED';
+  constructor(repo: string, holder: string) {
+    super(`repository ${repo} is locked by ${holder}`);
+  }
+}
+
+/** Stored data failed authentication or does not hash to its id. */
+export class CorruptDataError extends LifeboatError {
+  readonly code = 'LB_ERR_CORRUPT_DATA';
+}
+
+/** The index or a pack's structure is damaged (as opposed to one blob's bytes). */
+export class CorruptIndexError extends LifeboatError {
+  readonly code = 'LB_ERR_CORRUPT_INDEX';
+}
+
+export class SnapshotNotFoundError extends LifeboatError {
+  readonly code = 'LB_ERR_SNAPSHOT_NOT_FOUND';
+  constructor(ref: string) {
+    super(`no snapshot matches ${JSON.stringify(ref)}`);
+  }
+}
+
+export class AmbiguousSnapshotError extends LifeboatError {
+  readonly code = 'LB_ERR_SNAPSHOT_AMBIGUOUS';
+  constructor(ref: string, count: number) {
+    super(`snapshot prefix ${JSON.stringify(ref)} matches ${count} snapshots; give more characters`);
+  }
+}
+
+export class TargetNotEmptyError extends LifeboatError {
+  readonly code = 'LB_ERR_TARGET_NOT_EMPTY';
+  constructor(target: string) {
+    super(`restore target ${target} is not empty; choose an empty or new directory`);
+  }
+}
+
+/** A tree entry name that would leave the restore target (.., /, NUL, empty). */
+export class UnsafePathError extends LifeboatError {
+  readonly code = 'LB_ERR_UNSAFE_PATH';
+  constructor(name: string, where: string) {
+    super(`refusing tree entry ${JSON.stringify(name)} in ${where}: the name would escape the restore target`);
+  }
+}
+
+export class SourceError extends LifeboatError {
+  readonly code = 'LB_ERR_SOURCE';
+}
+
+/** Turns anything thrown into a one-line message and an exit code for the CLI. */
+export function describeFailure(err: unknown): { message: string; code: string; exitCode: 1 | 2 } {
+  if (err instanceof LifeboatError) return { message: err.message, code: err.code, exitCode: err.exitCode };
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e === 'object' && typeof e.code === 'string' && typeof e.message === 'string') {
+    return { message: e.message, code: `LB_ERR_SYSTEM_${e.code}`, exitCode: 1 };
+  }
+  return { message: String(err instanceof Error ? err.message : err), code: 'LB_ERR_INTERNAL', exitCode: 1 };
+}

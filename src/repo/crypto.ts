@@ -1,0 +1,116 @@
+import crypto from 'node:crypto';
+import zlib from 'node:zlib';
+import { CorruptDataError } from '../errors/errors.ts';
+import { type BlobId, type BlobType, BLOB_ID_BYTES } from './ids.ts';
+
+/** The repository's secrets: `enc` seals blobs, `mac` derives blob ids. Never logged. */
+export interface MasterKeys {
+  readonly enc: Buffer;
+  readonly mac: Buffer;
+}
+
+export const NONCE_BYTES = 12;
+export const TAG_BYTES = 16;
+/** What sealing adds to a payload: nonce, codec byte, tag. */
+export const SEAL_OVERHEAD = NONCE_BYTES + 1 + TAG_BYTES;
+
+/** Codec ids, the first plaintext byte of every sealed blob. */
+export const Codec = { raw: 0, zstd: 1 } as const;
+
+export interface SealOptions {
+  /** zstd level; 0 stores everything raw. */
+  readonly level: number;
+}
+
+export function blobId(keys: MasterKeys, plaintext: Uint8Array): BlobId {
+  return crypto.createHmac('sha256', keys.mac).update(plaintext).digest() as BlobId;
+}
+
+/** Binds a ciphertext to its id and type, so a blob cannot be swapped for another. */
+function aad(id: BlobId, type: BlobType): Buffer {
+  const a = Buffer.allocUnsafe(1 + BLOB_ID_BYTES);
+  a[0] = type;
+  a.set(id, 1);
+  return a;
+}
+
+/**
+ * Stored form: nonce | AES-256-GCM(codec byte | payload) | tag, with the id and
+ * type as associated data. zstd is kept only when it saves at least 1/32 of the
+ * block, so incompressible data costs one failed attempt, never a bigger blob.
+ */
+export function seal(keys: MasterKeys, id: BlobId, type: BlobType, plaintext: Uint8Array, opts: SealOptions): Buffer {
+  let codec: number = Codec.raw;
+  let payload: Uint8Array = plaintext;
+  if (opts.level > 0 && plaintext.byteLength >= 64) {
+    const packed = zlib.zstdCompressSync(plaintext, {
+      params: { [zlib.constants.ZSTD_c_compressionLevel]: opts.level },
+    });
+    if (packed.byteLength < plaintext.byteLength - (plaintext.byteLength >>> 5)) {
+      codec = Codec.zstd;
+      payload = packed;
+    }
+  }
+  const nonce = crypto.randomBytes(NONCE_BYTES);
+  const cipher = crypto.createCipheriv('aes-256-gcm', keys.enc, nonce);
+  cipher.setAAD(aad(id, type));
+  const out = Buffer.allocUnsafe(SEAL_OVERHEAD + payload.byteLength);
+  nonce.copy(out, 0);
+  let o = NONCE_BYTES;
+  o += cipher.update(Uint8Array.of(codec)).copy(out, o);
+  o += cipher.update(payload).copy(out, o);
+  o += cipher.final().copy(out, o);
+  cipher.getAuthTag().copy(out, o);
+  return out;
+}
+
+/**
+ * Authenticates and decodes a stored blob. With `checkId` the plaintext is also
+ * re-hashed against its id (verify --read-data); AEAD alone already proves a key
+ * holder sealed these bytes under this id.
+ */
+export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uint8Array, checkId = false): Buffer {
+  if (stored.byteLength < SEAL_OVERHEAD) throw new CorruptDataError(`blob ${hex(id)} is truncated`);
+  const buf = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
+  const decipher = crypto.createDecipheriv('aes-256-gcm', keys.enc, buf.subarray(0, NONCE_BYTES));
+  decipher.setAAD(aad(id, type));
+  decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
+  let plain: Buffer;
+  try {
+    plain = Buffer.concat([decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES)), decipher.final()]);
+  } catch {
+    throw new CorruptDataError(`blob ${hex(id)} failed authentication: its stored bytes were altered`);
+  }
+  let out: Buffer;
+  if (plain[0] === Codec.raw) out = plain.subarray(1);
+  else if (plain[0] === Codec.zstd) out = zlib.zstdDecompressSync(plain.subarray(1));
+  else throw new CorruptDataError(`blob ${hex(id)} has unknown codec ${plain[0]}`);
+  if (checkId && !blobId(keys, out).equals(id)) {
+    throw new CorruptDataError(`blob ${hex(id)} does not hash to its id`);
+  }
+  return out;
+}
+
+/** Small secrets (the key file's payload) sealed under a key with no id binding. */
+export function sealSecret(key: Buffer, plaintext: Buffer): Buffer {
+  const nonce = crypto.randomBytes(NONCE_BYTES);
+  const cipher = crypto.createCipheriv('aes-256-gcm', key, nonce);
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+}
+
+/** Returns undefined when the key is wrong or the bytes were altered: callers know which it means. */
+export function unsealSecret(key: Buffer, sealed: Buffer): Buffer | undefined {
+  if (sealed.length < NONCE_BYTES + TAG_BYTES) return undefined;
+  const decipher = crypto.createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE_BYTES));
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+  try {
+    return Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)), decipher.final()]);
+  } catch {
+    return undefined;
+  }
+}
+
+function hex(id: Uint8Array): string {
+  return Buffer.from(id).toString('hex').slice(0, 16);
+}

@@ -1,0 +1,49 @@
+import type { Migration } from '../catalog/database.ts';
+
+/**
+ * The repository's own SQLite index (index.db inside the repository), so a
+ * repository directory, or a peer's replica of one, is complete by itself.
+ * Snapshot rows keep host, path and stats in clear, so a peer can list and
+ * prune a replica without the password; file names and contents stay sealed.
+ */
+export const repositoryMigrations: readonly Migration[] = [
+  (db) =>
+    db.exec(`
+      CREATE TABLE packs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        size INTEGER NOT NULL,
+        created TEXT NOT NULL
+      );
+      CREATE TABLE blobs (
+        id BLOB PRIMARY KEY,
+        type INTEGER NOT NULL,
+        pack INTEGER NOT NULL REFERENCES packs(id),
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        raw_length INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX blobs_by_pack ON blobs(pack);
+      CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        time TEXT NOT NULL,
+        host TEXT NOT NULL,
+        source TEXT NOT NULL,
+        volume TEXT,
+        parent TEXT,
+        tree BLOB NOT NULL,
+        tags TEXT NOT NULL,
+        splitter TEXT NOT NULL,
+        stats TEXT NOT NULL
+      );
+      CREATE INDEX snapshots_by_time ON snapshots(time);
+      CREATE TABLE locks (
+        id TEXT PRIMARY KEY,
+        exclusive INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        created TEXT NOT NULL,
+        refreshed INTEGER NOT NULL
+      );
+    `),
+];

@@ -1,0 +1,208 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { LifeboatError } from '../errors/errors.ts';
+import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from './ids.ts';
+import { type PackEntry, packPath, readPackTrailer } from './pack.ts';
+import type { Repository } from './repository.ts';
+import { shortId } from './snapshot.ts';
+import { listSnapshots } from './snapshots.ts';
+import { walkSnapshot } from './walk.ts';
+import type { BlobPool } from './workers/pool.ts';
+
+export interface Problem {
+  readonly kind: 'missing-pack' | 'damaged-pack' | 'index-mismatch' | 'missing-blob' | 'damaged-tree' | 'damaged-blob';
+  readonly message: string;
+  /** Where the damage shows: the snapshots and file paths that need the blob. */
+  readonly affects?: readonly { snapshot: string; path: string }[];
+}
+
+export interface VerifyReport {
+  readonly snapshots: number;
+  readonly packs: number;
+  readonly blobs: number;
+  readonly trees: number;
+  readonly blobs_read: number;
+  /** Pack files no index row names: leftovers of an interrupted write, removed by prune. */
+  readonly unreferenced_packs: number;
+  readonly problems: readonly Problem[];
+}
+
+interface PackRow {
+  id: number;
+  name: string;
+  size: number;
+}
+
+/**
+ * Structure: every indexed pack exists with the trailer the index expects,
+ * every snapshot's trees load and authenticate, every block they name is
+ * indexed. With readData, every blob of every pack is decrypted and
+ * re-hashed against its id, and damage is traced to snapshot and file.
+ */
+export async function verify(repo: Repository, pool: BlobPool, opts: { readData: boolean }): Promise<VerifyReport> {
+  const lock = repo.lock('shared');
+  try {
+    const problems: Problem[] = [];
+    const packs = repo.db.prepare('SELECT id, name, size FROM packs ORDER BY id').all() as PackRow[];
+    const entriesOf = repo.db.prepare('SELECT id, type, offset, length, raw_length AS rawLength FROM blobs WHERE pack = ? ORDER BY offset');
+    const unreferenced = await countUnreferencedPacks(repo, new Set(packs.map((p) => p.name)));
+    const damagedBlobs = new Set<string>();
+    let blobsRead = 0;
+    for (const pack of packs) {
+      const file = packPath(repo.dir, pack.name);
+      const size = await fsp.stat(file).then((s) => s.size, () => -1);
+      if (size < 0) {
+        problems.push({ kind: 'missing-pack', message: `pack ${pack.name} is missing` });
+        continue;
+      }
+      if (size !== pack.size) {
+        problems.push({ kind: 'damaged-pack', message: `pack ${pack.name} is ${size} bytes, the index says ${pack.size}` });
+        continue;
+      }
+      let trailer: PackEntry[];
+      try {
+        trailer = readPackTrailer(file, pack.name);
+      } catch (err) {
+        if (!(err instanceof LifeboatError)) throw err;
+        problems.push({ kind: 'damaged-pack', message: err.message });
+        continue;
+      }
+      const byId = new Map(trailer.map((e) => [e.id.toString('latin1'), e]));
+      const indexed = entriesOf.all(pack.id) as { id: Buffer; type: number; offset: number; length: number; rawLength: number }[];
+      for (const row of indexed) {
+        const t = byId.get(row.id.toString('latin1'));
+        if (!t || t.offset !== row.offset || t.length !== row.length || t.type !== row.type) {
+          problems.push({ kind: 'index-mismatch', message: `blob ${toHex(row.id).slice(0, 16)}: index and pack ${pack.name} disagree` });
+        }
+      }
+      if (opts.readData) {
+        blobsRead += trailer.length;
+        for (const bad of await readPack(repo, pool, pack.name, trailer)) damagedBlobs.add(bad);
+      }
+    }
+
+    const snapshots = listSnapshots(repo);
+    const seenTrees = new Set<string>();
+    const missing = new Set<string>();
+    let blobs = 0;
+    for (const s of snapshots) {
+      try {
+        await walkSnapshot(repo, s, {
+          enterTree: (id) => {
+            const key = id.toString('latin1');
+            if (seenTrees.has(key)) return false;
+            seenTrees.add(key);
+            return true;
+          },
+          node: (node) => {
+            for (const hex of node.blocks ?? []) {
+              blobs++;
+              if (!repo.hasBlob(Buffer.from(hex, 'hex') as BlobId)) missing.add(hex);
+            }
+          },
+        });
+      } catch (err) {
+        if (!(err instanceof LifeboatError)) throw err;
+        problems.push({ kind: 'damaged-tree', message: `snapshot ${shortId(s.id)}: ${err.message}` });
+      }
+    }
+
+    if (missing.size > 0 || damagedBlobs.size > 0) {
+      const where = await traceBlobs(repo, new Set([...missing, ...[...damagedBlobs].map((b) => toHex(Buffer.from(b, 'latin1')))]));
+      for (const hex of missing) problems.push({ kind: 'missing-blob', message: `block ${hex.slice(0, 16)} is not in the repository`, affects: where.get(hex) ?? [] });
+      for (const b of damagedBlobs) {
+        const hex = toHex(Buffer.from(b, 'latin1'));
+        problems.push({ kind: 'damaged-blob', message: `blob ${hex.slice(0, 16)} is damaged`, affects: where.get(hex) ?? [] });
+      }
+    }
+    return {
+      snapshots: snapshots.length,
+      packs: packs.length,
+      blobs,
+      trees: seenTrees.size,
+      blobs_read: blobsRead,
+      unreferenced_packs: unreferenced,
+      problems,
+    };
+  } finally {
+    lock.release();
+  }
+}
+
+/** Authenticates every blob of a pack on the workers; returns the ids (latin1) that fail. */
+async function readPack(repo: Repository, pool: BlobPool, name: string, entries: PackEntry[]): Promise<string[]> {
+  const bad: string[] = [];
+  for (const type of [BlobType.data, BlobType.tree]) {
+    const group = entries.filter((e) => e.type === type);
+    // One job per 4 MiB keeps both workers busy; a failing job is retried blob by blob to name the culprits.
+    for (const batch of batches(group, 4 << 20)) {
+      const check = async (list: PackEntry[]) => {
+        const ids = new ArrayBuffer(list.length * BLOB_ID_BYTES);
+        list.forEach((e, i) => new Uint8Array(ids).set(e.id, i * BLOB_ID_BYTES));
+        const buf = new ArrayBuffer(list.reduce((n, e) => n + e.length, 0));
+        let o = 0;
+        for (const e of list) {
+          new Uint8Array(buf).set(await repo.readStored({ pack: name, offset: e.offset, length: e.length }), o);
+          o += e.length;
+        }
+        await pool.unseal({ buf, lengths: list.map((e) => e.length), ids, type, checkId: true });
+      };
+      try {
+        await check(batch);
+      } catch {
+        for (const e of batch) await check([e]).catch(() => bad.push(e.id.toString('latin1')));
+      }
+    }
+  }
+  return bad;
+}
+
+function* batches(entries: PackEntry[], maxBytes: number): Generator<PackEntry[]> {
+  let batch: PackEntry[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    batch.push(e);
+    bytes += e.length;
+    if (bytes >= maxBytes) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** Walks every snapshot (no tree dedup: each path counts) to say where the given blobs are used. */
+async function traceBlobs(repo: Repository, hexIds: Set<string>): Promise<Map<string, { snapshot: string; path: string }[]>> {
+  const where = new Map<string, { snapshot: string; path: string }[]>();
+  const note = (hex: string, snapshot: string, p: string) => where.set(hex, [...(where.get(hex) ?? []), { snapshot, path: p }]);
+  for (const s of listSnapshots(repo)) {
+    await walkSnapshot(repo, s, {
+      enterTree: (id, p) => {
+        const hex = toHex(id);
+        if (hexIds.has(hex)) note(hex, shortId(s.id), p || '/');
+        return true;
+      },
+      node: (node, p) => {
+        for (const hex of node.blocks ?? []) if (hexIds.has(hex)) note(hex, shortId(s.id), p);
+      },
+    }).catch(() => {});
+  }
+  return where;
+}
+
+async function countUnreferencedPacks(repo: Repository, indexed: Set<string>): Promise<number> {
+  let n = 0;
+  for (const name of await listPackFiles(repo.dir)) if (!indexed.has(name)) n++;
+  return n;
+}
+
+/** Names of pack files on disk (temporary files included, with their suffix). */
+export async function listPackFiles(dir: string): Promise<string[]> {
+  const root = path.join(dir, 'packs');
+  const out: string[] = [];
+  for (const sub of await fsp.readdir(root).catch(() => [])) {
+    for (const name of await fsp.readdir(path.join(root, sub)).catch(() => [])) out.push(name);
+  }
+  return out;
+}

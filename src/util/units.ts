@@ -1,0 +1,48 @@
+/**
+ * Branded primitives: a number that is a byte count or a duration cannot be
+ * passed where the other is expected, and parsing happens once, at the edge.
+ */
+export type Bytes = number & { readonly __unit: 'bytes' };
+export type Millis = number & { readonly __unit: 'ms' };
+
+export const bytes = (n: number): Bytes => n as Bytes;
+export const millis = (n: number): Millis => n as Millis;
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
+const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T|KB|MB|GB|TB)?$/i;
+const SIZE_UNITS: Record<string, number> = {
+  b: 1, k: KiB, kib: KiB, kb: KiB, m: MiB, mib: MiB, mb: MiB, g: GiB, gib: GiB, gb: GiB,
+  t: 1024 * GiB, tib: 1024 * GiB, tb: 1024 * GiB,
+};
+
+/** Parses "64KiB", "16 MiB", "4096"; binary units throughout. Returns undefined when malformed. */
+export function parseSize(text: string): Bytes | undefined {
+  const m = SIZE_RE.exec(text.trim());
+  if (!m) return undefined;
+  const value = Number(m[1]) * (SIZE_UNITS[(m[2] ?? 'b').toLowerCase()] ?? NaN);
+  return Number.isSafeInteger(value) ? bytes(value) : undefined;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "500ms", "5s", "10m", "2h", "7d". Returns undefined when malformed. */
+export function parseDuration(text: string): Millis | undefined {
+  const m = DURATION_RE.exec(text.trim());
+  if (!m) return undefined;
+  return millis(Number(m[1]) * (DURATION_UNITS[m[2]!] ?? NaN));
+}
