@@ -147,8 +147,7 @@ function main(): void {
     if (v === undefined) {
       missing.push(t.name);
       log(`${t.name}: not available, skipped`);
-    }
-    else {
+    } else {
       versions[t.name] = v;
       tools.push(t);
       log(`${t.name}: ${v}`);
@@ -196,7 +195,10 @@ function main(): void {
     }
   });
   const snapshotList = listSnapshots(active);
-  for (const [t, error] of initFailed) for (const s of STEPS) steps[s][t] = { ok: false, error: `init failed: ${error}`, wallS: NaN, maxRssKiB: NaN, userS: NaN, sysS: NaN };
+  for (const [t, error] of initFailed) {
+    const failed: StepRecord = { ok: false, error: `init failed: ${error}`, wallS: NaN, maxRssKiB: NaN, userS: NaN, sysS: NaN };
+    for (const s of STEPS) steps[s][t] = failed;
+  }
 
   const changedBytes = mutation?.changedBytes ?? NaN;
   const targets = evaluateTargets(steps, changedBytes);

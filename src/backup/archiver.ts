@@ -1,19 +1,23 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { SourceError } from '../errors/errors.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
+import { entriesFromTrailer } from '../repo/pack.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot, SnapshotStats } from '../repo/snapshot.ts';
 import { latestSnapshotOf, saveSnapshot } from '../repo/snapshots.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
-import { makeSplitter, type Splitter } from '../repo/splitter.ts';
-import { byName, decodeTree, encodeTree, type TreeNode } from '../repo/tree.ts';
-import type { BlobPool } from '../repo/workers/pool.ts';
+import { byName, decodeTree, encodeTree, type Tree, type TreeNode } from '../repo/tree.ts';
 import { BlobWriter } from '../repo/writer.ts';
-import { MiB } from '../util/units.ts';
+import { faultPoint } from '../util/fault.ts';
+import type { Later } from '../util/later.ts';
 import { Semaphore } from '../util/semaphore.ts';
+import { MiB } from '../util/units.ts';
+import type { RepoWorkers } from '../workers/pool.ts';
+import type { PackReport, StoreItem, StoreResult } from '../workers/protocol.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
 
 export interface BackupOptions {
@@ -24,7 +28,7 @@ export interface BackupOptions {
   readonly splitter: SplitterSpec;
   readonly packSize: number;
   readonly compressionLevel: number;
-  readonly pool: BlobPool;
+  readonly pool: RepoWorkers;
   /** Told about every entry that could not be read; the backup goes on without it. */
   readonly onWarning?: (path: string, err: Error) => void;
   readonly onProgress?: (p: Progress) => void;
@@ -36,18 +40,19 @@ export interface Progress {
   readonly bytesNew: number;
 }
 
-/** Read size: large enough to amortise a worker round trip over 64 blocks. */
-const SEGMENT = 4 * MiB;
-/** Bytes read but not yet stored, across all files: the archiver's memory bound. */
-const IN_FLIGHT = 64 * MiB;
-const FILES_IN_FLIGHT = 16;
+/** Files up to this size travel to the workers in batches; larger ones alone or in ranges. */
+const SMALL = 1 * MiB;
+const BATCH_FILES = 64;
+const BATCH_BYTES = 4 * MiB;
+/** A large file is cut into ranges of this size (fixed blocks only) so every worker reads a part. */
+const RANGE = 8 * MiB;
 
 /**
  * Walks a directory into a snapshot. Files whose size, mtime, ctime and inode
- * match the parent snapshot keep their block list unread; others are read in
- * segments, cut into blocks, hashed on the workers, and only blocks the
- * repository lacks are sealed and written. Directories are walked one at a
- * time, depth first; files of any directory overlap up to FILES_IN_FLIGHT.
+ * match the parent snapshot keep their block list unread; the others go to
+ * the workers, which read, hash, and seal and pack the blocks the repository
+ * lacks. The main thread walks, builds trees and commits what the workers
+ * packed; the walk runs ahead of the workers by at most a few jobs.
  */
 export async function backup(repo: Repository, opts: BackupOptions): Promise<Snapshot> {
   const started = performance.now();
@@ -63,9 +68,11 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     const parent = latestSnapshotOf(repo, opts.host, source);
     const archiver = new Archiver(repo, writer, opts);
     const parentRoot = parent ? (await archiver.loadTree(parent.tree, 'parent root')).nodes[0] : undefined;
-    const rootNode = await archiver.saveDir(source, rootNameOf(source), rootStat, parentRoot);
-    const tree = await archiver.saveTree([rootNode]);
-    await writer.flush();
+    const rootNode = await (await archiver.walkDir(source, path.basename(source) || 'root', rootStat, parentRoot)).done;
+    const tree = archiver.saveTree({ nodes: [rootNode] });
+    for (const pack of await opts.pool.flush()) archiver.commit(pack);
+    writer.flush();
+    faultPoint('index-committed');
     const stats: SnapshotStats = {
       ...archiver.counts,
       bytes_new: writer.stats.bytesNew,
@@ -88,19 +95,21 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     saveSnapshot(repo, snapshot);
     return snapshot;
   } catch (err) {
-    await writer.abort();
+    writer.abort();
     throw err;
   } finally {
     lock.release();
   }
 }
 
-/** The single top-level node's name; restore applies its metadata to the target itself. */
-function rootNameOf(source: string): string {
-  return path.basename(source) || 'root';
-}
-
 type Counts = Omit<SnapshotStats, 'bytes_new' | 'bytes_stored' | 'blobs_new' | 'duration_ms'>;
+
+/** Small files gathered for one worker job; each caller gets its own item's result. */
+interface Batch {
+  items: StoreItem[];
+  bytes: number;
+  waiters: PromiseWithResolvers<StoreResult>[];
+}
 
 class Archiver {
   readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = {
@@ -116,41 +125,51 @@ class Archiver {
   readonly #repo: Repository;
   readonly #writer: BlobWriter;
   readonly #opts: BackupOptions;
-  readonly #splitter: Splitter;
-  readonly #files = new Semaphore(FILES_IN_FLIGHT);
-  readonly #bytes = new Semaphore(IN_FLIGHT);
+  readonly #jobs: Semaphore;
+  #batch: Batch = { items: [], bytes: 0, waiters: [] };
+  #failure: unknown;
   #lastProgress = 0;
 
   constructor(repo: Repository, writer: BlobWriter, opts: BackupOptions) {
     this.#repo = repo;
     this.#writer = writer;
     this.#opts = opts;
-    const seed = crypto.createHmac('sha256', repo.keys.mac).update('lifeboat cdc seed').digest();
-    this.#splitter = makeSplitter(opts.splitter.kind, opts.splitter.size, seed);
+    this.#jobs = new Semaphore(opts.pool.depth);
   }
 
-  async loadTree(id: BlobId, where: string) {
+  async loadTree(id: BlobId, where: string): Promise<Tree> {
     return decodeTree(await this.#repo.loadBlob(id, BlobType.tree), where);
   }
 
-  async saveTree(nodes: TreeNode[]): Promise<BlobId> {
-    const plain = encodeTree({ nodes });
+  saveTree(tree: Tree): BlobId {
+    const plain = encodeTree(tree);
     const id = blobId(this.#repo.keys, plain);
     if (!this.#writer.has(id)) {
-      await this.#writer.add(id, BlobType.tree, seal(this.#repo.keys, id, BlobType.tree, plain, { level: this.#opts.compressionLevel }), plain.length);
+      this.#writer.add(id, BlobType.tree, seal(this.#repo.keys, id, BlobType.tree, plain, { level: this.#opts.compressionLevel }), plain.length);
     }
     return id;
   }
 
-  async saveDir(dir: string, name: string, stat: FileStat, previous: TreeNode | undefined): Promise<TreeNode> {
+  commit(pack: PackReport): void {
+    this.#writer.commit({ name: pack.name, size: pack.size, entries: entriesFromTrailer(pack.name, pack.size, pack.trailer) });
+  }
+
+  /**
+   * Reads a directory and hands its files to the workers. Resolves once the
+   * walk below it is dispatched, with a promise of its finished node, so
+   * siblings are walked while earlier files are still being stored.
+   */
+  async walkDir(dir: string, name: string, stat: FileStat, previous: TreeNode | undefined): Promise<Later<TreeNode>> {
     this.counts.dirs++;
-    const parentNodes = new Map<string, TreeNode>();
+    const before = new Map<string, TreeNode>();
     if (previous?.type === 'dir' && previous.subtree) {
-      for (const n of (await this.loadTree(Buffer.from(previous.subtree, 'hex') as BlobId, dir)).nodes) parentNodes.set(n.name, n);
+      for (const n of (await this.loadTree(Buffer.from(previous.subtree, 'hex') as BlobId, dir)).nodes) before.set(n.name, n);
     }
+    // Metadata calls are synchronous: from the dentry cache they cost microseconds,
+    // a tenth of a promise round trip, and the walk of a million files is made of them.
     let names: string[];
     try {
-      names = (await fsp.readdir(dir)).sort();
+      names = fs.readdirSync(dir).sort();
     } catch (err) {
       this.#warn(dir, err as Error);
       names = [];
@@ -160,31 +179,30 @@ class Archiver {
       const full = path.join(dir, child);
       let st: FileStat;
       try {
-        st = await fsp.lstat(full, { bigint: true });
+        st = fs.lstatSync(full, { bigint: true });
       } catch (err) {
         this.#warn(full, err as Error);
         continue;
       }
-      const before = parentNodes.get(child);
-      if (st.isDirectory()) {
-        pending.push(this.saveDir(full, child, st, before));
-      } else if (st.isFile()) {
-        await this.#files.acquire();
-        pending.push(this.#saveFile(full, child, st, before).finally(() => this.#files.release()));
-      } else {
-        pending.push(this.#saveSpecial(full, child, st));
-      }
+      if (st.isDirectory()) pending.push((await this.walkDir(full, child, st, before.get(child))).done);
+      else if (st.isFile()) pending.push((await this.#file(full, child, st, before.get(child))).done);
+      else pending.push(this.#special(full, child, st));
+      if (this.#failure) throw this.#failure;
     }
-    const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== undefined).sort(byName);
-    const subtree = await this.saveTree(nodes);
-    return nodeFromStat(name, 'dir', stat, { subtree: toHex(subtree) });
+    await this.#dispatchBatch();
+    const done = Promise.all(pending).then((nodes) => {
+      const tree = { nodes: nodes.filter((n): n is TreeNode => n !== undefined).sort(byName) };
+      return nodeFromStat(name, 'dir', stat, { subtree: toHex(this.saveTree(tree)) });
+    });
+    done.catch(() => {});
+    return { done };
   }
 
-  async #saveSpecial(full: string, name: string, st: FileStat): Promise<TreeNode | undefined> {
+  async #special(full: string, name: string, st: FileStat): Promise<TreeNode | undefined> {
     this.counts.files++;
     if (st.isSymbolicLink()) {
       try {
-        return nodeFromStat(name, 'symlink', st, { target: await fsp.readlink(full) });
+        return nodeFromStat(name, 'symlink', st, { target: fs.readlinkSync(full) });
       } catch (err) {
         this.#warn(full, err as Error);
         return undefined;
@@ -194,106 +212,102 @@ class Archiver {
     return nodeFromStat(name, type, st, { rdev: Number(st.rdev) });
   }
 
-  async #saveFile(full: string, name: string, st: FileStat, before: TreeNode | undefined): Promise<TreeNode | undefined> {
+  /** Dispatches a file's reading; resolves (once dispatched) with a promise of its node. */
+  async #file(full: string, name: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
     this.counts.files++;
-    this.counts.bytes_total += Number(st.size);
+    const size = Number(st.size);
+    this.counts.bytes_total += size;
     if (
       before?.type === 'file' &&
       before.blocks &&
-      before.size === Number(st.size) &&
+      before.size === size &&
       before.mtime === String(st.mtimeNs) &&
       before.ctime === String(st.ctimeNs) &&
       before.ino === String(st.ino)
     ) {
       this.counts.files_unchanged++;
-      return nodeFromStat(name, 'file', st, { blocks: before.blocks });
+      return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks })) };
     }
-    try {
-      const { blocks, size } = await this.#readBlocks(full, Number(st.size), before === undefined);
+    const parts = await this.#read(full, size);
+    const node = Promise.all(parts).then((results) => {
+      const failed = results.find((r) => r.error !== null);
+      if (failed) {
+        this.counts.bytes_total -= size;
+        this.#warn(full, new Error(failed.error!));
+        return undefined;
+      }
       if (before) this.counts.files_changed++;
       else this.counts.files_new++;
+      const blocks: string[] = [];
+      let read = 0;
+      for (const r of results) {
+        read += r.bytesRead;
+        for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) blocks.push(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
+      }
       // Size as read, metadata as before the read: a file written meanwhile has a newer mtime and is read again next time.
-      return nodeFromStat(name, 'file', st, { blocks, size });
-    } catch (err) {
-      this.counts.bytes_total -= Number(st.size);
-      this.#warn(full, err as Error);
-      return undefined;
-    }
+      return nodeFromStat(name, 'file', st, { blocks, size: read });
+    });
+    node.catch(() => {});
+    return { done: node };
   }
 
-  async #readBlocks(full: string, expectedSize: number, expectNew: boolean): Promise<{ blocks: string[]; size: number }> {
-    const fh = await fsp.open(full, 'r');
-    const segments: Promise<string[]>[] = [];
-    let size = 0;
+  /** Splits a file into worker items: batched when small, ranges when large and fixed-block. */
+  async #read(full: string, size: number): Promise<Promise<StoreResult>[]> {
+    if (size <= SMALL) {
+      const batch = this.#batch;
+      const waiter = Promise.withResolvers<StoreResult>();
+      waiter.promise.catch(() => {}); // a failed job fails the walk; nobody else need hear of it
+      batch.waiters.push(waiter);
+      batch.items.push({ path: full, start: 0, end: null });
+      batch.bytes += size;
+      if (batch.items.length >= BATCH_FILES || batch.bytes >= BATCH_BYTES) await this.#dispatchBatch();
+      return [waiter.promise];
+    }
+    const { kind, size: block } = this.#opts.splitter;
+    const range = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
+    const parts: Promise<StoreResult>[] = [];
+    for (let start = 0; start === 0 || start < size; start += range) {
+      const end = start + range >= size ? null : start + range;
+      const part = this.#dispatch([{ path: full, start, end }]).then((r) => r[0]!);
+      part.catch(() => {});
+      parts.push(part);
+      await this.#pace();
+    }
+    return parts;
+  }
+
+  async #dispatchBatch(): Promise<void> {
+    const batch = this.#batch;
+    if (batch.items.length === 0) return;
+    this.#batch = { items: [], bytes: 0, waiters: [] };
+    this.#dispatch(batch.items).then(
+      (r) => r.forEach((res, i) => batch.waiters[i]!.resolve(res)),
+      (err) => batch.waiters.forEach((w) => w.reject(err)),
+    );
+    await this.#pace();
+  }
+
+  /** Holds the walk until a job slot is free, so it runs at most one job ahead of the workers. */
+  async #pace(): Promise<void> {
+    await this.#jobs.acquire();
+    this.#jobs.release();
+  }
+
+  /** Sends one job once a slot is free; commits the packs the worker finished meanwhile. */
+  async #dispatch(items: StoreItem[]): Promise<readonly StoreResult[]> {
+    await this.#jobs.acquire();
     try {
-      let carry: Buffer = Buffer.alloc(0);
-      for (;;) {
-        // +1 lets a file that did not grow end in one read.
-        const want = Math.max(Math.min(SEGMENT, expectedSize - size + 1), this.#splitter.maxBlock + 1 - carry.length, 1);
-        const budget = await this.#bytes.acquire(carry.length + want);
-        const buf = new ArrayBuffer(carry.length + want);
-        const view = Buffer.from(buf);
-        carry.copy(view);
-        const { bytesRead } = await fh.read(view, carry.length, want, null);
-        size += bytesRead;
-        this.counts.bytes_read += bytesRead;
-        const final = bytesRead < want;
-        const filled = view.subarray(0, carry.length + bytesRead);
-        const cuts = this.#splitter.cut(filled, final);
-        const consumed = cuts.at(-1) ?? 0;
-        carry = Buffer.from(filled.subarray(consumed));
-        if (cuts.length > 0) segments.push(this.#storeSegment(buf, cuts, expectNew).finally(() => this.#bytes.release(budget)));
-        else this.#bytes.release(budget);
-        this.#progress();
-        if (final) break;
-      }
+      const reply = await this.#opts.pool.store(this.#opts.splitter, items);
+      for (const pack of reply.packs) this.commit(pack);
+      for (const r of reply.results) this.counts.bytes_read += r.bytesRead;
+      this.#progress();
+      return reply.results;
+    } catch (err) {
+      this.#failure ??= err;
+      throw err;
     } finally {
-      // Settle every segment before the handle closes or an error surfaces: none may outlive the file.
-      await Promise.allSettled(segments);
-      await fh.close();
+      this.#jobs.release();
     }
-    return { blocks: (await Promise.all(segments)).flat(), size };
-  }
-
-  /** Hashes one segment's blocks and stores those the repository lacks; returns their ids in order. */
-  async #storeSegment(buf: ArrayBuffer, cuts: number[], expectNew: boolean): Promise<string[]> {
-    const pool = this.#opts.pool;
-    const hashed = await pool.hash({ buf, cuts, seal: expectNew, type: BlobType.data });
-    const ids = Buffer.from(hashed.ids);
-    const idAt = (i: number) => ids.subarray(i * BLOB_ID_BYTES, (i + 1) * BLOB_ID_BYTES) as BlobId;
-    const len = (i: number) => cuts[i]! - (i === 0 ? 0 : cuts[i - 1]!);
-    if (hashed.sealed && hashed.lengths) {
-      let o = 0;
-      for (let i = 0; i < cuts.length; i++) {
-        const stored = Buffer.from(hashed.sealed, o, hashed.lengths[i]!);
-        o += hashed.lengths[i]!;
-        await this.#writer.add(idAt(i), BlobType.data, stored, len(i));
-      }
-    } else {
-      const wanted: number[] = [];
-      const seen = new Set<string>();
-      for (let i = 0; i < cuts.length; i++) {
-        const key = idAt(i).toString('latin1');
-        if (seen.has(key) || this.#writer.has(idAt(i))) continue;
-        seen.add(key);
-        wanted.push(i);
-      }
-      if (wanted.length > 0) {
-        const wantedIds = new ArrayBuffer(wanted.length * BLOB_ID_BYTES);
-        wanted.forEach((i, k) => new Uint8Array(wantedIds).set(idAt(i), k * BLOB_ID_BYTES));
-        const ranges = wanted.map((i) => [i === 0 ? 0 : cuts[i - 1]!, cuts[i]!] as const);
-        const sealed = await pool.seal({ buf: hashed.buf, ranges, ids: wantedIds, type: BlobType.data });
-        let o = 0;
-        for (let k = 0; k < wanted.length; k++) {
-          const stored = Buffer.from(sealed.sealed, o, sealed.lengths[k]!);
-          o += sealed.lengths[k]!;
-          await this.#writer.add(idAt(wanted[k]!), BlobType.data, stored, len(wanted[k]!));
-        }
-      }
-    }
-    const out: string[] = [];
-    for (let i = 0; i < cuts.length; i++) out.push(idAt(i).toString('hex'));
-    return out;
   }
 
   #warn(p: string, err: Error): void {

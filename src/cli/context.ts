@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.ts';
 import { PasswordMissingError, UsageError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { Repository } from '../repo/repository.ts';
-import { BlobPool } from '../repo/workers/pool.ts';
+import { RepoWorkers } from '../workers/pool.ts';
 
 /** What every command receives: parsed global options, the config (or its defaults), output helpers. */
 export interface Context {
@@ -72,15 +72,18 @@ export async function openRepo(ctx: Context, opts: RepoOptions): Promise<Reposit
   return Repository.open(repoPath(ctx, opts), readPassword(ctx, opts));
 }
 
-export function makePool(ctx: Context, repo: Repository): BlobPool {
-  const level = ctx.config.repository.compression === 'off' ? 0 : ctx.config.repository.compression_level;
-  return new BlobPool(repo.keys, { workers: ctx.config.backup.workers, level });
+export function compressionLevel(ctx: Context): number {
+  return ctx.config.repository.compression === 'off' ? 0 : ctx.config.repository.compression_level;
+}
+
+export function makePool(ctx: Context, repo: Repository): RepoWorkers {
+  return new RepoWorkers(repo, { workers: ctx.config.backup.workers, level: compressionLevel(ctx), packSize: ctx.config.repository.pack_size });
 }
 
 /** Runs fn with an open repository and a worker pool, closing both whatever happens. */
-export async function withRepo<T>(ctx: Context, opts: RepoOptions, fn: (repo: Repository, pool: () => BlobPool) => Promise<T>): Promise<T> {
+export async function withRepo<T>(ctx: Context, opts: RepoOptions, fn: (repo: Repository, pool: () => RepoWorkers) => Promise<T>): Promise<T> {
   const repo = await openRepo(ctx, opts);
-  let pool: BlobPool | undefined;
+  let pool: RepoWorkers | undefined;
   try {
     return await fn(repo, () => (pool ??= makePool(ctx, repo)));
   } finally {

@@ -17,7 +17,10 @@ export function buildProgram(): Command {
     .option('--json', 'print results as JSON')
     .exitOverride()
     .showHelpAfterError(false)
-    .configureOutput({ outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '')}`) });
+    // Usage errors follow the one-line contract too: commander's "(Did you mean ...?)" joins the line, and the code ends it.
+    .configureOutput({
+      outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
+    });
   for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig]) {
     register(program);
   }

@@ -22,8 +22,19 @@ export interface SealOptions {
   readonly level: number;
 }
 
+/** Raw key buffers are turned into KeyObjects once: building one per call cost a third of the hashing time. */
+const keyObjects = new WeakMap<Buffer, crypto.KeyObject>();
+function keyObject(raw: Buffer): crypto.KeyObject {
+  let k = keyObjects.get(raw);
+  if (!k) {
+    k = crypto.createSecretKey(raw);
+    keyObjects.set(raw, k);
+  }
+  return k;
+}
+
 export function blobId(keys: MasterKeys, plaintext: Uint8Array): BlobId {
-  return crypto.createHmac('sha256', keys.mac).update(plaintext).digest() as BlobId;
+  return crypto.createHmac('sha256', keyObject(keys.mac)).update(plaintext).digest() as BlobId;
 }
 
 /** Binds a ciphertext to its id and type, so a blob cannot be swapped for another. */
@@ -36,13 +47,13 @@ function aad(id: BlobId, type: BlobType): Buffer {
 
 /**
  * Stored form: nonce | AES-256-GCM(codec byte | payload) | tag, with the id and
- * type as associated data. zstd is kept only when it saves at least 1/32 of the
- * block, so incompressible data costs one failed attempt, never a bigger blob.
+ * type as associated data. zstd is skipped for blocks that look random and kept
+ * only when it saves at least 1/32, so incompressible data never grows.
  */
 export function seal(keys: MasterKeys, id: BlobId, type: BlobType, plaintext: Uint8Array, opts: SealOptions): Buffer {
   let codec: number = Codec.raw;
   let payload: Uint8Array = plaintext;
-  if (opts.level > 0 && plaintext.byteLength >= 64) {
+  if (opts.level > 0 && plaintext.byteLength >= 64 && !looksRandom(plaintext)) {
     const packed = zlib.zstdCompressSync(plaintext, {
       params: { [zlib.constants.ZSTD_c_compressionLevel]: opts.level },
     });
@@ -52,7 +63,7 @@ export function seal(keys: MasterKeys, id: BlobId, type: BlobType, plaintext: Ui
     }
   }
   const nonce = crypto.randomBytes(NONCE_BYTES);
-  const cipher = crypto.createCipheriv('aes-256-gcm', keys.enc, nonce);
+  const cipher = crypto.createCipheriv('aes-256-gcm', keyObject(keys.enc), nonce);
   cipher.setAAD(aad(id, type));
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + payload.byteLength);
   nonce.copy(out, 0);
@@ -72,7 +83,7 @@ export function seal(keys: MasterKeys, id: BlobId, type: BlobType, plaintext: Ui
 export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uint8Array, checkId = false): Buffer {
   if (stored.byteLength < SEAL_OVERHEAD) throw new CorruptDataError(`blob ${hex(id)} is truncated`);
   const buf = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
-  const decipher = crypto.createDecipheriv('aes-256-gcm', keys.enc, buf.subarray(0, NONCE_BYTES));
+  const decipher = crypto.createDecipheriv('aes-256-gcm', keyObject(keys.enc), buf.subarray(0, NONCE_BYTES));
   decipher.setAAD(aad(id, type));
   decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
   let plain: Buffer;
@@ -89,6 +100,24 @@ export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uin
     throw new CorruptDataError(`blob ${hex(id)} does not hash to its id`);
   }
   return out;
+}
+
+const histogram = new Uint32Array(256);
+
+/**
+ * Byte entropy of a sample of every 16th byte, above 7.5 bits: encrypted or
+ * already compressed data, which zstd would spend a third of the backup's CPU
+ * failing to shrink. A block of repeated random runs is misjudged and stored
+ * raw; that costs space, never correctness.
+ */
+export function looksRandom(data: Uint8Array): boolean {
+  if (data.byteLength < 4096) return false;
+  histogram.fill(0);
+  let n = 0;
+  for (let i = 0; i < data.byteLength; i += 16, n++) histogram[data[i]!]!++;
+  let bits = 0;
+  for (const c of histogram) if (c > 0) bits -= (c / n) * Math.log2(c / n);
+  return bits > 7.5;
 }
 
 /** Small secrets (the key file's payload) sealed under a key with no id binding. */

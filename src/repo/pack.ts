@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { CorruptIndexError } from '../errors/errors.ts';
@@ -18,6 +17,7 @@ import { type BlobId, type BlobType, BLOB_ID_BYTES, BlobType as BT } from './ids
 const MAGIC = Buffer.from('LBP1');
 const ENTRY_BYTES = 1 + BLOB_ID_BYTES + 4 + 4;
 const FOOTER_BYTES = 4 + 4 + MAGIC.length;
+const STAGE_BYTES = 1 << 20;
 
 export interface PackEntry {
   readonly id: BlobId;
@@ -35,31 +35,27 @@ export function newPackName(): string {
   return crypto.randomBytes(16).toString('hex');
 }
 
-/** Coalesces appends into large writes; one writer owns one pack file. */
+/**
+ * Appends sealed blobs to a new pack through a 1 MiB staging buffer. Synchronous:
+ * it runs on the worker threads, where blocking is the point, and for the few
+ * tree blobs the main thread writes.
+ */
 export class PackWriter {
   readonly name: string;
   readonly entries: PackEntry[] = [];
-  #file: fsp.FileHandle;
-  #final: string;
-  #tmp: string;
-  #pending: Buffer[] = [];
-  #pendingBytes = 0;
+  readonly #fd: number;
+  readonly #final: string;
+  readonly #tmp: string;
+  readonly #stage = Buffer.allocUnsafe(STAGE_BYTES);
+  #staged = 0;
   #size = 0;
-  #flushing: Promise<void> = Promise.resolve();
 
-  private constructor(name: string, file: fsp.FileHandle, tmp: string, final: string) {
-    this.name = name;
-    this.#file = file;
-    this.#tmp = tmp;
-    this.#final = final;
-  }
-
-  static async create(repoDir: string): Promise<PackWriter> {
-    const name = newPackName();
-    const final = packPath(repoDir, name);
-    await fsp.mkdir(path.dirname(final), { recursive: true });
-    const tmp = `${final}.tmp`;
-    return new PackWriter(name, await fsp.open(tmp, 'wx', 0o600), tmp, final);
+  constructor(repoDir: string) {
+    this.name = newPackName();
+    this.#final = packPath(repoDir, this.name);
+    this.#tmp = `${this.#final}.tmp`;
+    fs.mkdirSync(path.dirname(this.#final), { recursive: true });
+    this.#fd = fs.openSync(this.#tmp, 'wx', 0o600);
   }
 
   /** Bytes the pack holds so far, trailer excluded. */
@@ -67,66 +63,69 @@ export class PackWriter {
     return this.#size;
   }
 
-  append(id: BlobId, type: BlobType, stored: Buffer, rawLength: number): PackEntry {
-    const entry = { id, type, offset: this.#size, length: stored.length, rawLength };
+  append(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): PackEntry {
+    const entry = { id, type, offset: this.#size, length: stored.byteLength, rawLength };
     this.entries.push(entry);
-    this.#pending.push(stored);
-    this.#pendingBytes += stored.length;
-    this.#size += stored.length;
-    if (this.#pendingBytes >= 1 << 20) this.#flush();
+    this.#write(stored);
+    this.#size += stored.byteLength;
     return entry;
   }
 
+  #write(data: Uint8Array): void {
+    if (this.#staged + data.byteLength > STAGE_BYTES) this.#flush();
+    if (data.byteLength >= STAGE_BYTES) writeAllSync(this.#fd, data);
+    else {
+      this.#stage.set(data, this.#staged);
+      this.#staged += data.byteLength;
+    }
+  }
+
   #flush(): void {
-    const bufs = this.#pending;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    this.#flushing = this.#flushing.then(() => writeAll(this.#file, bufs));
+    if (this.#staged === 0) return;
+    writeAllSync(this.#fd, this.#stage.subarray(0, this.#staged));
+    this.#staged = 0;
   }
 
   /** Writes the trailer, fsyncs, and moves the pack into place. Only then may the index name it. */
-  async finish(): Promise<{ name: string; size: number; entries: PackEntry[] }> {
-    this.#pending.push(encodeTrailer(this.entries));
+  finish(): FinishedPack {
+    this.#write(encodeTrailer(this.entries));
     this.#flush();
-    await this.#flushing;
-    await this.#file.sync();
-    const size = (await this.#file.stat()).size;
-    await this.#file.close();
-    await fsp.rename(this.#tmp, this.#final);
-    await syncDir(path.dirname(this.#final));
+    fs.fsyncSync(this.#fd);
+    const size = fs.fstatSync(this.#fd).size;
+    fs.closeSync(this.#fd);
+    fs.renameSync(this.#tmp, this.#final);
+    syncDir(path.dirname(this.#final));
     return { name: this.name, size, entries: this.entries };
   }
 
-  async abort(): Promise<void> {
-    await this.#flushing.catch(() => {});
-    await this.#file.close().catch(() => {});
-    await fsp.rm(this.#tmp, { force: true });
-  }
-}
-
-async function writeAll(file: fsp.FileHandle, bufs: Buffer[]): Promise<void> {
-  let rest = bufs;
-  while (rest.length > 0) {
-    let { bytesWritten } = await file.writev(rest);
-    const next: Buffer[] = [];
-    for (const b of rest) {
-      if (bytesWritten >= b.length) bytesWritten -= b.length;
-      else {
-        next.push(b.subarray(bytesWritten));
-        bytesWritten = 0;
-      }
+  abort(): void {
+    try {
+      fs.closeSync(this.#fd);
+    } catch {
+      // already closed by finish()
     }
-    rest = next;
+    fs.rmSync(this.#tmp, { force: true });
   }
 }
 
-export async function syncDir(dir: string): Promise<void> {
+export interface FinishedPack {
+  readonly name: string;
+  readonly size: number;
+  readonly entries: readonly PackEntry[];
+}
+
+function writeAllSync(fd: number, data: Uint8Array): void {
+  let o = 0;
+  while (o < data.byteLength) o += fs.writeSync(fd, data, o, data.byteLength - o);
+}
+
+export function syncDir(dir: string): void {
   if (process.platform === 'win32') return;
-  const fd = await fsp.open(dir, 'r');
+  const fd = fs.openSync(dir, 'r');
   try {
-    await fd.sync();
+    fs.fsyncSync(fd);
   } finally {
-    await fd.close();
+    fs.closeSync(fd);
   }
 }
 
@@ -175,6 +174,16 @@ export function decodeTrailer(name: string, fileSize: number, tail: (offset: num
   }
   if (offset !== fileSize - FOOTER_BYTES - trailerBytes) throw bad('blob lengths do not add up to the pack size');
   return entries;
+}
+
+/** Entries of a pack another thread wrote, from the trailer it reported. */
+export function entriesFromTrailer(name: string, size: number, trailer: Uint8Array): PackEntry[] {
+  const t = Buffer.from(trailer.buffer, trailer.byteOffset, trailer.byteLength);
+  const dataBytes = size - t.length;
+  return decodeTrailer(name, size, (offset, length) => {
+    if (offset < dataBytes || offset + length > size) throw new CorruptIndexError(`pack ${name} reported a trailer that does not match its size`);
+    return t.subarray(offset - dataBytes, offset - dataBytes + length);
+  });
 }
 
 export function readPackTrailer(file: string, name: string): PackEntry[] {

@@ -111,9 +111,9 @@ async function repack(repo: Repository, packs: PackUsage[], packSize: number) {
   );
   const insertPack = repo.db.prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
   let writer: PackWriter | undefined;
-  const finish = async () => {
+  const finish = () => {
     if (!writer) return;
-    const done = await writer.finish();
+    const done = writer.finish();
     const packId = Number(insertPack.run(done.name, done.size, new Date().toISOString()).lastInsertRowid);
     for (const e of done.entries) rows.push({ id: e.id, pack: packId, offset: e.offset });
     written.push({ name: done.name, size: done.size });
@@ -121,12 +121,12 @@ async function repack(repo: Repository, packs: PackUsage[], packSize: number) {
   };
   for (const p of packs) {
     for (const b of liveIn.all(p.id) as { id: BlobId; type: 0 | 1; offset: number; length: number; rawLength: number }[]) {
-      writer ??= await PackWriter.create(repo.dir);
+      writer ??= new PackWriter(repo.dir);
       writer.append(b.id, b.type, await repo.readStored({ pack: p.name, offset: b.offset, length: b.length }), b.rawLength);
-      if (writer.size >= packSize) await finish();
+      if (writer.size >= packSize) finish();
     }
   }
-  await finish();
+  finish();
   return { rows, packs: written };
 }
 

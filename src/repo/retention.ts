@@ -27,12 +27,13 @@ const BUCKETS: readonly (readonly [keyof RetentionPolicy, string, Bucket])[] = [
 /**
  * restic's semantics, per host and source: keep the newest N; for each period
  * rule keep the newest snapshot of each of the N most recent periods that
- * have one. A policy that sets nothing keeps everything: forgetting all by a
+ * have one. A policy that sets nothing (or only zeros) keeps everything: forgetting all by a
  * typo is not a safe default.
  */
 export function applyPolicy(snapshots: readonly Snapshot[], policy: RetentionPolicy): Decision[] {
   const rules = [policy.keep_last, ...BUCKETS.map(([k]) => policy[k])];
-  if (rules.every((n) => n === undefined)) return snapshots.map((snapshot) => ({ snapshot, keep: true, reasons: ['no policy'] }));
+  // restic's Empty(): a rule of 0 is no rule, so `--keep-last 0` keeps all rather than forgetting all.
+  if (rules.every((n) => !n)) return snapshots.map((snapshot) => ({ snapshot, keep: true, reasons: ['no policy'] }));
   const groups = new Map<string, Snapshot[]>();
   for (const s of snapshots) {
     const key = `${s.host}\0${s.volume ?? s.source}`;

@@ -1,13 +1,14 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { LifeboatError } from '../errors/errors.ts';
-import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from './ids.ts';
+import { type BlobId, toHex } from './ids.ts';
 import { type PackEntry, packPath, readPackTrailer } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { shortId } from './snapshot.ts';
 import { listSnapshots } from './snapshots.ts';
 import { walkSnapshot } from './walk.ts';
-import type { BlobPool } from './workers/pool.ts';
+import type { RepoWorkers } from '../workers/pool.ts';
+import type { CheckReply } from '../workers/protocol.ts';
 
 export interface Problem {
   readonly kind: 'missing-pack' | 'damaged-pack' | 'index-mismatch' | 'missing-blob' | 'damaged-tree' | 'damaged-blob';
@@ -39,15 +40,14 @@ interface PackRow {
  * indexed. With readData, every blob of every pack is decrypted and
  * re-hashed against its id, and damage is traced to snapshot and file.
  */
-export async function verify(repo: Repository, pool: BlobPool, opts: { readData: boolean }): Promise<VerifyReport> {
+export async function verify(repo: Repository, pool: RepoWorkers, opts: { readData: boolean }): Promise<VerifyReport> {
   const lock = repo.lock('shared');
   try {
     const problems: Problem[] = [];
     const packs = repo.db.prepare('SELECT id, name, size FROM packs ORDER BY id').all() as PackRow[];
     const entriesOf = repo.db.prepare('SELECT id, type, offset, length, raw_length AS rawLength FROM blobs WHERE pack = ? ORDER BY offset');
     const unreferenced = await countUnreferencedPacks(repo, new Set(packs.map((p) => p.name)));
-    const damagedBlobs = new Set<string>();
-    let blobsRead = 0;
+    const checks: Promise<CheckReply>[] = [];
     for (const pack of packs) {
       const file = packPath(repo.dir, pack.name);
       const size = await fsp.stat(file).then((s) => s.size, () => -1);
@@ -75,10 +75,14 @@ export async function verify(repo: Repository, pool: BlobPool, opts: { readData:
           problems.push({ kind: 'index-mismatch', message: `blob ${toHex(row.id).slice(0, 16)}: index and pack ${pack.name} disagree` });
         }
       }
-      if (opts.readData) {
-        blobsRead += trailer.length;
-        for (const bad of await readPack(repo, pool, pack.name, trailer)) damagedBlobs.add(bad);
-      }
+      if (opts.readData) checks.push(pool.check(pack.name));
+    }
+
+    const damagedBlobs = new Set<string>();
+    let blobsRead = 0;
+    for (const c of await Promise.all(checks)) {
+      blobsRead += c.blobs;
+      for (const hex of c.bad) damagedBlobs.add(hex);
     }
 
     const snapshots = listSnapshots(repo);
@@ -108,10 +112,9 @@ export async function verify(repo: Repository, pool: BlobPool, opts: { readData:
     }
 
     if (missing.size > 0 || damagedBlobs.size > 0) {
-      const where = await traceBlobs(repo, new Set([...missing, ...[...damagedBlobs].map((b) => toHex(Buffer.from(b, 'latin1')))]));
+      const where = await traceBlobs(repo, new Set([...missing, ...damagedBlobs]));
       for (const hex of missing) problems.push({ kind: 'missing-blob', message: `block ${hex.slice(0, 16)} is not in the repository`, affects: where.get(hex) ?? [] });
-      for (const b of damagedBlobs) {
-        const hex = toHex(Buffer.from(b, 'latin1'));
+      for (const hex of damagedBlobs) {
         problems.push({ kind: 'damaged-blob', message: `blob ${hex.slice(0, 16)} is damaged`, affects: where.get(hex) ?? [] });
       }
     }
@@ -127,49 +130,6 @@ export async function verify(repo: Repository, pool: BlobPool, opts: { readData:
   } finally {
     lock.release();
   }
-}
-
-/** Authenticates every blob of a pack on the workers; returns the ids (latin1) that fail. */
-async function readPack(repo: Repository, pool: BlobPool, name: string, entries: PackEntry[]): Promise<string[]> {
-  const bad: string[] = [];
-  for (const type of [BlobType.data, BlobType.tree]) {
-    const group = entries.filter((e) => e.type === type);
-    // One job per 4 MiB keeps both workers busy; a failing job is retried blob by blob to name the culprits.
-    for (const batch of batches(group, 4 << 20)) {
-      const check = async (list: PackEntry[]) => {
-        const ids = new ArrayBuffer(list.length * BLOB_ID_BYTES);
-        list.forEach((e, i) => new Uint8Array(ids).set(e.id, i * BLOB_ID_BYTES));
-        const buf = new ArrayBuffer(list.reduce((n, e) => n + e.length, 0));
-        let o = 0;
-        for (const e of list) {
-          new Uint8Array(buf).set(await repo.readStored({ pack: name, offset: e.offset, length: e.length }), o);
-          o += e.length;
-        }
-        await pool.unseal({ buf, lengths: list.map((e) => e.length), ids, type, checkId: true });
-      };
-      try {
-        await check(batch);
-      } catch {
-        for (const e of batch) await check([e]).catch(() => bad.push(e.id.toString('latin1')));
-      }
-    }
-  }
-  return bad;
-}
-
-function* batches(entries: PackEntry[], maxBytes: number): Generator<PackEntry[]> {
-  let batch: PackEntry[] = [];
-  let bytes = 0;
-  for (const e of entries) {
-    batch.push(e);
-    bytes += e.length;
-    if (bytes >= maxBytes) {
-      yield batch;
-      batch = [];
-      bytes = 0;
-    }
-  }
-  if (batch.length > 0) yield batch;
 }
 
 /** Walks every snapshot (no tree dedup: each path counts) to say where the given blobs are used. */

@@ -1,5 +1,6 @@
+import { faultPoint } from '../util/fault.ts';
 import { type BlobId, type BlobType } from './ids.ts';
-import { type PackEntry, PackWriter } from './pack.ts';
+import { type FinishedPack, type PackEntry, PackWriter } from './pack.ts';
 import type { Repository } from './repository.ts';
 
 export interface WriterStats {
@@ -11,18 +12,18 @@ export interface WriterStats {
 }
 
 /**
- * Appends sealed blobs to packs of about `packSize` bytes and commits each
- * pack's index rows only after the pack is fsynced and renamed into place:
- * the first two steps of the write order (pack, index, snapshot). Blobs in a
- * pack not yet committed are remembered here, so dedup sees them too.
+ * The main thread's side of a write session: it writes the blobs it seals
+ * itself (trees) into its own packs, and commits the packs the workers
+ * finish. Index rows go in only for packs already fsynced and in place, the
+ * first two steps of the write order (pack, index, snapshot).
  */
 export class BlobWriter {
   readonly stats: WriterStats = { blobsNew: 0, bytesNew: 0, bytesStored: 0 };
   readonly #repo: Repository;
   readonly #packSize: number;
+  /** Blobs in this writer's open pack, which the index cannot show yet. */
   readonly #pending = new Set<string>();
-  #current: Promise<PackWriter> | undefined;
-  #finishing: Promise<void>[] = [];
+  #pack: PackWriter | undefined;
 
   constructor(repo: Repository, packSize: number) {
     this.#repo = repo;
@@ -33,54 +34,42 @@ export class BlobWriter {
     return this.#pending.has(id.toString('latin1')) || this.#repo.hasBlob(id);
   }
 
-  /** Returns false when the blob was already stored (by this writer or before). */
-  async add(id: BlobId, type: BlobType, stored: Buffer, rawLength: number): Promise<boolean> {
-    let pack: PackWriter;
-    for (;;) {
-      const next = (this.#current ??= PackWriter.create(this.#repo.dir));
-      pack = await next;
-      if (next === this.#current) break; // another add rotated the pack while this one waited
-    }
-    const key = id.toString('latin1');
-    if (this.#pending.has(key) || this.#repo.hasBlob(id)) return false;
-    this.#pending.add(key);
-    pack.append(id, type, stored, rawLength);
-    this.stats.blobsNew++;
-    this.stats.bytesNew += rawLength;
-    if (pack.size >= this.#packSize) {
-      this.#current = undefined;
-      this.#finishing.push(this.#commit(pack));
-    }
+  /** Returns false when the blob was already stored. */
+  add(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): boolean {
+    if (this.has(id)) return false;
+    this.#pack ??= new PackWriter(this.#repo.dir);
+    this.#pack.append(id, type, stored, rawLength);
+    this.#pending.add(id.toString('latin1'));
+    if (this.#pack.size >= this.#packSize) this.#finish();
     return true;
   }
 
-  async #commit(pack: PackWriter): Promise<void> {
-    const done = await pack.finish();
-    this.stats.bytesStored += done.size;
-    commitPack(this.#repo, done.name, done.size, done.entries);
-    for (const e of done.entries) this.#pending.delete(e.id.toString('latin1'));
+  /** Indexes a pack another thread wrote and fsynced. */
+  commit(pack: FinishedPack): void {
+    faultPoint('pack-written');
+    commitPack(this.#repo, pack.name, pack.size, pack.entries);
+    this.stats.bytesStored += pack.size;
+    this.stats.blobsNew += pack.entries.length;
+    for (const e of pack.entries) this.stats.bytesNew += e.rawLength;
   }
 
-  /** Finishes the open pack and waits until every pack written so far is in the index. */
-  async flush(): Promise<void> {
-    const current = this.#current;
-    this.#current = undefined;
-    if (current) {
-      const pack = await current;
-      if (pack.entries.length > 0) this.#finishing.push(this.#commit(pack));
-      else await pack.abort();
-    }
-    const all = this.#finishing;
-    this.#finishing = [];
-    await Promise.all(all);
+  #finish(): void {
+    const pack = this.#pack!;
+    this.#pack = undefined;
+    this.commit(pack.finish());
+    this.#pending.clear();
+  }
+
+  /** Finishes the open pack so that everything added is in the index. */
+  flush(): void {
+    if (this.#pack) this.#finish();
   }
 
   /** Drops the open pack; committed packs stay (unreferenced until prune). */
-  async abort(): Promise<void> {
-    const current = this.#current;
-    this.#current = undefined;
-    await Promise.allSettled(this.#finishing);
-    if (current) await (await current).abort();
+  abort(): void {
+    this.#pack?.abort();
+    this.#pack = undefined;
+    this.#pending.clear();
   }
 }
 

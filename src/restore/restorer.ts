@@ -3,18 +3,20 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CorruptDataError, CorruptIndexError, TargetNotEmptyError } from '../errors/errors.ts';
-import { blobId } from '../repo/crypto.ts';
-import { BLOB_ID_BYTES, type BlobId, BlobType } from '../repo/ids.ts';
-import type { BlobLocation, Repository } from '../repo/repository.ts';
+import { type BlobId, BlobType } from '../repo/ids.ts';
+import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { decodeTree, type TreeNode } from '../repo/tree.ts';
-import type { BlobPool } from '../repo/workers/pool.ts';
+import type { Later } from '../util/later.ts';
 import { Semaphore } from '../util/semaphore.ts';
 import { MiB } from '../util/units.ts';
+import type { RepoWorkers } from '../workers/pool.ts';
+import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
+import { nsToSeconds } from './extract-task.ts';
 
 export interface RestoreOptions {
   readonly target: string;
-  readonly pool: BlobPool;
+  readonly pool: RepoWorkers;
   /** Restore into a directory that already has entries (a volume's lost+found, a re-run). */
   readonly allowNonEmpty?: boolean;
   readonly onWarning?: (path: string, err: Error) => void;
@@ -29,27 +31,32 @@ export interface RestoreStats {
   duration_ms: number;
 }
 
-const BATCH = 4 * MiB;
-const IN_FLIGHT = 64 * MiB;
-const FILES_IN_FLIGHT = 16;
+const SMALL = 1 * MiB;
+const BATCH_FILES = 64;
+const BATCH_BYTES = 4 * MiB;
+const RANGE = 8 * MiB;
 const run = promisify(execFile);
+const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /**
- * Writes a snapshot into a directory: contents (all-zero blocks left as holes,
- * so sparse files stay sparse), then ownership, mode and times, directories
- * last so their mtimes survive their children being written.
+ * Writes a snapshot into a directory. The main thread walks the trees and
+ * makes directories, links and special files; the workers write file contents
+ * (all-zero blocks left as holes, so sparse files stay sparse) and their
+ * metadata. Directories get theirs last, so their mtimes survive their
+ * children being written.
  */
 export async function restore(repo: Repository, snapshot: Snapshot, opts: RestoreOptions): Promise<RestoreStats> {
   const started = performance.now();
   const target = path.resolve(opts.target);
-  await prepareTarget(target, opts.allowNonEmpty ?? false);
+  // Lock first: a restore refused by a lock must not leave a new, empty target behind.
   const lock = repo.lock('shared');
   try {
+    await prepareTarget(target, opts.allowNonEmpty ?? false);
     const r = new Restorer(repo, opts);
     const top = decodeTree(await repo.loadBlob(snapshot.tree, BlobType.tree), 'snapshot root');
     const root = top.nodes[0];
     if (top.nodes.length !== 1 || root?.type !== 'dir') throw new CorruptDataError('snapshot root tree is malformed');
-    await r.restoreDir(target, root);
+    await (await r.walkDir(target, root)).done;
     return { ...r.stats, duration_ms: Math.round(performance.now() - started) };
   } finally {
     lock.release();
@@ -66,25 +73,31 @@ async function prepareTarget(target: string, allowNonEmpty: boolean): Promise<vo
   else if (entries.length > 0 && !allowNonEmpty) throw new TargetNotEmptyError(target);
 }
 
-const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
+interface Batch {
+  items: RestoreItem[];
+  bytes: number;
+  waiters: PromiseWithResolvers<RestoreResult>[];
+}
 
 class Restorer {
   readonly stats = { files: 0, dirs: 0, bytes_written: 0, errors: 0 };
   readonly #repo: Repository;
   readonly #opts: RestoreOptions;
-  readonly #files = new Semaphore(FILES_IN_FLIGHT);
-  readonly #bytes = new Semaphore(IN_FLIGHT);
-  readonly #zeroIds = new Map<number, string>();
-  /** dev:ino → first restored path, for entries with more than one link. */
-  readonly #links = new Map<string, string>();
+  readonly #jobs: Semaphore;
+  /** dev:ino → the first restored path's completion, for entries with more than one link. */
+  readonly #links = new Map<string, { path: string; done: Promise<void> }>();
+  #batch: Batch = { items: [], bytes: 0, waiters: [] };
+  #failure: unknown;
   #lastProgress = 0;
 
   constructor(repo: Repository, opts: RestoreOptions) {
     this.#repo = repo;
     this.#opts = opts;
+    this.#jobs = new Semaphore(opts.pool.depth);
   }
 
-  async restoreDir(dir: string, node: TreeNode): Promise<void> {
+  /** Creates a directory's entries; resolves once dispatched, with a promise of the directory being complete. */
+  async walkDir(dir: string, node: TreeNode): Promise<Later<void>> {
     this.stats.dirs++;
     const tree = decodeTree(await this.#repo.loadBlob(Buffer.from(node.subtree!, 'hex') as BlobId, BlobType.tree), dir);
     const pending: Promise<void>[] = [];
@@ -92,30 +105,35 @@ class Restorer {
       const full = path.join(dir, child.name);
       if (child.type === 'dir') {
         await fsp.mkdir(full, { mode: 0o700 });
-        pending.push(this.restoreDir(full, child));
+        pending.push((await this.walkDir(full, child)).done);
       } else if (child.type === 'file') {
-        await this.#files.acquire();
-        pending.push(this.#guard(full, this.#restoreFile(full, child)).finally(() => this.#files.release()));
+        pending.push(this.#guard(full, (await this.#file(full, child)).done));
       } else {
-        pending.push(this.#guard(full, this.#restoreSpecial(full, child)));
+        pending.push(this.#guard(full, this.#special(full, child)));
       }
+      if (this.#failure) throw this.#failure;
     }
-    await Promise.all(pending);
-    await applyMetadata(dir, node);
+    await this.#dispatchBatch();
+    const done = Promise.all(pending).then(() => applyMetadata(dir, node));
+    done.catch(() => {});
+    return { done };
   }
 
+  /** Damaged repository data fails the restore; a local problem with one entry does not. */
   async #guard(full: string, work: Promise<void>): Promise<void> {
     try {
       await work;
     } catch (err) {
-      // Damaged repository data fails the restore; a local problem with one entry does not.
-      if (err instanceof CorruptDataError || err instanceof CorruptIndexError) throw err;
+      if (err instanceof CorruptDataError || err instanceof CorruptIndexError || !(err instanceof Error)) {
+        this.#failure ??= err;
+        throw err;
+      }
       this.stats.errors++;
-      this.#opts.onWarning?.(full, err as Error);
+      this.#opts.onWarning?.(full, err);
     }
   }
 
-  async #restoreSpecial(full: string, node: TreeNode): Promise<void> {
+  async #special(full: string, node: TreeNode): Promise<void> {
     this.stats.files++;
     switch (node.type) {
       case 'symlink':
@@ -140,114 +158,93 @@ class Restorer {
     await applyMetadata(full, node);
   }
 
-  async #restoreFile(full: string, node: TreeNode): Promise<void> {
+  /** Dispatches a file's contents; resolves (once dispatched) with a promise of the file being written. */
+  async #file(full: string, node: TreeNode): Promise<Later<void>> {
     this.stats.files++;
     const linkKey = node.nlink > 1 ? `${node.dev}:${node.ino}` : undefined;
-    const first = linkKey && this.#links.get(linkKey);
-    if (first) {
-      await fsp.link(first, full);
-      return;
+    const first = linkKey === undefined ? undefined : this.#links.get(linkKey);
+    if (first) return { done: first.done.then(() => fsp.link(first.path, full)) };
+    const blocks = node.blocks ?? [];
+    const meta = { mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
+    let done: Promise<void>;
+    if (node.size <= SMALL) {
+      done = this.#batched({ path: full, create: true, size: node.size, offset: 0, blocks, meta });
+    } else {
+      done = this.#large(full, node, blocks);
     }
-    if (linkKey) this.#links.set(linkKey, full);
+    done.catch(() => {});
+    if (linkKey !== undefined) this.#links.set(linkKey, { path: full, done });
+    await this.#pace();
+    return { done };
+  }
+
+  /** A large file: created here, written in ranges by every worker, metadata applied when all are done. */
+  async #large(full: string, node: TreeNode, blocks: readonly string[]): Promise<void> {
     const fh = await fsp.open(full, 'wx', 0o600);
     try {
       await fh.truncate(node.size);
-      await this.#writeBlocks(fh, node.blocks ?? [], full);
     } finally {
       await fh.close();
     }
-    await applyMetadata(full, node);
-    this.#progress();
-  }
-
-  /** Writes runs of non-zero blocks in batches; each batch is one coalesced read, one worker job, one write. */
-  async #writeBlocks(fh: fsp.FileHandle, blocks: readonly string[], full: string): Promise<void> {
-    const writes: Promise<void>[] = [];
-    let batch: { id: BlobId; loc: BlobLocation }[] = [];
-    let batchStart = 0;
-    let batchBytes = 0;
+    const parts: Promise<RestoreResult>[] = [];
     let offset = 0;
-    const flush = () => {
-      if (batch.length === 0) return;
-      writes.push(this.#writeBatch(fh, batch, batchStart, batchBytes));
-      batch = [];
-      batchBytes = 0;
-    };
-    for (const hex of blocks) {
-      const id = Buffer.from(hex, 'hex') as BlobId;
-      const loc = this.#repo.locate(id);
-      if (!loc || loc.type !== BlobType.data) {
-        throw new CorruptIndexError(`block ${hex.slice(0, 16)} of ${full} is missing from the repository`);
+    let first = 0;
+    let bytes = 0;
+    for (let i = 0; i < blocks.length; i++) {
+      const loc = this.#repo.locate(Buffer.from(blocks[i]!, 'hex') as BlobId);
+      if (!loc) throw new CorruptIndexError(`block ${blocks[i]!.slice(0, 16)} of ${full} is missing from the repository`);
+      bytes += loc.rawLength;
+      if (bytes >= RANGE || i === blocks.length - 1) {
+        parts.push(this.#dispatch([{ path: full, create: false, size: node.size, offset, blocks: blocks.slice(first, i + 1), meta: null }]).then((r) => r[0]!));
+        offset += bytes;
+        first = i + 1;
+        bytes = 0;
+        await this.#pace();
       }
-      if (this.#isZero(hex, loc.rawLength)) {
-        flush();
-      } else {
-        if (batch.length === 0) batchStart = offset;
-        batch.push({ id, loc });
-        batchBytes += loc.rawLength;
-        if (batchBytes >= BATCH) flush();
-      }
-      offset += loc.rawLength;
     }
-    flush();
-    const settled = await Promise.allSettled(writes);
-    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+    for (const r of await Promise.all(parts)) if (r.error) throw new Error(r.error);
+    await applyMetadata(full, node);
   }
 
-  async #writeBatch(fh: fsp.FileHandle, batch: { id: BlobId; loc: BlobLocation }[], at: number, rawBytes: number): Promise<void> {
-    const budget = await this.#bytes.acquire(rawBytes * 2);
+  async #batched(item: RestoreItem): Promise<void> {
+    const waiter = Promise.withResolvers<RestoreResult>();
+    this.#batch.items.push(item);
+    this.#batch.waiters.push(waiter);
+    this.#batch.bytes += item.size;
+    if (this.#batch.items.length >= BATCH_FILES || this.#batch.bytes >= BATCH_BYTES) void this.#dispatchBatch();
+    const result = await waiter.promise;
+    if (result.error) throw new Error(result.error);
+  }
+
+  async #dispatchBatch(): Promise<void> {
+    const batch = this.#batch;
+    if (batch.items.length === 0) return;
+    this.#batch = { items: [], bytes: 0, waiters: [] };
+    this.#dispatch(batch.items).then(
+      (r) => r.forEach((res, i) => batch.waiters[i]!.resolve(res)),
+      (err) => batch.waiters.forEach((w) => w.reject(err)),
+    );
+    await this.#pace();
+  }
+
+  async #pace(): Promise<void> {
+    await this.#jobs.acquire();
+    this.#jobs.release();
+  }
+
+  async #dispatch(items: RestoreItem[]): Promise<readonly RestoreResult[]> {
+    await this.#jobs.acquire();
     try {
-      const stored = await this.#readCoalesced(batch.map((b) => b.loc));
-      const ids = new ArrayBuffer(batch.length * BLOB_ID_BYTES);
-      batch.forEach((b, i) => new Uint8Array(ids).set(b.id, i * BLOB_ID_BYTES));
-      const { plain } = await this.#opts.pool.unseal({
-        buf: stored,
-        lengths: batch.map((b) => b.loc.length),
-        ids,
-        type: BlobType.data,
-        checkId: false,
-      });
-      const data = Buffer.from(plain);
-      let written = 0;
-      while (written < data.length) {
-        const { bytesWritten } = await fh.write(data, written, data.length - written, at + written);
-        written += bytesWritten;
-      }
-      this.stats.bytes_written += data.length;
+      const reply = await this.#opts.pool.restore(items);
+      for (const r of reply.results) this.stats.bytes_written += r.bytesWritten;
+      this.#progress();
+      return reply.results;
+    } catch (err) {
+      this.#failure ??= err;
+      throw err;
     } finally {
-      this.#bytes.release(budget);
+      this.#jobs.release();
     }
-  }
-
-  /** Reads the stored bytes of consecutive blobs into one buffer, merging reads that are adjacent in a pack. */
-  async #readCoalesced(locs: readonly BlobLocation[]): Promise<ArrayBuffer> {
-    const total = locs.reduce((n, l) => n + l.length, 0);
-    const out = new ArrayBuffer(total);
-    const view = new Uint8Array(out);
-    let o = 0;
-    let i = 0;
-    while (i < locs.length) {
-      const start = locs[i]!;
-      let length = start.length;
-      let j = i + 1;
-      while (j < locs.length && locs[j]!.pack === start.pack && locs[j]!.offset === start.offset + length) {
-        length += locs[j]!.length;
-        j++;
-      }
-      view.set(await this.#repo.readStored({ pack: start.pack, offset: start.offset, length }), o);
-      o += length;
-      i = j;
-    }
-    return out;
-  }
-
-  #isZero(hex: string, rawLength: number): boolean {
-    let zero = this.#zeroIds.get(rawLength);
-    if (zero === undefined) {
-      zero = blobId(this.#repo.keys, Buffer.alloc(rawLength)).toString('hex');
-      this.#zeroIds.set(rawLength, zero);
-    }
-    return zero === hex;
   }
 
   #progress(): void {
@@ -265,9 +262,4 @@ async function applyMetadata(full: string, node: TreeNode): Promise<void> {
   if (!isLink) await fsp.chmod(full, node.mode);
   const mtime = nsToSeconds(node.mtime);
   await (isLink ? fsp.lutimes : fsp.utimes)(full, mtime, mtime);
-}
-
-function nsToSeconds(ns: string): number {
-  const n = BigInt(ns);
-  return Number(n / 1_000_000_000n) + Number(n % 1_000_000_000n) / 1e9;
 }

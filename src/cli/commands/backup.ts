@@ -4,7 +4,7 @@ import { backup } from '../../backup/archiver.ts';
 import { UsageError } from '../../errors/errors.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { formatBytes, parseSize } from '../../util/units.ts';
-import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { compressionLevel, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
 
@@ -42,7 +42,7 @@ export function registerBackup(program: Command): void {
             tags: opts.tag,
             splitter: { kind, size },
             packSize: ctx.config.repository.pack_size,
-            compressionLevel: ctx.config.repository.compression === 'off' ? 0 : ctx.config.repository.compression_level,
+            compressionLevel: compressionLevel(ctx),
             pool: pool(),
             onWarning: (p, err) => {
               progress.done();

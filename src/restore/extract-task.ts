@@ -1,0 +1,139 @@
+import fs from 'node:fs';
+import { CorruptIndexError } from '../errors/errors.ts';
+import { blobId, unseal } from '../repo/crypto.ts';
+import { type BlobId, BlobType } from '../repo/ids.ts';
+import { packPath } from '../repo/pack.ts';
+import type { BlobLocation } from '../repo/repository.ts';
+import { MiB } from '../util/units.ts';
+import type { WorkerContext } from '../workers/context.ts';
+import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
+
+/** Reads of adjacent blobs in a pack are merged up to this size. */
+const RUN = 4 * MiB;
+const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Per worker: pack descriptors and the id of the all-zero block of each length. */
+const packFds = new Map<string, number>();
+const zeroIds = new Map<number, string>();
+
+function packFd(ctx: WorkerContext, pack: string): number {
+  let fd = packFds.get(pack);
+  if (fd === undefined) {
+    if (packFds.size >= 64) closePackFds();
+    try {
+      fd = fs.openSync(packPath(ctx.repoDir, pack), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptIndexError(`pack ${pack} named by the index is missing`);
+      throw err;
+    }
+    packFds.set(pack, fd);
+  }
+  return fd;
+}
+
+export function closePackFds(): void {
+  for (const fd of packFds.values()) fs.closeSync(fd);
+  packFds.clear();
+}
+
+function isZero(ctx: WorkerContext, hex: string, rawLength: number): boolean {
+  let zero = zeroIds.get(rawLength);
+  if (zero === undefined) {
+    zero = blobId(ctx.keys, Buffer.alloc(rawLength)).toString('hex');
+    zeroIds.set(rawLength, zero);
+  }
+  return zero === hex;
+}
+
+class TargetWriteError extends Error {}
+
+function local<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new TargetWriteError((err as Error).message);
+  }
+}
+
+/**
+ * Runs on a worker: writes blocks of one file at their offsets. All-zero
+ * blocks are skipped (the file was truncated to size, so they stay holes).
+ * Damaged repository data throws and fails the restore; a problem with the
+ * target file is reported for this item only.
+ */
+export function restoreItem(ctx: WorkerContext, item: RestoreItem): RestoreResult {
+  let fd: number;
+  try {
+    fd = item.create ? fs.openSync(item.path, 'wx', 0o600) : fs.openSync(item.path, 'r+');
+    if (item.create) fs.ftruncateSync(fd, item.size);
+  } catch (err) {
+    return { bytesWritten: 0, error: (err as Error).message };
+  }
+  let written = 0;
+  try {
+    let offset = item.offset;
+    let run: { id: BlobId; loc: BlobLocation }[] = [];
+    let runAt = 0;
+    let runBytes = 0;
+    const flush = () => {
+      if (run.length > 0) written += writeRun(ctx, fd, run, runAt);
+      run = [];
+      runBytes = 0;
+    };
+    for (const hex of item.blocks) {
+      const id = Buffer.from(hex, 'hex') as BlobId;
+      const loc = ctx.locate(id);
+      if (!loc || loc.type !== BlobType.data) throw new CorruptIndexError(`block ${hex.slice(0, 16)} of ${item.path} is missing from the repository`);
+      if (isZero(ctx, hex, loc.rawLength)) flush();
+      else {
+        const last = run.at(-1);
+        if (last && (last.loc.pack !== loc.pack || last.loc.offset + last.loc.length !== loc.offset || runBytes >= RUN)) flush();
+        if (run.length === 0) runAt = offset;
+        run.push({ id, loc });
+        runBytes += loc.length;
+      }
+      offset += loc.rawLength;
+    }
+    flush();
+    if (item.meta) {
+      const m = item.meta;
+      local(() => {
+        if (canChown) fs.fchownSync(fd, m.uid, m.gid);
+        fs.fchmodSync(fd, m.mode);
+        const t = nsToSeconds(m.mtime);
+        fs.futimesSync(fd, t, t);
+      });
+    }
+  } catch (err) {
+    if (!(err instanceof TargetWriteError)) throw err;
+    return { bytesWritten: written, error: err.message };
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { bytesWritten: written, error: null };
+}
+
+/** One read for blobs adjacent in a pack, then each is authenticated, decoded and written in place. */
+function writeRun(ctx: WorkerContext, fd: number, run: { id: BlobId; loc: BlobLocation }[], at: number): number {
+  const first = run[0]!.loc;
+  const last = run.at(-1)!.loc;
+  const length = last.offset + last.length - first.offset;
+  const stored = Buffer.allocUnsafe(length);
+  const n = fs.readSync(packFd(ctx, first.pack), stored, 0, length, first.offset);
+  if (n !== length) throw new CorruptIndexError(`pack ${first.pack} is shorter than the index says`);
+  let pos = at;
+  for (const { id, loc } of run) {
+    const plain = unseal(ctx.keys, id, BlobType.data, stored.subarray(loc.offset - first.offset, loc.offset - first.offset + loc.length));
+    local(() => {
+      let o = 0;
+      while (o < plain.length) o += fs.writeSync(fd, plain, o, plain.length - o, pos + o);
+    });
+    pos += plain.length;
+  }
+  return pos - at;
+}
+
+export function nsToSeconds(ns: string): number {
+  const n = BigInt(ns);
+  return Number(n / 1_000_000_000n) + Number(n % 1_000_000_000n) / 1e9;
+}

@@ -1,0 +1,126 @@
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { CorruptDataError, CorruptIndexError, LifeboatError } from '../errors/errors.ts';
+import type { Repository } from '../repo/repository.ts';
+import type { SplitterSpec } from '../repo/splitter-spec.ts';
+import type {
+  CheckReply,
+  FlushReply,
+  Job,
+  Reply,
+  RestoreItem,
+  RestoreReply,
+  StoreItem,
+  StoreReply,
+  WorkerInit,
+} from './protocol.ts';
+
+interface Slot {
+  readonly worker: Worker;
+  /** A worker handles its messages one at a time, so replies come back in this order. */
+  readonly queue: { resolve: (v: unknown) => void; reject: (e: Error) => void }[];
+}
+
+class WorkerFailure extends LifeboatError {
+  readonly code = 'LB_ERR_WORKER';
+}
+
+export interface PoolOptions {
+  readonly workers?: number;
+  readonly level: number;
+  readonly packSize: number;
+}
+
+/**
+ * Worker threads that do the repository's heavy lifting: reading source
+ * files, hashing, compressing, sealing and packing blocks, and the reverse
+ * for restore. One per core by default. Workers start on the first job, so a
+ * command that finds nothing to do never pays for them.
+ */
+export class RepoWorkers {
+  readonly size: number;
+  readonly #init: WorkerInit;
+  #slots: Slot[] = [];
+  #closed = false;
+
+  constructor(repo: Repository, opts: PoolOptions) {
+    this.size = Math.max(1, opts.workers ?? os.availableParallelism());
+    this.#init = { enc: repo.keys.enc, mac: repo.keys.mac, level: opts.level, repoDir: repo.dir, packSize: opts.packSize };
+  }
+
+  #spawn(): Slot {
+    const worker = new Worker(new URL('./entry.ts', import.meta.url), { workerData: this.#init });
+    const slot: Slot = { worker, queue: [] };
+    worker.on('message', (reply: Reply) => {
+      const pending = slot.queue.shift();
+      if (!pending) return;
+      if (reply.ok) pending.resolve(reply.value);
+      else pending.reject(rebuildError(reply.error));
+    });
+    const failAll = (err: Error) => {
+      for (const p of slot.queue.splice(0)) p.reject(err);
+    };
+    worker.on('error', failAll);
+    worker.on('exit', (code) => {
+      if (!this.#closed) failAll(new WorkerFailure(`repository worker exited with code ${code}`));
+    });
+    return slot;
+  }
+
+  #slotsReady(): Slot[] {
+    if (this.#slots.length === 0) this.#slots = Array.from({ length: this.size }, () => this.#spawn());
+    return this.#slots;
+  }
+
+  #post<T>(slot: Slot, job: Job): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      slot.queue.push({ resolve: resolve as (v: unknown) => void, reject });
+      slot.worker.postMessage(job);
+    });
+  }
+
+  /** To the worker with the fewest jobs queued. */
+  #run<T>(job: Job): Promise<T> {
+    const slots = this.#slotsReady();
+    let best = slots[0]!;
+    for (const s of slots) if (s.queue.length < best.queue.length) best = s;
+    return this.#post<T>(best, job);
+  }
+
+  store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+    return this.#run({ op: 'store', splitter, items });
+  }
+
+  restore(items: readonly RestoreItem[]): Promise<RestoreReply> {
+    return this.#run({ op: 'restore', items });
+  }
+
+  check(pack: string): Promise<CheckReply> {
+    return this.#run({ op: 'check', pack });
+  }
+
+  /** Every worker finishes its open pack; returns all packs not yet reported. */
+  async flush(): Promise<FlushReply['packs']> {
+    if (this.#slots.length === 0) return [];
+    const replies = await Promise.all(this.#slots.map((s) => this.#post<FlushReply>(s, { op: 'flush' })));
+    return replies.flatMap((r) => r.packs);
+  }
+
+  /** Jobs worth keeping queued so no worker waits for the main thread. */
+  get depth(): number {
+    return this.size * 3;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    this.#slots = [];
+  }
+}
+
+function rebuildError(e: { code: string; message: string }): Error {
+  if (e.code === 'LB_ERR_CORRUPT_DATA') return new CorruptDataError(e.message);
+  if (e.code === 'LB_ERR_CORRUPT_INDEX') return new CorruptIndexError(e.message);
+  if (e.code.startsWith('LB_ERR_')) return new WorkerFailure(e.message);
+  return Object.assign(new Error(e.message), { code: e.code });
+}
