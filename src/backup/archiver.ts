@@ -96,6 +96,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     return snapshot;
   } catch (err) {
     writer.abort();
+    await opts.pool.reset();
     throw err;
   } finally {
     lock.release();
@@ -152,6 +153,7 @@ class Archiver {
 
   commit(pack: PackReport): void {
     this.#writer.commit({ name: pack.name, size: pack.size, entries: entriesFromTrailer(pack.name, pack.size, pack.trailer) });
+    this.#opts.pool.acknowledge(pack.name);
   }
 
   /**

@@ -37,6 +37,8 @@ export function encodeTree(tree: Tree): Buffer {
 
 const HEX_ID = /^[0-9a-f]{64}$/;
 const DECIMAL = /^\d{1,24}$/;
+/** Times may be before 1970. */
+const SIGNED_DECIMAL = /^-?\d{1,24}$/;
 
 /**
  * Decodes and validates a tree blob. Trees are authenticated, but a restore
@@ -69,7 +71,7 @@ export function decodeTree(plain: Buffer, where: string): Tree {
     }
     for (const k of ['mtime', 'ctime', 'ino', 'dev'] as const) {
       const v = node[k];
-      if (typeof v !== 'string' || !DECIMAL.test(v)) throw bad(`${name}: bad ${k}`);
+      if (typeof v !== 'string' || !(k === 'mtime' || k === 'ctime' ? SIGNED_DECIMAL : DECIMAL).test(v)) throw bad(`${name}: bad ${k}`);
     }
     if (node.type === 'file') {
       const blocks = node.blocks;

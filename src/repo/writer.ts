@@ -47,10 +47,11 @@ export class BlobWriter {
   /** Indexes a pack another thread wrote and fsynced. */
   commit(pack: FinishedPack): void {
     faultPoint('pack-written');
-    commitPack(this.#repo, pack.name, pack.size, pack.entries);
+    const added = commitPack(this.#repo, pack.name, pack.size, pack.entries);
     this.stats.bytesStored += pack.size;
-    this.stats.blobsNew += pack.entries.length;
-    for (const e of pack.entries) this.stats.bytesNew += e.rawLength;
+    // Only blobs the index did not have: another worker may have packed the same block meanwhile.
+    this.stats.blobsNew += added.blobs;
+    this.stats.bytesNew += added.rawBytes;
   }
 
   #finish(): void {
@@ -73,14 +74,20 @@ export class BlobWriter {
   }
 }
 
-/** Index rows for a finished pack, in one transaction. */
-export function commitPack(repo: Repository, name: string, size: number, entries: readonly PackEntry[]): void {
+/** Index rows for a finished pack, in one transaction; returns what the index did not already hold. */
+export function commitPack(repo: Repository, name: string, size: number, entries: readonly PackEntry[]): { blobs: number; rawBytes: number } {
   const insertPack = repo.db.prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
   const insertBlob = repo.db.prepare(
     'INSERT OR IGNORE INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)',
   );
+  const added = { blobs: 0, rawBytes: 0 };
   repo.db.transaction(() => {
     const packId = insertPack.run(name, size, new Date().toISOString()).lastInsertRowid;
-    for (const e of entries) insertBlob.run(e.id, e.type, packId, e.offset, e.length, e.rawLength);
+    for (const e of entries) {
+      if (insertBlob.run(e.id, e.type, packId, e.offset, e.length, e.rawLength).changes === 0) continue;
+      added.blobs++;
+      added.rawBytes += e.rawLength;
+    }
   })();
+  return added;
 }

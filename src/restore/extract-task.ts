@@ -100,7 +100,7 @@ export function restoreItem(ctx: WorkerContext, item: RestoreItem): RestoreResul
       local(() => {
         if (canChown) fs.fchownSync(fd, m.uid, m.gid);
         fs.fchmodSync(fd, m.mode);
-        const t = nsToSeconds(m.mtime);
+        const t = nsToTime(m.mtime);
         fs.futimesSync(fd, t, t);
       });
     }
@@ -133,7 +133,12 @@ function writeRun(ctx: WorkerContext, fd: number, run: { id: BlobId; loc: BlobLo
   return pos - at;
 }
 
-export function nsToSeconds(ns: string): number {
+/**
+ * A tree time (ns) for utimes: seconds as a number, or a Date before 1970,
+ * because Node turns a negative number into "now" (a Date keeps the sign, to the ms).
+ */
+export function nsToTime(ns: string): number | Date {
   const n = BigInt(ns);
+  if (n < 0n) return new Date(Number(n / 1_000_000n));
   return Number(n / 1_000_000_000n) + Number(n % 1_000_000_000n) / 1e9;
 }

@@ -12,7 +12,7 @@ import { Semaphore } from '../util/semaphore.ts';
 import { MiB } from '../util/units.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
-import { nsToSeconds } from './extract-task.ts';
+import { nsToTime } from './extract-task.ts';
 
 export interface RestoreOptions {
   readonly target: string;
@@ -260,6 +260,6 @@ async function applyMetadata(full: string, node: TreeNode): Promise<void> {
   const isLink = node.type === 'symlink';
   if (canChown) await (isLink ? fsp.lchown : fsp.chown)(full, node.uid, node.gid);
   if (!isLink) await fsp.chmod(full, node.mode);
-  const mtime = nsToSeconds(node.mtime);
+  const mtime = nsToTime(node.mtime);
   await (isLink ? fsp.lutimes : fsp.utimes)(full, mtime, mtime);
 }

@@ -18,8 +18,14 @@ export class WorkerContext {
   readonly #packSize: number;
   readonly #has: Database.Statement;
   readonly #locate: Database.Statement;
-  /** Ids in this worker's open pack: the index cannot show them yet. */
+  /**
+   * Ids this worker packed that the index cannot show yet: its open pack's,
+   * and those of finished packs until the main thread acknowledges indexing
+   * them. Without the second part a block met again in that window is packed twice.
+   */
   readonly #pending = new Set<string>();
+  readonly #unacked = new Map<string, string[]>();
+  #open: string[] = [];
   #pack: PackWriter | undefined;
   #finished: PackReport[] = [];
 
@@ -49,22 +55,57 @@ export class WorkerContext {
   write(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): void {
     this.#pack ??= new PackWriter(this.repoDir);
     this.#pack.append(id, type, stored, rawLength);
-    this.#pending.add(id.toString('latin1'));
+    const key = id.toString('latin1');
+    this.#pending.add(key);
+    this.#open.push(key);
     if (this.#pack.size >= this.#packSize) this.#finish();
   }
 
   #finish(): void {
     const done = this.#pack!.finish();
     this.#pack = undefined;
-    this.#pending.clear();
+    this.#unacked.set(done.name, this.#open);
+    this.#open = [];
     this.#finished.push({ name: done.name, size: done.size, trailer: encodeTrailer(done.entries) });
   }
 
-  /** Packs finished since the last call, for the main thread to index. With `all`, the open pack too. */
-  takeFinished(all: boolean): PackReport[] {
-    if (all && this.#pack) this.#finish();
+  /** The main thread has indexed these packs. */
+  acknowledge(packs: readonly string[]): void {
+    for (const name of packs) {
+      for (const key of this.#unacked.get(name) ?? []) this.#pending.delete(key);
+      this.#unacked.delete(name);
+    }
+  }
+
+  /** Packs finished since the last call, for the main thread to index. */
+  takeFinished(): PackReport[] {
     const out = this.#finished;
     this.#finished = [];
     return out;
+  }
+
+  /**
+   * Ends a write session: finishes the open pack and reports what is left.
+   * The main thread indexes all of it before the snapshot, or the backup
+   * fails; either way nothing here need be remembered past this point.
+   */
+  endSession(): PackReport[] {
+    if (this.#pack) this.#finish();
+    this.#forget();
+    return this.takeFinished();
+  }
+
+  /** Drops a failed session: the open pack is deleted, finished ones are left to prune. */
+  reset(): void {
+    this.#pack?.abort();
+    this.#pack = undefined;
+    this.#finished = [];
+    this.#forget();
+  }
+
+  #forget(): void {
+    this.#pending.clear();
+    this.#unacked.clear();
+    this.#open = [];
   }
 }

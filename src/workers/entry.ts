@@ -10,11 +10,15 @@ const ctx = new WorkerContext(workerData as WorkerInit);
 function run(job: Job): unknown {
   switch (job.op) {
     case 'store': {
+      ctx.acknowledge(job.acks);
       const results = job.items.map((item) => storeItem(ctx, job.splitter, item));
-      return { results, packs: ctx.takeFinished(false) };
+      return { results, packs: ctx.takeFinished() };
     }
     case 'flush':
-      return { packs: ctx.takeFinished(true) };
+      return { packs: ctx.endSession() };
+    case 'reset':
+      ctx.reset();
+      return null;
     case 'restore':
       return { results: job.items.map((item) => restoreItem(ctx, item)) };
     case 'check':

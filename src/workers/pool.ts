@@ -19,6 +19,8 @@ interface Slot {
   readonly worker: Worker;
   /** A worker handles its messages one at a time, so replies come back in this order. */
   readonly queue: { resolve: (v: unknown) => void; reject: (e: Error) => void }[];
+  /** Packs indexed since this worker's last store job; they travel with the next one. */
+  acks: string[];
 }
 
 class WorkerFailure extends LifeboatError {
@@ -50,7 +52,7 @@ export class RepoWorkers {
 
   #spawn(): Slot {
     const worker = new Worker(new URL('./entry.ts', import.meta.url), { workerData: this.#init });
-    const slot: Slot = { worker, queue: [] };
+    const slot: Slot = { worker, queue: [], acks: [] };
     worker.on('message', (reply: Reply) => {
       const pending = slot.queue.shift();
       if (!pending) return;
@@ -79,16 +81,28 @@ export class RepoWorkers {
     });
   }
 
-  /** To the worker with the fewest jobs queued. */
-  #run<T>(job: Job): Promise<T> {
+  /** The worker with the fewest jobs queued. */
+  #pick(): Slot {
     const slots = this.#slotsReady();
     let best = slots[0]!;
     for (const s of slots) if (s.queue.length < best.queue.length) best = s;
-    return this.#post<T>(best, job);
+    return best;
+  }
+
+  #run<T>(job: Job): Promise<T> {
+    return this.#post<T>(this.#pick(), job);
   }
 
   store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
-    return this.#run({ op: 'store', splitter, items });
+    const slot = this.#pick();
+    const acks = slot.acks;
+    slot.acks = [];
+    return this.#post(slot, { op: 'store', splitter, items, acks });
+  }
+
+  /** Tells the workers a pack they reported is in the index (names of other workers' packs are ignored). */
+  acknowledge(pack: string): void {
+    for (const s of this.#slots) s.acks.push(pack);
   }
 
   restore(items: readonly RestoreItem[]): Promise<RestoreReply> {
@@ -99,11 +113,17 @@ export class RepoWorkers {
     return this.#run({ op: 'check', pack });
   }
 
-  /** Every worker finishes its open pack; returns all packs not yet reported. */
+  /** Ends a write session: every worker finishes its open pack; returns all packs not yet reported. */
   async flush(): Promise<FlushReply['packs']> {
-    if (this.#slots.length === 0) return [];
     const replies = await Promise.all(this.#slots.map((s) => this.#post<FlushReply>(s, { op: 'flush' })));
+    for (const s of this.#slots) s.acks = [];
     return replies.flatMap((r) => r.packs);
+  }
+
+  /** Abandons a failed write session: open packs are deleted, and no worker trusts what it packed. */
+  async reset(): Promise<void> {
+    await Promise.allSettled(this.#slots.map((s) => this.#post(s, { op: 'reset' })));
+    for (const s of this.#slots) s.acks = [];
   }
 
   /** Jobs worth keeping queued so no worker waits for the main thread. */

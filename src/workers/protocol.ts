@@ -51,8 +51,15 @@ export interface PackReport {
 }
 
 export type Job =
-  | { readonly op: 'store'; readonly splitter: SplitterSpec; readonly items: readonly StoreItem[] }
+  | {
+      readonly op: 'store';
+      readonly splitter: SplitterSpec;
+      readonly items: readonly StoreItem[];
+      /** Packs the index now holds: their ids no longer need remembering. */
+      readonly acks: readonly string[];
+    }
   | { readonly op: 'flush' }
+  | { readonly op: 'reset' }
   | { readonly op: 'restore'; readonly items: readonly RestoreItem[] }
   | { readonly op: 'check'; readonly pack: string };
 

@@ -1,0 +1,140 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CorruptIndexError } from '../errors/errors.ts';
+import { type BlobId, BlobType } from './ids.ts';
+import { decodeTrailer, encodeTrailer, type PackEntry, PackWriter, packPath, readPackTrailer } from './pack.ts';
+import { TempDirs } from './testing/fixture.ts';
+
+const NAME = 'ab0123456789abcdef0123456789abcd';
+
+/** A whole pack in memory: the blobs' bytes back to back, then the trailer. */
+function buildPack(blobs: { type: BlobType; length: number; rawLength: number }[]): { file: Buffer; entries: PackEntry[] } {
+  const entries: PackEntry[] = [];
+  let offset = 0;
+  for (const b of blobs) {
+    entries.push({ id: crypto.randomBytes(32) as BlobId, type: b.type, offset, length: b.length, rawLength: b.rawLength });
+    offset += b.length;
+  }
+  return { file: Buffer.concat([crypto.randomBytes(offset), encodeTrailer(entries)]), entries };
+}
+
+const decode = (file: Buffer, name = NAME) =>
+  decodeTrailer(name, file.length, (offset, length) => Buffer.from(file.subarray(offset, offset + length)));
+
+function expectCorrupt(fn: () => unknown, why?: RegExp): void {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(CorruptIndexError);
+  expect((err as Error).message).toContain(`pack ${NAME}`);
+  if (why) expect((err as Error).message).toMatch(why);
+}
+
+const blobArb = fc.record({
+  type: fc.constantFrom(BlobType.data, BlobType.tree),
+  length: fc.integer({ min: 29, max: 3000 }),
+  rawLength: fc.integer({ min: 0, max: 0xffffffff }),
+});
+
+describe('pack trailer', () => {
+  it('decodes what it encodes, offsets included (property)', () => {
+    fc.assert(
+      fc.property(fc.array(blobArb, { maxLength: 40 }), (blobs) => {
+        const { file, entries } = buildPack(blobs);
+        const back = decode(file);
+        expect(back.map((e) => ({ ...e, id: e.id.toString('hex') }))).toEqual(entries.map((e) => ({ ...e, id: e.id.toString('hex') })));
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  it('refuses any single flipped byte in the trailer, naming the pack', () => {
+    const { file } = buildPack([
+      { type: BlobType.data, length: 100, rawLength: 90 },
+      { type: BlobType.tree, length: 50, rawLength: 300 },
+      { type: BlobType.data, length: 70, rawLength: 70 },
+    ]);
+    for (let i = 220; i < file.length; i++) {
+      const bad = Buffer.from(file);
+      bad[i]! ^= 0x10;
+      expectCorrupt(() => decode(bad));
+    }
+  });
+
+  it('refuses every truncation of the file', () => {
+    const { file } = buildPack([
+      { type: BlobType.data, length: 64, rawLength: 64 },
+      { type: BlobType.data, length: 80, rawLength: 10 },
+    ]);
+    for (let n = 0; n < file.length; n++) expectCorrupt(() => decode(file.subarray(0, n)));
+  });
+
+  it('refuses a wrong magic, a short file, an impossible count, and lengths that do not add up', () => {
+    const { file, entries } = buildPack([{ type: BlobType.data, length: 64, rawLength: 64 }]);
+    const magic = Buffer.from(file);
+    magic.write('LBP2', file.length - 4);
+    expectCorrupt(() => decode(magic), /magic/);
+    expectCorrupt(() => decode(Buffer.from('LBP1')), /too short/);
+    const count = Buffer.from(file);
+    count.writeUInt32LE(1_000_000, file.length - 12);
+    expectCorrupt(() => decode(count), /claims/);
+    // A consistent trailer (good CRC) whose lengths do not match the bytes before it.
+    const extra = Buffer.concat([file.subarray(0, 64), Buffer.alloc(7), encodeTrailer(entries)]);
+    expectCorrupt(() => decode(extra), /add up/);
+    // A good CRC over an entry with an unknown type.
+    const badType = encodeTrailer([{ ...entries[0]!, type: 7 as BlobType }]);
+    expectCorrupt(() => decode(Buffer.concat([file.subarray(0, 64), badType])), /unknown type/);
+  });
+
+  it('decodes an empty pack', () => {
+    expect(decode(encodeTrailer([]))).toEqual([]);
+  });
+});
+
+describe('PackWriter', () => {
+  const temp = new TempDirs();
+  afterEach(() => temp.cleanup());
+
+  it('writes blobs and trailer, then renames the pack into place; readPackTrailer agrees', async () => {
+    const dir = await temp.make();
+    const w = new PackWriter(dir);
+    const blobs = [crypto.randomBytes(1000), crypto.randomBytes(3 << 20), crypto.randomBytes(5)];
+    const ids = blobs.map(() => crypto.randomBytes(32) as BlobId);
+    blobs.forEach((b, i) => w.append(ids[i]!, i === 2 ? BlobType.tree : BlobType.data, b, b.length * 2));
+    expect(fs.existsSync(`${packPath(dir, w.name)}.tmp`)).toBe(true);
+    expect(fs.existsSync(packPath(dir, w.name))).toBe(false);
+    const done = w.finish();
+    const file = packPath(dir, done.name);
+    expect(fs.existsSync(`${file}.tmp`)).toBe(false);
+    expect((await fsp.stat(file)).size).toBe(done.size);
+    const entries = readPackTrailer(file, done.name);
+    expect(entries.map((e) => [e.id.toString('hex'), e.type, e.offset, e.length, e.rawLength])).toEqual(
+      done.entries.map((e) => [e.id.toString('hex'), e.type, e.offset, e.length, e.rawLength]),
+    );
+    const bytes = await fsp.readFile(file);
+    for (const [i, e] of entries.entries()) expect(bytes.subarray(e.offset, e.offset + e.length).equals(blobs[i]!)).toBe(true);
+  });
+
+  it('abort leaves no file behind', async () => {
+    const dir = await temp.make();
+    const w = new PackWriter(dir);
+    w.append(crypto.randomBytes(32) as BlobId, BlobType.data, crypto.randomBytes(2 << 20), 1);
+    w.abort();
+    expect(await fsp.readdir(path.dirname(packPath(dir, w.name)))).toEqual([]);
+  });
+
+  it('readPackTrailer names the pack of a damaged file', async () => {
+    const dir = await temp.make();
+    const file = path.join(dir, NAME);
+    const { file: bytes } = buildPack([{ type: BlobType.data, length: 64, rawLength: 64 }]);
+    await fsp.writeFile(file, bytes.subarray(0, bytes.length - 1));
+    expectCorrupt(() => readPackTrailer(file, NAME));
+  });
+});
