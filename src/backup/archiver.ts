@@ -14,8 +14,8 @@ import { byName, decodeTree, encodeTree, type Tree, type TreeNode } from '../rep
 import { BlobWriter } from '../repo/writer.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { Later } from '../util/later.ts';
-import { Semaphore } from '../util/semaphore.ts';
 import { MiB } from '../util/units.ts';
+import { JobBatcher } from '../workers/batcher.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { PackReport, StoreItem, StoreResult } from '../workers/protocol.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
@@ -42,8 +42,6 @@ export interface Progress {
 
 /** Files up to this size travel to the workers in batches; larger ones alone or in ranges. */
 const SMALL = 1 * MiB;
-const BATCH_FILES = 64;
-const BATCH_BYTES = 4 * MiB;
 /** A large file is cut into ranges of this size (fixed blocks only) so every worker reads a part. */
 const RANGE = 8 * MiB;
 
@@ -105,13 +103,6 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
 
 type Counts = Omit<SnapshotStats, 'bytes_new' | 'bytes_stored' | 'blobs_new' | 'duration_ms'>;
 
-/** Small files gathered for one worker job; each caller gets its own item's result. */
-interface Batch {
-  items: StoreItem[];
-  bytes: number;
-  waiters: PromiseWithResolvers<StoreResult>[];
-}
-
 class Archiver {
   readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = {
     files: 0,
@@ -126,16 +117,14 @@ class Archiver {
   readonly #repo: Repository;
   readonly #writer: BlobWriter;
   readonly #opts: BackupOptions;
-  readonly #jobs: Semaphore;
-  #batch: Batch = { items: [], bytes: 0, waiters: [] };
-  #failure: unknown;
+  readonly #jobs: JobBatcher<StoreItem, StoreResult>;
   #lastProgress = 0;
 
   constructor(repo: Repository, writer: BlobWriter, opts: BackupOptions) {
     this.#repo = repo;
     this.#writer = writer;
     this.#opts = opts;
-    this.#jobs = new Semaphore(opts.pool.depth);
+    this.#jobs = new JobBatcher((items) => this.#store(items), opts.pool.depth);
   }
 
   async loadTree(id: BlobId, where: string): Promise<Tree> {
@@ -189,9 +178,8 @@ class Archiver {
       if (st.isDirectory()) pending.push((await this.walkDir(full, child, st, before.get(child))).done);
       else if (st.isFile()) pending.push((await this.#file(full, child, st, before.get(child))).done);
       else pending.push(this.#special(full, child, st));
-      if (this.#failure) throw this.#failure;
     }
-    await this.#dispatchBatch();
+    await this.#jobs.flush();
     const done = Promise.all(pending).then((nodes) => {
       const tree = { nodes: nodes.filter((n): n is TreeNode => n !== undefined).sort(byName) };
       return nodeFromStat(name, 'dir', stat, { subtree: toHex(this.saveTree(tree)) });
@@ -256,60 +244,27 @@ class Archiver {
   /** Splits a file into worker items: batched when small, ranges when large and fixed-block. */
   async #read(full: string, size: number): Promise<Promise<StoreResult>[]> {
     if (size <= SMALL) {
-      const batch = this.#batch;
-      const waiter = Promise.withResolvers<StoreResult>();
-      waiter.promise.catch(() => {}); // a failed job fails the walk; nobody else need hear of it
-      batch.waiters.push(waiter);
-      batch.items.push({ path: full, start: 0, end: null });
-      batch.bytes += size;
-      if (batch.items.length >= BATCH_FILES || batch.bytes >= BATCH_BYTES) await this.#dispatchBatch();
-      return [waiter.promise];
+      const result = this.#jobs.add({ path: full, start: 0, end: null }, size);
+      await this.#jobs.pace();
+      return [result];
     }
     const { kind, size: block } = this.#opts.splitter;
     const range = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
     const parts: Promise<StoreResult>[] = [];
     for (let start = 0; start === 0 || start < size; start += range) {
-      const end = start + range >= size ? null : start + range;
-      const part = this.#dispatch([{ path: full, start, end }]).then((r) => r[0]!);
-      part.catch(() => {});
-      parts.push(part);
-      await this.#pace();
+      parts.push(this.#jobs.alone({ path: full, start, end: start + range >= size ? null : start + range }));
+      await this.#jobs.pace();
     }
     return parts;
   }
 
-  async #dispatchBatch(): Promise<void> {
-    const batch = this.#batch;
-    if (batch.items.length === 0) return;
-    this.#batch = { items: [], bytes: 0, waiters: [] };
-    this.#dispatch(batch.items).then(
-      (r) => r.forEach((res, i) => batch.waiters[i]!.resolve(res)),
-      (err) => batch.waiters.forEach((w) => w.reject(err)),
-    );
-    await this.#pace();
-  }
-
-  /** Holds the walk until a job slot is free, so it runs at most one job ahead of the workers. */
-  async #pace(): Promise<void> {
-    await this.#jobs.acquire();
-    this.#jobs.release();
-  }
-
-  /** Sends one job once a slot is free; commits the packs the worker finished meanwhile. */
-  async #dispatch(items: StoreItem[]): Promise<readonly StoreResult[]> {
-    await this.#jobs.acquire();
-    try {
-      const reply = await this.#opts.pool.store(this.#opts.splitter, items);
-      for (const pack of reply.packs) this.commit(pack);
-      for (const r of reply.results) this.counts.bytes_read += r.bytesRead;
-      this.#progress();
-      return reply.results;
-    } catch (err) {
-      this.#failure ??= err;
-      throw err;
-    } finally {
-      this.#jobs.release();
-    }
+  /** One worker job; commits the packs the worker finished meanwhile. */
+  async #store(items: StoreItem[]): Promise<readonly StoreResult[]> {
+    const reply = await this.#opts.pool.store(this.#opts.splitter, items);
+    for (const pack of reply.packs) this.commit(pack);
+    for (const r of reply.results) this.counts.bytes_read += r.bytesRead;
+    this.#progress();
+    return reply.results;
   }
 
   #warn(p: string, err: Error): void {

@@ -8,8 +8,8 @@ import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { decodeTree, type TreeNode } from '../repo/tree.ts';
 import type { Later } from '../util/later.ts';
-import { Semaphore } from '../util/semaphore.ts';
 import { MiB } from '../util/units.ts';
+import { JobBatcher } from '../workers/batcher.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
 import { nsToTime } from './extract-task.ts';
@@ -32,8 +32,6 @@ export interface RestoreStats {
 }
 
 const SMALL = 1 * MiB;
-const BATCH_FILES = 64;
-const BATCH_BYTES = 4 * MiB;
 const RANGE = 8 * MiB;
 const run = promisify(execFile);
 const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -73,27 +71,19 @@ async function prepareTarget(target: string, allowNonEmpty: boolean): Promise<vo
   else if (entries.length > 0 && !allowNonEmpty) throw new TargetNotEmptyError(target);
 }
 
-interface Batch {
-  items: RestoreItem[];
-  bytes: number;
-  waiters: PromiseWithResolvers<RestoreResult>[];
-}
-
 class Restorer {
   readonly stats = { files: 0, dirs: 0, bytes_written: 0, errors: 0 };
   readonly #repo: Repository;
   readonly #opts: RestoreOptions;
-  readonly #jobs: Semaphore;
+  readonly #jobs: JobBatcher<RestoreItem, RestoreResult>;
   /** dev:ino → the first restored path's completion, for entries with more than one link. */
   readonly #links = new Map<string, { path: string; done: Promise<void> }>();
-  #batch: Batch = { items: [], bytes: 0, waiters: [] };
-  #failure: unknown;
   #lastProgress = 0;
 
   constructor(repo: Repository, opts: RestoreOptions) {
     this.#repo = repo;
     this.#opts = opts;
-    this.#jobs = new Semaphore(opts.pool.depth);
+    this.#jobs = new JobBatcher((items) => this.#write(items), opts.pool.depth);
   }
 
   /** Creates a directory's entries; resolves once dispatched, with a promise of the directory being complete. */
@@ -111,9 +101,8 @@ class Restorer {
       } else {
         pending.push(this.#guard(full, this.#special(full, child)));
       }
-      if (this.#failure) throw this.#failure;
     }
-    await this.#dispatchBatch();
+    await this.#jobs.flush();
     const done = Promise.all(pending).then(() => applyMetadata(dir, node));
     done.catch(() => {});
     return { done };
@@ -125,7 +114,7 @@ class Restorer {
       await work;
     } catch (err) {
       if (err instanceof CorruptDataError || err instanceof CorruptIndexError || !(err instanceof Error)) {
-        this.#failure ??= err;
+        this.#jobs.failure ??= err;
         throw err;
       }
       this.stats.errors++;
@@ -168,13 +157,13 @@ class Restorer {
     const meta = { mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
     let done: Promise<void>;
     if (node.size <= SMALL) {
-      done = this.#batched({ path: full, create: true, size: node.size, offset: 0, blocks, meta });
+      done = this.#jobs.add({ path: full, create: true, size: node.size, offset: 0, blocks, meta }, node.size).then(check);
     } else {
       done = this.#large(full, node, blocks);
     }
     done.catch(() => {});
     if (linkKey !== undefined) this.#links.set(linkKey, { path: full, done });
-    await this.#pace();
+    await this.#jobs.pace();
     return { done };
   }
 
@@ -195,56 +184,23 @@ class Restorer {
       if (!loc) throw new CorruptIndexError(`block ${blocks[i]!.slice(0, 16)} of ${full} is missing from the repository`);
       bytes += loc.rawLength;
       if (bytes >= RANGE || i === blocks.length - 1) {
-        parts.push(this.#dispatch([{ path: full, create: false, size: node.size, offset, blocks: blocks.slice(first, i + 1), meta: null }]).then((r) => r[0]!));
+        parts.push(this.#jobs.alone({ path: full, create: false, size: node.size, offset, blocks: blocks.slice(first, i + 1), meta: null }));
         offset += bytes;
         first = i + 1;
         bytes = 0;
-        await this.#pace();
+        await this.#jobs.pace();
       }
     }
-    for (const r of await Promise.all(parts)) if (r.error) throw new Error(r.error);
+    (await Promise.all(parts)).forEach(check);
     await applyMetadata(full, node);
   }
 
-  async #batched(item: RestoreItem): Promise<void> {
-    const waiter = Promise.withResolvers<RestoreResult>();
-    this.#batch.items.push(item);
-    this.#batch.waiters.push(waiter);
-    this.#batch.bytes += item.size;
-    if (this.#batch.items.length >= BATCH_FILES || this.#batch.bytes >= BATCH_BYTES) void this.#dispatchBatch();
-    const result = await waiter.promise;
-    if (result.error) throw new Error(result.error);
-  }
-
-  async #dispatchBatch(): Promise<void> {
-    const batch = this.#batch;
-    if (batch.items.length === 0) return;
-    this.#batch = { items: [], bytes: 0, waiters: [] };
-    this.#dispatch(batch.items).then(
-      (r) => r.forEach((res, i) => batch.waiters[i]!.resolve(res)),
-      (err) => batch.waiters.forEach((w) => w.reject(err)),
-    );
-    await this.#pace();
-  }
-
-  async #pace(): Promise<void> {
-    await this.#jobs.acquire();
-    this.#jobs.release();
-  }
-
-  async #dispatch(items: RestoreItem[]): Promise<readonly RestoreResult[]> {
-    await this.#jobs.acquire();
-    try {
-      const reply = await this.#opts.pool.restore(items);
-      for (const r of reply.results) this.stats.bytes_written += r.bytesWritten;
-      this.#progress();
-      return reply.results;
-    } catch (err) {
-      this.#failure ??= err;
-      throw err;
-    } finally {
-      this.#jobs.release();
-    }
+  /** One worker job. */
+  async #write(items: RestoreItem[]): Promise<readonly RestoreResult[]> {
+    const reply = await this.#opts.pool.restore(items);
+    for (const r of reply.results) this.stats.bytes_written += r.bytesWritten;
+    this.#progress();
+    return reply.results;
   }
 
   #progress(): void {
@@ -253,6 +209,11 @@ class Restorer {
     this.#lastProgress = now;
     this.#opts.onProgress({ files: this.stats.files, bytesWritten: this.stats.bytes_written });
   }
+}
+
+/** A worker's report of one item, as an error to raise. */
+function check(r: RestoreResult): void {
+  if (r.error) throw new Error(r.error);
 }
 
 /** Owner first (chown clears set-id bits), then mode, then times; symlinks get owner and times only. */
