@@ -15,6 +15,9 @@ import type {
   WorkerInit,
 } from './protocol.ts';
 
+/** The worker entry beside this module: entry.ts from the sources (tests), entry.js from the build. */
+const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './entry.ts' : './entry.js', import.meta.url);
+
 interface Slot {
   readonly worker: Worker;
   /** A worker handles its messages one at a time, so replies come back in this order. */
@@ -51,7 +54,7 @@ export class RepoWorkers {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(new URL('./entry.ts', import.meta.url), { workerData: this.#init });
+    const worker = new Worker(ENTRY, { workerData: this.#init });
     const slot: Slot = { worker, queue: [], acks: [] };
     worker.on('message', (reply: Reply) => {
       const pending = slot.queue.shift();
