@@ -117,17 +117,23 @@ describe('incremental backup', () => {
     expect(diffTrees(await describeTree(src), await describeTree(dst))).toEqual([]);
   });
 
-  it('with 4 KiB blocks an aligned 4 KiB change stores one block (plus the file\'s longer block list)', async () => {
+  it('with 4 KiB blocks an aligned 4 KiB change stores one block and one list, however large the file', async () => {
     const splitter = { kind: 'fixed' as const, size: 4 * KiB };
+    // 1,280 blocks: two lists (1,024 and 256 ids), so the tree node holds two ids, not 1,280.
+    await fsp.writeFile(path.join(src, 'big.db'), pseudoRandomBytes(5 * MiB, 1));
     await backupDir(t, src, { splitter });
     const before = indexed(t);
     await overwrite(path.join(src, 'big.db'), 100 * 4 * KiB, pseudoRandomBytes(4 * KiB, 5));
     const second = await backupDir(t, src, { splitter });
-    const fresh = added(before, indexed(t));
-    expect(fresh.data).toEqual([4 * KiB]);
-    expect(second.stats.bytes_new).toBe(fresh.total);
-    // The root tree lists big.db's 256 block ids (about 67 bytes each) and is rewritten whole.
-    expect(second.stats.bytes_new).toBeLessThan(4 * KiB + 256 * 70 + 2 * KiB);
+    const fresh = [...indexed(t)].filter(([id]) => !before.has(id)).map(([, r]) => r);
+    expect(fresh.filter((r) => r.type === BlobType.data).map((r) => r.raw)).toEqual([4 * KiB]);
+    expect(fresh.filter((r) => r.type === BlobType.list).map((r) => r.raw)).toEqual([1024 * 32]);
+    expect(second.stats.bytes_new).toBe(fresh.reduce((n, r) => n + r.raw, 0));
+    // The changed block, the first list (32 KiB), and two small trees: nothing that grows with the file.
+    expect(second.stats.bytes_new).toBeLessThan(4 * KiB + 32 * KiB + 2 * KiB);
+    const dst = path.join(await t.temp.make(), 'dst');
+    await restoreTo(t, second, dst);
+    expect(diffTrees(await describeTree(src), await describeTree(dst))).toEqual([]);
   });
 
   it('stores only the touched blocks of a file read in several worker ranges', async () => {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { SourceError } from '../errors/errors.ts';
+import { encodeList, INLINE_MAX, listGroups } from '../repo/content.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
 import { entriesFromTrailer } from '../repo/pack.ts';
@@ -132,11 +133,13 @@ class Archiver {
   }
 
   saveTree(tree: Tree): BlobId {
-    const plain = encodeTree(tree);
+    return this.#saveBlob(BlobType.tree, encodeTree(tree));
+  }
+
+  /** Trees and lists are sealed here on the main thread: they are few and small. */
+  #saveBlob(type: BlobType, plain: Buffer): BlobId {
     const id = blobId(this.#repo.keys, plain);
-    if (!this.#writer.has(id)) {
-      this.#writer.add(id, BlobType.tree, seal(this.#repo.keys, id, BlobType.tree, plain, { level: this.#opts.compressionLevel }), plain.length);
-    }
+    if (!this.#writer.has(id)) this.#writer.add(id, type, seal(this.#repo.keys, id, type, plain, { level: this.#opts.compressionLevel }), plain.length);
     return id;
   }
 
@@ -209,14 +212,13 @@ class Archiver {
     this.counts.bytes_total += size;
     if (
       before?.type === 'file' &&
-      before.blocks &&
       before.size === size &&
       before.mtime === String(st.mtimeNs) &&
       before.ctime === String(st.ctimeNs) &&
       before.ino === String(st.ino)
     ) {
       this.counts.files_unchanged++;
-      return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks })) };
+      return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
     const parts = await this.#read(full, size);
     const node = Promise.all(parts).then((results) => {
@@ -235,7 +237,9 @@ class Archiver {
         for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) blocks.push(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
       }
       // Size as read, metadata as before the read: a file written meanwhile has a newer mtime and is read again next time.
-      return nodeFromStat(name, 'file', st, { blocks, size: read });
+      if (blocks.length <= INLINE_MAX) return nodeFromStat(name, 'file', st, { blocks, size: read });
+      const lists = listGroups(blocks).map((group) => toHex(this.#saveBlob(BlobType.list, encodeList(group))));
+      return nodeFromStat(name, 'file', st, { lists, size: read });
     });
     node.catch(() => {});
     return { done: node };

@@ -8,7 +8,7 @@ export function nodeFromStat(
   name: string,
   type: NodeType,
   st: FileStat,
-  extra: Partial<Pick<TreeNode, 'blocks' | 'subtree' | 'target' | 'rdev' | 'size'>>,
+  extra: Partial<Pick<TreeNode, 'blocks' | 'lists' | 'subtree' | 'target' | 'rdev' | 'size'>>,
 ): TreeNode {
   return {
     name,
@@ -22,6 +22,11 @@ export function nodeFromStat(
     dev: String(st.dev),
     nlink: Number(st.nlink),
     size: type === 'file' ? Number(st.size) : 0,
-    ...extra,
+    ...definedOnly(extra),
   };
+}
+
+/** JSON drops undefined fields anyway; dropping them here keeps nodes equal to their decoded form. */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -48,13 +48,13 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
     const marked = db.prepare('SELECT 1 FROM temp.live WHERE id = ?').pluck();
     for (const s of listSnapshots(repo)) {
       await walkSnapshot(repo, s, {
-        enterTree: (id) => {
+        enter: (id) => {
           if (marked.get(id)) return false;
           mark.run(id);
           return true;
         },
-        node: (node) => {
-          for (const hex of node.blocks ?? []) mark.run(Buffer.from(hex, 'hex'));
+        blocks: (ids) => {
+          for (const hex of ids) mark.run(Buffer.from(hex, 'hex'));
         },
       });
     }

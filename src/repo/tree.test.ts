@@ -50,6 +50,13 @@ describe('decodeTree', () => {
     expect(back).toEqual(JSON.parse(JSON.stringify(tree)));
   });
 
+  it('takes a file\'s blocks inline or as lists, never both or neither', () => {
+    expect(decodeTree(enc([node('big', { blocks: undefined, lists: [HEX] })]), '/').nodes[0]!.lists).toEqual([HEX]);
+    expect(decodeError([node('both', { lists: [HEX] })])).toBeInstanceOf(CorruptDataError);
+    expect(decodeError([node('neither', { blocks: undefined })])).toBeInstanceOf(CorruptDataError);
+    expect(decodeError([node('bad list id', { blocks: undefined, lists: ['xyz'] })])).toBeInstanceOf(CorruptDataError);
+  });
+
   it('accepts times before 1970 (negative), but no sign on inode or device', () => {
     const tree = { nodes: [node('old', { mtime: '-630719999123456789', ctime: '-1' })] };
     expect(decodeTree(enc(tree.nodes), '/').nodes[0]!.mtime).toBe('-630719999123456789');

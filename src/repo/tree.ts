@@ -6,8 +6,10 @@ const NODE_TYPES: ReadonlySet<string> = new Set(['file', 'dir', 'symlink', 'fifo
 /**
  * One directory entry. Times are nanoseconds since the epoch as decimal
  * strings (beyond 2^53), inode and device likewise. A file's content is its
- * block id list; a directory's is the id of its own tree blob, so an unchanged
- * directory is one shared blob across snapshots.
+ * block ids: inline in `blocks` for a small file, else in `lists`, list blobs
+ * of LIST_SPAN ids each, so an in-place change to a large file rewrites one
+ * list, not a tree that grows with the file. A directory's content is the id
+ * of its own tree blob, so an unchanged directory is one shared blob.
  */
 export interface TreeNode {
   readonly name: string;
@@ -22,6 +24,7 @@ export interface TreeNode {
   readonly nlink: number;
   readonly size: number;
   readonly blocks?: readonly string[];
+  readonly lists?: readonly string[];
   readonly subtree?: string;
   readonly target?: string;
   readonly rdev?: number;
@@ -74,8 +77,9 @@ export function decodeTree(plain: Buffer, where: string): Tree {
       if (typeof v !== 'string' || !(k === 'mtime' || k === 'ctime' ? SIGNED_DECIMAL : DECIMAL).test(v)) throw bad(`${name}: bad ${k}`);
     }
     if (node.type === 'file') {
-      const blocks = node.blocks;
-      if (!Array.isArray(blocks) || !blocks.every((b) => typeof b === 'string' && HEX_ID.test(b))) throw bad(`${name}: bad block list`);
+      const ids = (node.blocks ?? node.lists) as unknown;
+      if ((node.blocks === undefined) === (node.lists === undefined)) throw bad(`${name}: needs exactly one of blocks and lists`);
+      if (!Array.isArray(ids) || !ids.every((b) => typeof b === 'string' && HEX_ID.test(b))) throw bad(`${name}: bad block list`);
     }
     if (node.type === 'dir' && (typeof node.subtree !== 'string' || !HEX_ID.test(node.subtree))) throw bad(`${name}: bad subtree`);
     if (node.type === 'symlink' && (typeof node.target !== 'string' || node.target.includes('\0'))) throw bad(`${name}: bad link target`);

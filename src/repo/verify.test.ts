@@ -16,7 +16,7 @@ const KiB = 1024;
 /** The tree node at a path (as walkSnapshot spells it: '/root name/dir/file'). */
 async function nodeAt(t: TestRepo, s: Snapshot, suffix: string): Promise<TreeNode> {
   let found: TreeNode | undefined;
-  await walkSnapshot(t.repo, s, { enterTree: () => true, node: (n, p) => void (p.endsWith(suffix) && (found = n)) });
+  await walkSnapshot(t.repo, s, { enter: () => true, node: (n, p) => void (p.endsWith(suffix) && (found = n)) });
   if (!found) throw new Error(`no ${suffix} in snapshot`);
   return found;
 }

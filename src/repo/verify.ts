@@ -21,6 +21,7 @@ export interface VerifyReport {
   readonly snapshots: number;
   readonly packs: number;
   readonly blobs: number;
+  /** Tree and list blobs read. */
   readonly trees: number;
   readonly blobs_read: number;
   /** Pack files no index row names: leftovers of an interrupted write, removed by prune. */
@@ -92,14 +93,14 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
     for (const s of snapshots) {
       try {
         await walkSnapshot(repo, s, {
-          enterTree: (id) => {
+          enter: (id) => {
             const key = id.toString('latin1');
             if (seenTrees.has(key)) return false;
             seenTrees.add(key);
             return true;
           },
-          node: (node) => {
-            for (const hex of node.blocks ?? []) {
+          blocks: (ids) => {
+            for (const hex of ids) {
               blobs++;
               if (!repo.hasBlob(Buffer.from(hex, 'hex') as BlobId)) missing.add(hex);
             }
@@ -138,13 +139,13 @@ async function traceBlobs(repo: Repository, hexIds: Set<string>): Promise<Map<st
   const note = (hex: string, snapshot: string, p: string) => where.set(hex, [...(where.get(hex) ?? []), { snapshot, path: p }]);
   for (const s of listSnapshots(repo)) {
     await walkSnapshot(repo, s, {
-      enterTree: (id, p) => {
+      enter: (id, _type, p) => {
         const hex = toHex(id);
         if (hexIds.has(hex)) note(hex, shortId(s.id), p || '/');
         return true;
       },
-      node: (node, p) => {
-        for (const hex of node.blocks ?? []) if (hexIds.has(hex)) note(hex, shortId(s.id), p);
+      blocks: (ids, p) => {
+        for (const hex of ids) if (hexIds.has(hex)) note(hex, shortId(s.id), p);
       },
     }).catch(() => {});
   }

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CorruptDataError, CorruptIndexError, TargetNotEmptyError } from '../errors/errors.ts';
+import { blockGroups } from '../repo/content.ts';
 import { type BlobId, BlobType } from '../repo/ids.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
@@ -153,13 +154,12 @@ class Restorer {
     const linkKey = node.nlink > 1 ? `${node.dev}:${node.ino}` : undefined;
     const first = linkKey === undefined ? undefined : this.#links.get(linkKey);
     if (first) return { done: first.done.then(() => fsp.link(first.path, full)) };
-    const blocks = node.blocks ?? [];
     const meta = { mode: node.mode, uid: node.uid, gid: node.gid, mtime: node.mtime };
     let done: Promise<void>;
-    if (node.size <= SMALL) {
-      done = this.#jobs.add({ path: full, create: true, size: node.size, offset: 0, blocks, meta }, node.size).then(check);
+    if (node.blocks && node.size <= SMALL) {
+      done = this.#jobs.add({ path: full, create: true, size: node.size, offset: 0, blocks: node.blocks, meta }, node.size).then(check);
     } else {
-      done = this.#large(full, node, blocks);
+      done = this.#large(full, node);
     }
     done.catch(() => {});
     if (linkKey !== undefined) this.#links.set(linkKey, { path: full, done });
@@ -168,7 +168,7 @@ class Restorer {
   }
 
   /** A large file: created here, written in ranges by every worker, metadata applied when all are done. */
-  async #large(full: string, node: TreeNode, blocks: readonly string[]): Promise<void> {
+  async #large(full: string, node: TreeNode): Promise<void> {
     const fh = await fsp.open(full, 'wx', 0o600);
     try {
       await fh.truncate(node.size);
@@ -177,18 +177,20 @@ class Restorer {
     }
     const parts: Promise<RestoreResult>[] = [];
     let offset = 0;
-    let first = 0;
-    let bytes = 0;
-    for (let i = 0; i < blocks.length; i++) {
-      const loc = this.#repo.locate(Buffer.from(blocks[i]!, 'hex') as BlobId);
-      if (!loc) throw new CorruptIndexError(`block ${blocks[i]!.slice(0, 16)} of ${full} is missing from the repository`);
-      bytes += loc.rawLength;
-      if (bytes >= RANGE || i === blocks.length - 1) {
-        parts.push(this.#jobs.alone({ path: full, create: false, size: node.size, offset, blocks: blocks.slice(first, i + 1), meta: null }));
-        offset += bytes;
-        first = i + 1;
-        bytes = 0;
-        await this.#jobs.pace();
+    for await (const group of blockGroups((id, type) => this.#repo.loadBlob(id, type), node, full)) {
+      let first = 0;
+      let bytes = 0;
+      for (let i = 0; i < group.length; i++) {
+        const loc = this.#repo.locate(Buffer.from(group[i]!, 'hex') as BlobId);
+        if (!loc) throw new CorruptIndexError(`block ${group[i]!.slice(0, 16)} of ${full} is missing from the repository`);
+        bytes += loc.rawLength;
+        if (bytes >= RANGE || i === group.length - 1) {
+          parts.push(this.#jobs.alone({ path: full, create: false, size: node.size, offset, blocks: group.slice(first, i + 1), meta: null }));
+          offset += bytes;
+          first = i + 1;
+          bytes = 0;
+          await this.#jobs.pace();
+        }
       }
     }
     (await Promise.all(parts)).forEach(check);
