@@ -63,9 +63,9 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
 
   const lock = repo.lock('shared');
   const writer = new BlobWriter(repo, opts.packSize);
+  const archiver = new Archiver(repo, writer, opts);
   try {
     const parent = latestSnapshotOf(repo, opts.host, source);
-    const archiver = new Archiver(repo, writer, opts);
     const parentRoot = parent ? (await archiver.loadTree(parent.tree, 'parent root')).nodes[0] : undefined;
     const rootNode = await (await archiver.walkDir(source, path.basename(source) || 'root', rootStat, parentRoot)).done;
     const tree = archiver.saveTree({ nodes: [rootNode] });
@@ -94,6 +94,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     saveSnapshot(repo, snapshot);
     return snapshot;
   } catch (err) {
+    await archiver.settled();
     writer.abort();
     await opts.pool.reset();
     throw err;
@@ -126,6 +127,11 @@ class Archiver {
     this.#writer = writer;
     this.#opts = opts;
     this.#jobs = new JobBatcher((items) => this.#store(items), opts.pool.depth);
+  }
+
+  /** Resolves once no worker job is in flight. */
+  settled(): Promise<void> {
+    return this.#jobs.settled();
   }
 
   async loadTree(id: BlobId, where: string): Promise<Tree> {

@@ -14,6 +14,7 @@ export class JobBatcher<I, R> {
   failure: unknown;
   readonly #send: (items: I[]) => Promise<readonly R[]>;
   readonly #jobs: Semaphore;
+  readonly #inFlight = new Set<Promise<unknown>>();
   #items: I[] = [];
   #waiters: PromiseWithResolvers<R>[] = [];
   #bytes = 0;
@@ -67,14 +68,22 @@ export class JobBatcher<I, R> {
     );
   }
 
+  /** Waits until no job is in flight, so a failed walk can clean up after the last reply. */
+  async settled(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  }
+
   async #dispatch(items: I[]): Promise<readonly R[]> {
     await this.#jobs.acquire();
+    const job = this.#send(items);
+    this.#inFlight.add(job);
     try {
-      return await this.#send(items);
+      return await job;
     } catch (err) {
       this.failure ??= err;
       throw err;
     } finally {
+      this.#inFlight.delete(job);
       this.#jobs.release();
     }
   }
