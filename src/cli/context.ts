@@ -30,6 +30,8 @@ export function makeContext(opts: GlobalOptions): Context {
     json,
     config,
     configFile: opts.config,
+    // A one-shot command reports through its result; at the default level its log carries only
+    // warnings, so a successful run prints nothing on stderr. debug and trace still show.
     log: createLogger({ level: config.agent.log_level === 'info' ? 'warn' : config.agent.log_level, destination: 2 }),
     interactive: !json && process.stderr.isTTY === true,
     out(value, text) {

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { CorruptIndexError } from '../errors/errors.ts';
@@ -198,4 +199,14 @@ export function readPackTrailer(file: string, name: string): PackEntry[] {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Names of pack files on disk (temporary files included, with their suffix). */
+export async function listPackFiles(repoDir: string): Promise<string[]> {
+  const root = path.join(repoDir, 'packs');
+  const out: string[] = [];
+  for (const sub of await fsp.readdir(root).catch(() => [])) {
+    for (const name of await fsp.readdir(path.join(root, sub)).catch(() => [])) out.push(name);
+  }
+  return out;
 }

@@ -5,13 +5,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RepositoryLockedError } from '../errors/errors.ts';
 import { blobId, seal } from './crypto.ts';
 import { BlobType } from './ids.ts';
-import { newPackName, packPath } from './pack.ts';
+import { listPackFiles, newPackName, packPath } from './pack.ts';
 import { prune } from './prune.ts';
 import { deleteSnapshots, listSnapshots } from './snapshots.ts';
 import { backupDir, openTestRepo, restoreTo, type TestRepo } from './testing/fixture.ts';
 import { pseudoRandomBytes } from './testing/tree-builder.ts';
 import { describeTree, diffTrees, type TreeInfo } from './testing/tree-compare.ts';
-import { verify, listPackFiles } from './verify.ts';
+import { verify } from './verify.ts';
 import { BlobWriter } from './writer.ts';
 
 const KiB = 1024;

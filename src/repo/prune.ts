@@ -1,10 +1,9 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type BlobId } from './ids.ts';
-import { PackWriter, packPath } from './pack.ts';
+import { listPackFiles, PackWriter, packPath } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { listSnapshots } from './snapshots.ts';
-import { listPackFiles } from './verify.ts';
 import { walkSnapshot } from './walk.ts';
 
 export interface PruneOptions {

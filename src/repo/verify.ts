@@ -1,8 +1,7 @@
 import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { LifeboatError } from '../errors/errors.ts';
 import { type BlobId, toHex } from './ids.ts';
-import { type PackEntry, packPath, readPackTrailer } from './pack.ts';
+import { listPackFiles, type PackEntry, packPath, readPackTrailer } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { shortId } from './snapshot.ts';
 import { listSnapshots } from './snapshots.ts';
@@ -156,14 +155,4 @@ async function countUnreferencedPacks(repo: Repository, indexed: Set<string>): P
   let n = 0;
   for (const name of await listPackFiles(repo.dir)) if (!indexed.has(name)) n++;
   return n;
-}
-
-/** Names of pack files on disk (temporary files included, with their suffix). */
-export async function listPackFiles(dir: string): Promise<string[]> {
-  const root = path.join(dir, 'packs');
-  const out: string[] = [];
-  for (const sub of await fsp.readdir(root).catch(() => [])) {
-    for (const name of await fsp.readdir(path.join(root, sub)).catch(() => [])) out.push(name);
-  }
-  return out;
 }

@@ -7,8 +7,8 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { cleanup, lifeboat, ok, okJson, tempDir } from './run.ts';
-import { diffManifests, du, makeSmallTree, manifest, randomBytes } from './tree.ts';
+import { cleanup, lifeboat, ok, okJson, smallSource } from './run.ts';
+import { diffManifests, du, manifest, randomBytes } from './tree.ts';
 
 afterAll(cleanup);
 
@@ -39,11 +39,7 @@ const cases: Case[] = [
 describe.concurrent('crash between pack and snapshot', () => {
   describe.each(cases)('killed $what ($fault)', ({ fault, orphanFiles, smallPacks }) => {
     test('only earlier snapshots are listed, verify is clean, the next backup works, prune reclaims, everything restores', async () => {
-      const dir = await tempDir();
-      const repo = path.join(dir, 'repo');
-      const src = path.join(dir, 'src');
-      await fsp.mkdir(src);
-      await makeSmallTree(src);
+      const { dir, repo, src } = await smallSource();
       const config: string[] = [];
       if (smallPacks) {
         const file = path.join(dir, 'lifeboat.toml');
@@ -103,11 +99,7 @@ describe.concurrent('crash between pack and snapshot', () => {
 
   describe('a backup killed and simply run again', () => {
     test('index-committed: the rerun reuses what the crashed run stored', async () => {
-      const dir = await tempDir();
-      const repo = path.join(dir, 'repo');
-      const src = path.join(dir, 'src');
-      await fsp.mkdir(src);
-      await makeSmallTree(src);
+      const { dir, repo, src } = await smallSource();
       await ok(['init', '--repo', repo]);
       const crashed = await lifeboat(['backup', '--repo', repo, '--path', src], { env: { LIFEBOAT_FAULT: 'index-committed' } });
       expect(crashed.signal).toBe('SIGKILL');

@@ -1,8 +1,8 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cleanup, fails, ok, okJson, ROOT, tempDir } from './run.ts';
-import { diffManifests, hashFiles, makeSmallTree, manifest } from './tree.ts';
+import { cleanup, fails, ok, okJson, ROOT, tempDir, smallSource } from './run.ts';
+import { diffManifests, hashFiles, manifest } from './tree.ts';
 
 afterAll(cleanup);
 
@@ -13,11 +13,7 @@ let src: string;
 let snapshot: string;
 
 beforeAll(async () => {
-  dir = await tempDir();
-  repo = path.join(dir, 'repo');
-  src = path.join(dir, 'src');
-  await fsp.mkdir(src);
-  await makeSmallTree(src);
+  ({ dir, repo, src } = await smallSource());
   await ok(['init', '--repo', repo]);
   snapshot = (await okJson(['backup', '--repo', repo, '--path', src])).snapshot;
 });

@@ -9,8 +9,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, onTestFinished, test } from 'vitest';
-import { cleanup, fails, ok, okJson, sql, tempDir } from './run.ts';
-import { makeSmallTree } from './tree.ts';
+import { cleanup, fails, ok, okJson, sql, tempDir, smallSource } from './run.ts';
 
 const children: ChildProcess[] = [];
 afterAll(async () => {
@@ -58,11 +57,7 @@ let repo: string;
 let src: string;
 
 beforeAll(async () => {
-  dir = await tempDir();
-  repo = path.join(dir, 'repo');
-  src = path.join(dir, 'src');
-  await fsp.mkdir(src);
-  await makeSmallTree(src);
+  ({ dir, repo, src } = await smallSource());
   await ok(['init', '--repo', repo]);
   await ok(['backup', '--repo', repo, '--path', src]);
 });

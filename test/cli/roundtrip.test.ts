@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cleanup, fails, ok, okJson, PASSWORD, tempDir } from './run.ts';
+import { cleanup, fails, ok, okJson, PASSWORD, tempDir, smallSource } from './run.ts';
 import { diffManifests, du, makeRichTree, makeSmallTree, type Manifest, manifest, randomBytes } from './tree.ts';
 
 afterAll(cleanup);
@@ -122,11 +122,7 @@ describe('init, backup, snapshots, restore, verify: the round trip', () => {
 describe.concurrent('on their own repositories', () => {
   describe('password sources', () => {
     test('--password-file alone (first line counts), for init, backup, snapshots and restore', async () => {
-      const dir = await tempDir();
-      const repo = path.join(dir, 'repo');
-      const src = path.join(dir, 'src');
-      await fsp.mkdir(src);
-      await makeSmallTree(src);
+      const { dir, repo, src } = await smallSource();
       const pwFile = path.join(dir, 'password');
       await fsp.writeFile(pwFile, 'from a file\nsecond line is ignored\n');
       const noEnv = { password: null };
@@ -157,11 +153,7 @@ describe.concurrent('on their own repositories', () => {
 
   describe('forget --keep-last 1 --prune', () => {
     test('removes the older snapshots and their data; the one kept restores', async () => {
-      const dir = await tempDir();
-      const repo = path.join(dir, 'repo');
-      const src = path.join(dir, 'src');
-      await fsp.mkdir(src);
-      await makeSmallTree(src);
+      const { dir, repo, src } = await smallSource();
       await ok(['init', '--repo', repo]);
       const ids: string[] = [];
       let last: Manifest | undefined;

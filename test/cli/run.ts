@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
+import { makeSmallTree } from './tree.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin', 'lifeboat');
@@ -143,4 +144,13 @@ export async function sql(dbFile: string, statement: string, params: readonly un
   `;
   const { stdout } = await execFileP(NODE, ['-e', script, dbFile, statement, JSON.stringify(params)]);
   return JSON.parse(stdout);
+}
+
+/** A temp dir with a small source tree in src/ and the path repo/ for a repository (not created). */
+export async function smallSource(): Promise<{ dir: string; repo: string; src: string }> {
+  const dir = await tempDir();
+  const src = path.join(dir, 'src');
+  await fsp.mkdir(src);
+  await makeSmallTree(src);
+  return { dir, repo: path.join(dir, 'repo'), src };
 }

@@ -1,4 +1,3 @@
-import os from 'node:os';
 import type { Command } from 'commander';
 import { backup } from '../../backup/archiver.ts';
 import { UsageError } from '../../errors/errors.ts';
@@ -38,7 +37,7 @@ export function registerBackup(program: Command): void {
         try {
           return await backup(repo, {
             source,
-            host: opts.host ?? ctx.config.agent.host ?? os.hostname(),
+            host: opts.host ?? ctx.config.agent.host,
             tags: opts.tag,
             splitter: { kind, size },
             packSize: ctx.config.repository.pack_size,
