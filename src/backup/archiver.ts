@@ -26,6 +26,8 @@ export interface BackupOptions {
   readonly host: string;
   readonly volume?: string | null;
   readonly tags?: readonly string[];
+  /** Recorded with the snapshot, sealed (container specs and images of a volume). */
+  readonly meta?: unknown;
   readonly splitter: SplitterSpec;
   readonly packSize: number;
   readonly compressionLevel: number;
@@ -69,6 +71,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     const parentRoot = parent ? (await archiver.loadTree(parent.tree, 'parent root')).nodes[0] : undefined;
     const rootNode = await (await archiver.walkDir(source, path.basename(source) || 'root', rootStat, parentRoot)).done;
     const tree = archiver.saveTree({ nodes: [rootNode] });
+    const meta = opts.meta === undefined ? null : archiver.saveMeta(opts.meta);
     for (const pack of await opts.pool.flush()) archiver.commit(pack);
     writer.flush();
     faultPoint('index-committed');
@@ -87,6 +90,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
       volume: opts.volume ?? null,
       parent: parent?.id ?? null,
       tree,
+      meta,
       tags: [...(opts.tags ?? [])],
       splitter: opts.splitter,
       stats,
@@ -142,7 +146,11 @@ class Archiver {
     return this.#saveBlob(BlobType.tree, encodeTree(tree));
   }
 
-  /** Trees and lists are sealed here on the main thread: they are few and small. */
+  saveMeta(meta: unknown): BlobId {
+    return this.#saveBlob(BlobType.meta, Buffer.from(JSON.stringify(meta)));
+  }
+
+  /** Trees, lists and meta are sealed here on the main thread: they are few and small. */
   #saveBlob(type: BlobType, plain: Buffer): BlobId {
     const id = blobId(this.#repo.keys, plain);
     if (!this.#writer.has(id)) this.#writer.add(id, type, seal(this.#repo.keys, id, type, plain, { level: this.#opts.compressionLevel }), plain.length);

@@ -3,6 +3,7 @@ import { registerBackup } from './commands/backup.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerForget } from './commands/forget.ts';
 import { registerInit } from './commands/init.ts';
+import { registerInventory } from './commands/inventory.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
 import { registerSnapshots } from './commands/snapshots.ts';
@@ -21,7 +22,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

@@ -37,6 +37,7 @@ describe('parseConfig: defaults', () => {
       },
       backup: { block_size: 64 * KiB, chunker: 'fixed', workers: os.availableParallelism() },
       retention: {},
+      docker: { reconcile_interval: 5 * 60_000, hook_timeout: 60_000, stop_timeout: 30_000 },
     });
   });
 
@@ -177,6 +178,39 @@ describe('parseConfig: errors', () => {
   it('reports a duplicate key as a syntax error on its line', () => {
     const e = fail('[backup]\nworkers = 1\nworkers = 2');
     expect(e.line).toBe(3);
+  });
+});
+
+describe('parseConfig: [docker]', () => {
+  it('turns durations into milliseconds and keeps the connection keys', () => {
+    const c = parseConfig(
+      lines('[docker]', 'host = "tcp://10.0.0.5:2376"', 'tls_ca = "/ca.pem"', 'tls_cert = "/c.pem"', 'tls_key = "/k.pem"', 'reconcile_interval = "90s"', 'stop_timeout = "0s"'),
+      'f',
+    );
+    expect(c.docker).toEqual({
+      host: 'tcp://10.0.0.5:2376',
+      tls_ca: '/ca.pem',
+      tls_cert: '/c.pem',
+      tls_key: '/k.pem',
+      reconcile_interval: 90_000,
+      hook_timeout: 60_000,
+      stop_timeout: 0,
+    });
+  });
+
+  it('rejects malformed or too short durations', () => {
+    expect(fail('[docker]\nreconcile_interval = "5 minutes"').message).toBe(
+      'lifeboat.toml:2: docker.reconcile_interval: must be a duration such as "5m" (units ms, s, m, h, d), got "5 minutes"',
+    );
+    expect(fail('[docker]\nhook_timeout = "10ms"').message).toBe('lifeboat.toml:2: docker.hook_timeout: must be at least 1s, got "10ms"');
+    expect(fail('[docker]\nreconcile_interval = 300').message).toBe(
+      'lifeboat.toml:2: docker.reconcile_interval: must be a duration such as "5m" (units ms, s, m, h, d), got 300',
+    );
+  });
+
+  it('wants tls_cert and tls_key together', () => {
+    expect(fail('[docker]\ntls_cert = "/c.pem"').message).toMatch(/docker\.tls_key: is required$/);
+    expect(fail('[docker]\ntls_key = "/k.pem"').message).toMatch(/docker\.tls_cert: is required$/);
   });
 });
 

@@ -7,7 +7,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import * as z from 'zod';
-import { type Bytes, KiB, MiB, parseSize } from '../util/units.ts';
+import { type Bytes, KiB, type Millis, MiB, parseDuration, parseSize } from '../util/units.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -36,6 +36,22 @@ function size(o: { min: number; max: number; powerOfTwo?: boolean; example: stri
       ctx.issues.push({ code: 'custom', message: malformed, input: s });
     } else if (n < o.min || n > o.max || (o.powerOfTwo && (n & (n - 1)) !== 0)) {
       ctx.issues.push({ code: 'custom', message: `must be ${range}`, input: s });
+    } else {
+      return n;
+    }
+    return z.NEVER;
+  });
+}
+
+/** A duration string such as "5m", checked and turned into Millis inside the schema. */
+function duration(o: { min: number; example: string }) {
+  const malformed = `must be a duration such as "${o.example}" (units ms, s, m, h, d)`;
+  return z.string({ error: malformed }).transform((s, ctx): Millis => {
+    const n = parseDuration(s);
+    if (n === undefined) {
+      ctx.issues.push({ code: 'custom', message: malformed, input: s });
+    } else if (n < o.min) {
+      ctx.issues.push({ code: 'custom', message: `must be at least ${o.min >= 1000 ? `${o.min / 1000}s` : `${o.min}ms`}`, input: s });
     } else {
       return n;
     }
@@ -74,6 +90,23 @@ const retention = z.strictObject({
   keep_monthly: int(0).optional(),
 });
 
+const docker = z.strictObject({
+  /** Engine address; unset means DOCKER_HOST, else the platform's default socket or pipe (see src/docker/connect.ts). */
+  host: text().optional(),
+  tls_ca: text().optional(),
+  tls_cert: text().optional(),
+  tls_key: text().optional(),
+  reconcile_interval: duration({ min: 1000, example: '5m' }).prefault('5m'),
+  hook_timeout: duration({ min: 1000, example: '60s' }).prefault('60s'),
+  stop_timeout: duration({ min: 0, example: '30s' }).prefault('30s'),
+}).superRefine((d, ctx) => {
+  // a client certificate is a pair; one half alone is a mistake, not a choice
+  if ((d.tls_cert === undefined) !== (d.tls_key === undefined)) {
+    const missing = d.tls_cert === undefined ? 'tls_cert' : 'tls_key';
+    ctx.addIssue({ code: 'custom', path: [missing], message: `is required when ${missing === 'tls_cert' ? 'tls_key' : 'tls_cert'} is set` });
+  }
+});
+
 // prefault (not default) so an absent table is parsed as {} and its own defaults fill in.
 export const configSchema = z
   .strictObject({
@@ -81,6 +114,7 @@ export const configSchema = z
     repository: repository.prefault({}),
     backup: backup.prefault({}),
     retention: retention.prefault({}),
+    docker: docker.prefault({}),
   })
   .transform((c) => ({
     ...c,

@@ -113,6 +113,40 @@ export class SourceError extends LifeboatError {
   readonly code = 'LB_ERR_SOURCE';
 }
 
+/** The Docker engine did not answer, or the connection to it dropped. */
+export class EngineUnavailableError extends LifeboatError {
+  readonly code = 'LB_ERR_ENGINE_UNAVAILABLE';
+}
+
+/** The engine answered with an error for a request (not a connection problem). */
+export class EngineRequestError extends LifeboatError {
+  readonly code = 'LB_ERR_ENGINE_REQUEST';
+}
+
+export class VolumeNotFoundError extends LifeboatError {
+  readonly code = 'LB_ERR_VOLUME_NOT_FOUND';
+  constructor(name: string) {
+    super(`no Docker volume named ${JSON.stringify(name)}`);
+  }
+}
+
+export class VolumeNotEmptyError extends LifeboatError {
+  readonly code = 'LB_ERR_VOLUME_NOT_EMPTY';
+  constructor(name: string) {
+    super(`Docker volume ${JSON.stringify(name)} is not empty; pass --force to replace its contents`);
+  }
+}
+
+/** A volume whose containers (or itself) carry lifeboat.exclude. */
+export class VolumeExcludedError extends LifeboatError {
+  readonly code = 'LB_ERR_VOLUME_EXCLUDED';
+}
+
+/** A lifeboat.backup-pre or -post command failed, timed out, or could not run. */
+export class HookFailedError extends LifeboatError {
+  readonly code = 'LB_ERR_HOOK_FAILED';
+}
+
 /** Turns anything thrown into a one-line message and an exit code for the CLI. */
 export function describeFailure(err: unknown): { message: string; code: string; exitCode: 1 | 2 } {
   if (err instanceof LifeboatError) return { message: err.message, code: err.code, exitCode: err.exitCode };

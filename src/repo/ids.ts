@@ -3,8 +3,11 @@ export type BlobId = Buffer & { readonly __brand: 'BlobId' };
 
 export const BLOB_ID_BYTES = 32;
 
-/** data: file blocks; tree: a directory; list: the block ids of part of a large file. */
-export const BlobType = { data: 0, tree: 1, list: 2 } as const;
+/**
+ * data: file blocks; tree: a directory; list: the block ids of part of a large
+ * file; meta: what a snapshot records besides files (container specs, images).
+ */
+export const BlobType = { data: 0, tree: 1, list: 2, meta: 3 } as const;
 export type BlobType = (typeof BlobType)[keyof typeof BlobType];
 
 export function blobIdFromHex(hex: string): BlobId | undefined {

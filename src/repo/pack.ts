@@ -162,7 +162,7 @@ export function decodeTrailer(name: string, fileSize: number, tail: (offset: num
   for (let i = 0; i < count; i++) {
     const o = i * ENTRY_BYTES;
     const type = table[o]!;
-    if (type !== BT.data && type !== BT.tree && type !== BT.list) throw bad(`blob ${i} has unknown type ${type}`);
+    if (!Object.values(BT).includes(type as BlobType)) throw bad(`blob ${i} has unknown type ${type}`);
     const length = table.readUInt32LE(o + 1 + BLOB_ID_BYTES);
     entries.push({
       type: type as BlobType,

@@ -46,6 +46,7 @@ export async function prune(repo: Repository, opts: PruneOptions): Promise<Prune
     const mark = db.prepare('INSERT OR IGNORE INTO temp.live (id) VALUES (?)');
     const marked = db.prepare('SELECT 1 FROM temp.live WHERE id = ?').pluck();
     for (const s of listSnapshots(repo)) {
+      if (s.meta) mark.run(s.meta);
       await walkSnapshot(repo, s, {
         enter: (id) => {
           if (marked.get(id)) return false;

@@ -86,6 +86,7 @@ describe('snapshot lookup', () => {
     volume: null,
     parent: null,
     tree: Buffer.alloc(32) as Snapshot['tree'],
+    meta: null,
     tags: ['t'],
     splitter: { kind: 'fixed', size: 65536 },
     stats: { files: 1 } as unknown as Snapshot['stats'],

@@ -14,6 +14,7 @@ function snap(time: string, host = 'h1', source = '/data', volume: string | null
     volume,
     parent: null,
     tree: Buffer.alloc(32) as BlobId,
+    meta: null,
     tags: [],
     splitter: { kind: 'fixed', size: 65536 },
     stats: {} as Snapshot['stats'],

@@ -46,4 +46,6 @@ export const repositoryMigrations: readonly Migration[] = [
         refreshed INTEGER NOT NULL
       );
     `),
+  // Sealed metadata of a snapshot (container specs and images of a volume backup).
+  (db) => db.exec('ALTER TABLE snapshots ADD COLUMN meta BLOB'),
 ];

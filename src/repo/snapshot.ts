@@ -31,6 +31,8 @@ export interface Snapshot {
   readonly volume: string | null;
   readonly parent: string | null;
   readonly tree: BlobId;
+  /** A sealed meta blob (SnapshotMeta), for snapshots of Docker volumes and images. */
+  readonly meta: BlobId | null;
   readonly tags: readonly string[];
   readonly splitter: SplitterSpec;
   readonly stats: SnapshotStats;

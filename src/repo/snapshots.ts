@@ -1,5 +1,5 @@
-import { AmbiguousSnapshotError, SnapshotNotFoundError } from '../errors/errors.ts';
-import type { BlobId } from './ids.ts';
+import { AmbiguousSnapshotError, CorruptDataError, SnapshotNotFoundError } from '../errors/errors.ts';
+import { type BlobId, BlobType } from './ids.ts';
 import type { Repository } from './repository.ts';
 import type { Snapshot } from './snapshot.ts';
 
@@ -11,6 +11,7 @@ interface SnapshotRow {
   volume: string | null;
   parent: string | null;
   tree: Buffer;
+  meta: Buffer | null;
   tags: string;
   splitter: string;
   stats: string;
@@ -25,6 +26,7 @@ function fromRow(r: SnapshotRow): Snapshot {
     volume: r.volume,
     parent: r.parent,
     tree: r.tree as BlobId,
+    meta: r.meta as BlobId | null,
     tags: JSON.parse(r.tags) as string[],
     splitter: JSON.parse(r.splitter) as Snapshot['splitter'],
     stats: JSON.parse(r.stats) as Snapshot['stats'],
@@ -35,10 +37,10 @@ function fromRow(r: SnapshotRow): Snapshot {
 export function saveSnapshot(repo: Repository, s: Snapshot): void {
   repo.db
     .prepare(
-      `INSERT INTO snapshots (id, time, host, source, volume, parent, tree, tags, splitter, stats)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO snapshots (id, time, host, source, volume, parent, tree, meta, tags, splitter, stats)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
-    .run(s.id, s.time, s.host, s.source, s.volume, s.parent, s.tree, JSON.stringify(s.tags), JSON.stringify(s.splitter), JSON.stringify(s.stats));
+    .run(s.id, s.time, s.host, s.source, s.volume, s.parent, s.tree, s.meta, JSON.stringify(s.tags), JSON.stringify(s.splitter), JSON.stringify(s.stats));
 }
 
 /** Oldest first. */
@@ -73,4 +75,23 @@ export function deleteSnapshots(repo: Repository, ids: readonly string[]): void 
   repo.db.transaction(() => {
     for (const id of ids) del.run(id);
   })();
+}
+
+/** The sealed metadata a snapshot was saved with (JSON), or null. */
+export async function loadSnapshotMeta(repo: Repository, s: Snapshot): Promise<unknown> {
+  if (!s.meta) return null;
+  try {
+    return JSON.parse((await repo.loadBlob(s.meta, BlobType.meta)).toString('utf8'));
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new CorruptDataError(`metadata of snapshot ${s.id.slice(0, 8)} is not JSON`);
+    throw err;
+  }
+}
+
+/** Snapshots carrying a tag, newest first. */
+export function snapshotsTagged(repo: Repository, tag: string): Snapshot[] {
+  const rows = repo.db
+    .prepare('SELECT * FROM snapshots WHERE EXISTS (SELECT 1 FROM json_each(snapshots.tags) WHERE value = ?) ORDER BY time DESC, id DESC')
+    .all(tag) as SnapshotRow[];
+  return rows.map(fromRow);
 }

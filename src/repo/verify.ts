@@ -4,7 +4,7 @@ import { type BlobId, toHex } from './ids.ts';
 import { listPackFiles, type PackEntry, packPath, readPackTrailer } from './pack.ts';
 import type { Repository } from './repository.ts';
 import { shortId } from './snapshot.ts';
-import { listSnapshots } from './snapshots.ts';
+import { listSnapshots, loadSnapshotMeta } from './snapshots.ts';
 import { walkSnapshot } from './walk.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { CheckReply } from '../workers/protocol.ts';
@@ -91,6 +91,7 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
     let blobs = 0;
     for (const s of snapshots) {
       try {
+        await loadSnapshotMeta(repo, s);
         await walkSnapshot(repo, s, {
           enter: (id) => {
             const key = id.toString('latin1');

@@ -40,6 +40,7 @@ async function craftSnapshot(t: TestRepo, nodes: TreeNode[]): Promise<Snapshot> 
     volume: null,
     parent: null,
     tree: root,
+    meta: null,
     tags: [],
     splitter: { kind: 'fixed', size: 65536 },
     stats: {} as Snapshot['stats'],

@@ -1,11 +1,23 @@
+import path from 'node:path';
 import type { Command } from 'commander';
-import { backup } from '../../backup/archiver.ts';
+import { backup, type BackupOptions as ArchiveOptions } from '../../backup/archiver.ts';
+import { backupVolume } from '../../backup/volume.ts';
+import { connectEngine } from '../../docker/connect.ts';
 import { UsageError } from '../../errors/errors.ts';
+import type { Snapshot } from '../../repo/snapshot.ts';
 import { shortId } from '../../repo/snapshot.ts';
+import type { SplitterSpec } from '../../repo/splitter-spec.ts';
 import { formatBytes, parseSize } from '../../util/units.ts';
-import { compressionLevel, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { compressionLevel, type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
+
+/** What a volume backup adds to the result. */
+interface VolumeExtra {
+  containers?: readonly { container: string; action: string; ms: number }[];
+  warnings?: readonly string[];
+  images?: readonly unknown[];
+}
 
 interface BackupOptions extends RepoOptions {
   path?: string;
@@ -16,54 +28,74 @@ interface BackupOptions extends RepoOptions {
 }
 
 export function registerBackup(program: Command): void {
-  repoCommand(program, 'backup', 'back up a directory into the repository')
+  repoCommand(program, 'backup', 'back up a Docker volume (with a config) or a directory (--path) into the repository')
+    .argument('[volume]', 'Docker volume to back up, with its containers made consistent as their labels ask')
     .option('--path <dir>', 'directory to back up')
     .option('--host <name>', 'host name recorded in the snapshot (default: this host)')
     .option('--tag <tag>', 'tag the snapshot (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option('--block-size <size>', 'block size, e.g. 64KiB (default: the config\'s backup.block_size)')
     .option('--chunker <kind>', 'fixed or cdc (default: the config\'s backup.chunker)')
-    .action(async (opts: BackupOptions, cmd: Command) => {
+    .action(async (volume: string | undefined, opts: BackupOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      if (!opts.path) throw new UsageError('backup needs --path DIR');
-      const size = opts.blockSize === undefined ? ctx.config.backup.block_size : parseSize(opts.blockSize);
-      if (size === undefined || size < 4096 || size > 8 * 1024 * 1024 || (size & (size - 1)) !== 0) {
-        throw new UsageError(`--block-size must be a power of two between 4KiB and 8MiB, got ${JSON.stringify(opts.blockSize)}`);
-      }
-      const kind = opts.chunker ?? ctx.config.backup.chunker;
-      if (kind !== 'fixed' && kind !== 'cdc') throw new UsageError(`--chunker must be fixed or cdc, got ${JSON.stringify(kind)}`);
-      const source = opts.path;
-      const snapshot = await withRepo(ctx, opts, async (repo, pool) => {
-        const progress = new ProgressLine(ctx.interactive);
+      if ((volume === undefined) === (opts.path === undefined)) throw new UsageError('backup needs either a VOLUME or --path DIR');
+      if (volume !== undefined && !ctx.configFile) throw new UsageError('backing up a Docker volume needs --config FILE');
+      const splitter = splitterOf(ctx, opts);
+      const progress = new ProgressLine(ctx.interactive);
+      const { snapshot, extra } = await withRepo(ctx, opts, async (repo, pool): Promise<{ snapshot: Snapshot; extra: VolumeExtra }> => {
+        const archive: Omit<ArchiveOptions, 'source'> = {
+          host: opts.host ?? ctx.config.agent.host,
+          tags: opts.tag,
+          splitter,
+          packSize: ctx.config.repository.pack_size,
+          compressionLevel: compressionLevel(ctx),
+          pool: pool(),
+          onWarning: (p, err) => {
+            progress.done();
+            ctx.log.warn({ path: p, err: err.message }, 'skipped an entry it could not read');
+          },
+          onProgress: (p) => progress.update(p.files, p.bytesRead, 'read'),
+        };
         try {
-          return await backup(repo, {
-            source,
-            host: opts.host ?? ctx.config.agent.host,
-            tags: opts.tag,
-            splitter: { kind, size },
-            packSize: ctx.config.repository.pack_size,
-            compressionLevel: compressionLevel(ctx),
-            pool: pool(),
-            onWarning: (p, err) => {
-              progress.done();
-              ctx.log.warn({ path: p, err: err.message }, 'skipped an entry it could not read');
-            },
-            onProgress: (p) => progress.update(p.files, p.bytesRead, 'read'),
+          if (volume === undefined) return { snapshot: await backup(repo, { ...archive, source: opts.path! }), extra: {} };
+          const r = await backupVolume(connectEngine(ctx.config), repo, {
+            ...archive,
+            volume,
+            hookTimeoutMs: ctx.config.docker.hook_timeout,
+            stopTimeoutSeconds: Math.ceil(ctx.config.docker.stop_timeout / 1000),
+            workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
+            log: ctx.log,
           });
+          return { snapshot: r.snapshot, extra: { containers: r.report.actions, warnings: r.report.warnings, images: r.images } };
         } finally {
           progress.done();
         }
       });
+      ctx.out({ snapshot: snapshot.id, parent: snapshot.parent, volume: snapshot.volume, ...snapshot.stats, ...extra }, () => describe(snapshot, extra));
+      for (const w of extra.warnings ?? []) process.stderr.write(`lifeboat: warning: ${w}\n`);
       const s = snapshot.stats;
-      ctx.out({ snapshot: snapshot.id, parent: snapshot.parent, ...s }, () =>
-        [
-          `snapshot ${shortId(snapshot.id)} saved${snapshot.parent ? ` (parent ${shortId(snapshot.parent)})` : ''}`,
-          `  files: ${s.files} (${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged), dirs: ${s.dirs}`,
-          `  read ${formatBytes(s.bytes_read)}, added ${formatBytes(s.bytes_new)}, stored ${formatBytes(s.bytes_stored)} in ${(s.duration_ms / 1000).toFixed(2)} s`,
-        ].join('\n'),
-      );
       if (s.errors > 0) {
         process.stderr.write(`lifeboat: snapshot ${shortId(snapshot.id)} saved, but ${s.errors} entries could not be read [LB_ERR_INCOMPLETE]\n`);
         process.exitCode = 1;
       }
     });
+}
+
+function splitterOf(ctx: Context, opts: BackupOptions): SplitterSpec {
+  const size = opts.blockSize === undefined ? ctx.config.backup.block_size : parseSize(opts.blockSize);
+  if (size === undefined || size < 4096 || size > 8 * 1024 * 1024 || (size & (size - 1)) !== 0) {
+    throw new UsageError(`--block-size must be a power of two between 4KiB and 8MiB, got ${JSON.stringify(opts.blockSize)}`);
+  }
+  const kind = opts.chunker ?? ctx.config.backup.chunker;
+  if (kind !== 'fixed' && kind !== 'cdc') throw new UsageError(`--chunker must be fixed or cdc, got ${JSON.stringify(kind)}`);
+  return { kind, size };
+}
+
+function describe(snapshot: Snapshot, extra: VolumeExtra): string {
+  const s = snapshot.stats;
+  return [
+    `snapshot ${shortId(snapshot.id)} saved${snapshot.volume ? ` of volume ${snapshot.volume}` : ''}${snapshot.parent ? ` (parent ${shortId(snapshot.parent)})` : ''}`,
+    `  files: ${s.files} (${s.files_new} new, ${s.files_changed} changed, ${s.files_unchanged} unchanged), dirs: ${s.dirs}`,
+    `  read ${formatBytes(s.bytes_read)}, added ${formatBytes(s.bytes_new)}, stored ${formatBytes(s.bytes_stored)} in ${(s.duration_ms / 1000).toFixed(2)} s`,
+    ...(extra.containers ?? []).map((a) => `  container ${a.container} was ${a.action} for ${(a.ms / 1000).toFixed(2)} s`),
+  ].join('\n');
 }

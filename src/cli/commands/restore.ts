@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
+import { connectEngine } from '../../docker/connect.ts';
 import { UsageError } from '../../errors/errors.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { findSnapshot } from '../../repo/snapshots.ts';
-import { restore } from '../../restore/restorer.ts';
+import { restore, type RestoreOptions as RestoreRun, type RestoreStats } from '../../restore/restorer.ts';
+import { restoreToVolume } from '../../restore/volume.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
@@ -10,36 +12,45 @@ import { ProgressLine } from '../progress.ts';
 
 interface RestoreOptions extends RepoOptions {
   target?: string;
+  toVolume?: string;
+  force?: boolean;
 }
 
 export function registerRestore(program: Command): void {
-  repoCommand(program, 'restore', 'restore a snapshot into an empty directory')
+  repoCommand(program, 'restore', 'restore a snapshot into an empty directory or a Docker volume')
     .argument('<snapshot>', 'snapshot id, unique prefix, or "latest"')
     .option('--target <dir>', 'empty or new directory to restore into')
+    .option('--to-volume <name>', 'Docker volume to restore into (created if missing; needs --config)')
+    .option('--force', 'with --to-volume: replace the contents of a volume that is not empty')
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      if (!opts.target) throw new UsageError('restore needs --target DIR');
-      const target = opts.target;
-      const { snapshot, stats } = await withRepo(ctx, opts, async (repo, pool) => {
+      if ((opts.target === undefined) === (opts.toVolume === undefined)) throw new UsageError('restore needs either --target DIR or --to-volume NAME');
+      if (opts.toVolume !== undefined && !ctx.configFile) throw new UsageError('restoring into a Docker volume needs --config FILE');
+      if (opts.force && opts.toVolume === undefined) throw new UsageError('--force goes with --to-volume');
+      const progress = new ProgressLine(ctx.interactive);
+      const { snapshot, stats, where } = await withRepo(ctx, opts, async (repo, pool) => {
         const snapshot = findSnapshot(repo, ref);
-        const progress = new ProgressLine(ctx.interactive);
+        const run: Omit<RestoreRun, 'target'> = {
+          pool: pool(),
+          onWarning: (p, err) => {
+            progress.done();
+            ctx.log.warn({ path: p, err: err.message }, 'could not restore an entry');
+          },
+          onProgress: (p) => progress.update(p.files, p.bytesWritten, 'restored'),
+        };
         try {
-          const stats = await restore(repo, snapshot, {
-            target,
-            pool: pool(),
-            onWarning: (p, err) => {
-              progress.done();
-              ctx.log.warn({ path: p, err: err.message }, 'could not restore an entry');
-            },
-            onProgress: (p) => progress.update(p.files, p.bytesWritten, 'restored'),
-          });
-          return { snapshot, stats };
+          if (opts.target !== undefined) {
+            const stats: RestoreStats = await restore(repo, snapshot, { ...run, target: opts.target });
+            return { snapshot, stats, where: opts.target };
+          }
+          const r = await restoreToVolume(connectEngine(ctx.config), repo, snapshot, { ...run, volume: opts.toVolume!, force: opts.force ?? false });
+          return { snapshot, stats: r.stats, where: `volume ${r.volume.name}${r.created ? ' (created)' : ''}` };
         } finally {
           progress.done();
         }
       });
-      ctx.out({ snapshot: snapshot.id, target, ...stats }, () =>
-        `restored snapshot ${shortId(snapshot.id)} to ${target}: ${stats.files} files, ${stats.dirs} dirs, ${formatBytes(stats.bytes_written)} in ${(stats.duration_ms / 1000).toFixed(2)} s`,
+      ctx.out({ snapshot: snapshot.id, target: opts.target ?? null, volume: opts.toVolume ?? null, ...stats }, () =>
+        `restored snapshot ${shortId(snapshot.id)} to ${where}: ${stats.files} files, ${stats.dirs} dirs, ${formatBytes(stats.bytes_written)} in ${(stats.duration_ms / 1000).toFixed(2)} s`,
       );
       if (stats.errors > 0) {
         process.stderr.write(`lifeboat: ${stats.errors} entries could not be restored [LB_ERR_INCOMPLETE]\n`);

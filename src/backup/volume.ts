@@ -1,0 +1,82 @@
+import type { Logger } from 'pino';
+import { flag, LABEL, type QuiesceReport, withQuiesced } from '../docker/consistency.ts';
+import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
+import { VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
+import type { Repository } from '../repo/repository.ts';
+import type { Snapshot } from '../repo/snapshot.ts';
+import { backup, type BackupOptions } from './archiver.ts';
+import { type SavedImage, saveImages } from './images.ts';
+
+/**
+ * What a volume snapshot records besides the files (sealed in its meta blob):
+ * enough to bring the volume's containers back on another host.
+ */
+export interface VolumeSnapshotMeta {
+  readonly kind: 'volume';
+  readonly volume: { readonly name: string; readonly driver: string; readonly labels: Readonly<Record<string, string>> };
+  readonly containers: readonly {
+    readonly id: string;
+    readonly state: ContainerState;
+    readonly imageId: string;
+    readonly spec: ContainerSpec;
+  }[];
+  readonly images: readonly SavedImage[];
+}
+
+export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'volume' | 'meta' | 'tags'> {
+  readonly volume: string;
+  readonly hookTimeoutMs: number;
+  readonly stopTimeoutSeconds: number;
+  /** Where `docker save` output is unpacked while it is backed up. */
+  readonly workDir: string;
+  readonly log: Logger;
+}
+
+export interface VolumeBackupResult {
+  readonly snapshot: Snapshot;
+  readonly report: QuiesceReport;
+  readonly images: readonly SavedImage[];
+}
+
+/** Containers (inspected) that mount a volume. */
+export async function containersUsing(engine: DockerEngine, volume: string): Promise<ContainerDetail[]> {
+  const users = (await engine.listContainers()).filter((c) => c.mounts.some((m) => m.type === 'volume' && m.name === volume));
+  const details = await Promise.all(users.map((c) => engine.inspectContainer(c.id)));
+  return details.filter((d): d is ContainerDetail => d !== undefined);
+}
+
+/** A volume is left out when it, or any container that mounts it, carries lifeboat.exclude. */
+export function exclusionOf(volume: VolumeInfo, containers: readonly ContainerDetail[]): string | undefined {
+  if (flag(volume.labels, LABEL.exclude)) return `volume ${volume.name} carries ${LABEL.exclude}`;
+  const c = containers.find((x) => flag(x.labels, LABEL.exclude));
+  return c && `container ${c.name}, which mounts volume ${volume.name}, carries ${LABEL.exclude}`;
+}
+
+/**
+ * Backs up one Docker volume: its images first (no container is disturbed for
+ * those), then its files from the engine's mountpoint with its containers made
+ * consistent as their labels ask, recording their specs with the snapshot.
+ */
+export async function backupVolume(engine: DockerEngine, repo: Repository, opts: VolumeBackupOptions): Promise<VolumeBackupResult> {
+  const volume = await engine.inspectVolume(opts.volume);
+  if (!volume) throw new VolumeNotFoundError(opts.volume);
+  const containers = await containersUsing(engine, volume.name);
+  const excluded = exclusionOf(volume, containers);
+  if (excluded) throw new VolumeExcludedError(`not backing up volume ${volume.name}: ${excluded}`);
+
+  const imageIds = [...new Set(containers.map((c) => c.imageId))];
+  const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
+  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, ...archive } = opts;
+  const images = await saveImages(engine, repo, infos, { ...archive, workDir });
+
+  const meta: VolumeSnapshotMeta = {
+    kind: 'volume',
+    volume: { name: volume.name, driver: volume.driver, labels: volume.labels },
+    containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
+    images,
+  };
+  const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log }, () =>
+    backup(repo, { ...archive, source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
+  );
+  return { snapshot, report, images };
+}

@@ -1,0 +1,92 @@
+import type { Migration } from './database.ts';
+
+/**
+ * The agent catalog (`<state_dir>/catalog.db`): what the agent knows about its
+ * Docker host, and what changed there and when. Separate from the
+ * repository's own index, which belongs to the repository and travels with it.
+ *
+ * Inventory rows are never deleted: an object that disappears gets removed_at,
+ * so history rows keep pointing at something, and a name's earlier container
+ * (for "recreated") can still be found. JSON columns hold the engine's values
+ * as the DockerEngine interface spells them. Times are ISO 8601 UTC strings;
+ * last_seen is the time of the observation that last wrote the row, which
+ * lets an older observation (a slow reconcile, another process) be recognised
+ * and dropped instead of undoing a newer one.
+ *
+ * Append-only: entry i moves a catalog from user_version i to i+1.
+ */
+export const agentMigrations: readonly Migration[] = [
+  (db) => {
+    db.exec(`
+      CREATE TABLE containers (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        image       TEXT NOT NULL,
+        image_id    TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        mounts      TEXT NOT NULL,
+        spec        TEXT,
+        created     TEXT NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        removed_at  TEXT
+      ) STRICT;
+      CREATE INDEX containers_name ON containers (name);
+
+      CREATE TABLE images (
+        id            TEXT PRIMARY KEY,
+        tags          TEXT NOT NULL,
+        os            TEXT NOT NULL,
+        architecture  TEXT NOT NULL,
+        os_version    TEXT,
+        size          INTEGER NOT NULL,
+        layers        TEXT NOT NULL,
+        created       TEXT NOT NULL,
+        first_seen    TEXT NOT NULL,
+        last_seen     TEXT NOT NULL,
+        removed_at    TEXT
+      ) STRICT;
+
+      CREATE TABLE volumes (
+        name        TEXT PRIMARY KEY,
+        driver      TEXT NOT NULL,
+        mountpoint  TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        created     TEXT NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        removed_at  TEXT
+      ) STRICT;
+
+      CREATE TABLE networks (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        driver      TEXT NOT NULL,
+        internal    INTEGER NOT NULL,
+        labels      TEXT NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        removed_at  TEXT
+      ) STRICT;
+
+      CREATE TABLE history (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        time    TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        object  TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX history_kind ON history (kind, seq);
+      CREATE INDEX history_object ON history (kind, object, seq);
+      CREATE INDEX history_name ON history (kind, name, seq);
+
+      CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+      ) STRICT;
+    `);
+  },
+];
