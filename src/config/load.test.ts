@@ -28,7 +28,7 @@ const fail = (text: string) => configError(() => parseConfig(text, 'lifeboat.tom
 describe('parseConfig: defaults', () => {
   it('fills every default for an empty file', () => {
     expect(parseConfig('', 'lifeboat.toml')).toEqual({
-      agent: { host: os.hostname(), state_dir: defaultStateDir(), log_level: 'info' },
+      agent: { host: os.hostname(), state_dir: defaultStateDir(), log_level: 'info', listen: '127.0.0.1:9317' },
       repository: {
         path: path.join(defaultStateDir(), 'repository'),
         pack_size: 16 * MiB,
@@ -38,7 +38,31 @@ describe('parseConfig: defaults', () => {
       backup: { block_size: 64 * KiB, chunker: 'fixed', workers: os.availableParallelism() },
       retention: {},
       docker: { reconcile_interval: 5 * 60_000, hook_timeout: 60_000, stop_timeout: 30_000 },
+      schedule: { backup: '0 * * * *', retention: '30 3 * * *' },
+      journal: { enabled: true, aggregate: 1000, max_paths: 10_000, full_scan_interval: 24 * 3_600_000 },
+      volumes: { track: 'all' },
+      volume: [],
     });
+  });
+
+  it('checks cron expressions, listen addresses and [[volume]] entries, naming the key', () => {
+    const bad = (text: string) => {
+      try {
+        parseConfig(text, 'f.toml');
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'no error';
+    };
+    expect(bad('[schedule]\nbackup = "every hour"')).toBe('f.toml:2: schedule.backup: must be a cron expression such as "0 * * * *", got "every hour"');
+    expect(bad('[[volume]]\nname = "a"\nschedule = "61 * * * *"')).toMatch(/^f\.toml:3: volume\[0\]\.schedule: must be a cron expression/);
+    expect(bad('[agent]\nlisten = "localhost"')).toMatch(/^f\.toml:2: agent\.listen: must be "host:port"/);
+    expect(bad('[agent]\nlisten = "127.0.0.1:70000"')).toMatch(/^f\.toml:2: agent\.listen:/);
+    expect(bad('[[volume]]\nname = "a"\n[[volume]]\nname = "a"')).toMatch(/^f\.toml:4: volume\[1\]\.name: volume "a" is listed twice/);
+    expect(bad('[[volume]]\nname = "a"\ncontinous = true')).toBe('f.toml:3: volume[0].continous: unknown key');
+    const ok = parseConfig('[agent]\nlisten = ""\n[[volume]]\nname = "pg"\ncontinuous = true\ndebounce = "2s"', 'f.toml');
+    expect(ok.agent.listen).toBe('');
+    expect(ok.volume).toEqual([{ name: 'pg', continuous: true, debounce: 2000 }]);
   });
 
   it('picks the state directory by platform', () => {
@@ -90,8 +114,11 @@ describe('config.example.toml', () => {
   it('documents every key of the schema', () => {
     const tables = configSchema.in.shape;
     for (const [table, schema] of Object.entries(tables)) {
-      expect(text).toMatch(new RegExp(`^\\[${table}\\]$`, 'm'));
-      for (const key of Object.keys(schema.unwrap().shape)) {
+      const inner = schema.unwrap();
+      // An array of tables ([[volume]]) is documented commented out, as an example entry.
+      const [header, shape] = inner instanceof z.ZodArray ? [`^(# )?\\[\\[${table}\\]\\]$`, (inner.element as z.ZodObject).shape] : [`^\\[${table}\\]$`, (inner as z.ZodObject).shape];
+      expect(text, table).toMatch(new RegExp(header, 'm'));
+      for (const key of Object.keys(shape)) {
         expect(text, `${table}.${key}`).toMatch(new RegExp(`^(# )?${key} = `, 'm'));
       }
     }

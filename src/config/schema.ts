@@ -6,6 +6,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import cronLib from 'node-cron';
 import * as z from 'zod';
 import { type Bytes, KiB, type Millis, MiB, parseDuration, parseSize } from '../util/units.ts';
 
@@ -61,10 +62,48 @@ function duration(o: { min: number; example: string }) {
 
 const human = (n: number) => (n % MiB === 0 ? `${n / MiB}MiB` : `${n / KiB}KiB`);
 
+/** "host:port" for the agent's HTTP endpoint; an empty string turns it off. */
+function listenAddress() {
+  const error = 'must be "host:port" (port 1-65535), or "" to turn the endpoint off';
+  return z.string({ error }).refine((v) => v === '' || /^(\[[0-9a-fA-F:.]+\]|[^\s:]+):(\d{1,5})$/.test(v) && Number(v.split(':').at(-1)) <= 65535 && Number(v.split(':').at(-1)) > 0, { error });
+}
+
+const cronValidate = (v: string): boolean => cronLib.validate(v);
+
+/** A five- or six-field cron expression, validated by node-cron itself. */
+function cron(example: string) {
+  const error = `must be a cron expression such as "${example}"`;
+  return z.string({ error }).refine((v) => cronValidate(v), { error });
+}
+
 const agent = z.strictObject({
   host: text().default(() => os.hostname()),
   state_dir: text().default(() => defaultStateDir()),
   log_level: oneOf(LOG_LEVELS).default('info'),
+  listen: listenAddress().default('127.0.0.1:9317'),
+});
+
+const schedule = z.strictObject({
+  backup: cron('0 * * * *').default('0 * * * *'),
+  retention: cron('30 3 * * *').default('30 3 * * *'),
+});
+
+const journal = z.strictObject({
+  enabled: z.boolean({ error: 'must be true or false' }).default(true),
+  aggregate: duration({ min: 100, example: '1s' }).prefault('1s'),
+  max_paths: int(1).default(10_000),
+  full_scan_interval: duration({ min: 60_000, example: '24h' }).prefault('24h'),
+});
+
+const volumes = z.strictObject({
+  track: oneOf(['all', 'listed']).default('all'),
+});
+
+const volume = z.strictObject({
+  name: text(),
+  schedule: cron('*/15 * * * *').optional(),
+  continuous: z.boolean({ error: 'must be true or false' }).default(false),
+  debounce: duration({ min: 100, example: '5s' }).prefault('5s'),
 });
 
 const repository = z.strictObject({
@@ -115,6 +154,17 @@ export const configSchema = z
     backup: backup.prefault({}),
     retention: retention.prefault({}),
     docker: docker.prefault({}),
+    schedule: schedule.prefault({}),
+    journal: journal.prefault({}),
+    volumes: volumes.prefault({}),
+    volume: z.array(volume, { error: 'must be an array of tables ([[volume]])' }).default([]),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.volume.forEach((v, i) => {
+      if (seen.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volume', i, 'name'], message: `volume ${JSON.stringify(v.name)} is listed twice` });
+      seen.add(v.name);
+    });
   })
   .transform((c) => ({
     ...c,
