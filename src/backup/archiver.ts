@@ -14,6 +14,7 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { byName, decodeTree, encodeTree, type Tree, type TreeNode } from '../repo/tree.ts';
 import { BlobWriter } from '../repo/writer.ts';
 import { faultPoint } from '../util/fault.ts';
+import { RESCAN } from '../watch/journal.ts';
 import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
@@ -28,6 +29,12 @@ export interface BackupOptions {
   readonly tags?: readonly string[];
   /** Recorded with the snapshot, sealed (container specs and images of a volume). */
   readonly meta?: unknown;
+  /**
+   * What changed since the parent snapshot, from the change journal: with
+   * mode 'paths', only those paths (and the directories above them) are
+   * examined; everything else is taken from the parent without a syscall.
+   */
+  readonly changes?: { readonly mode: 'full' | 'paths'; readonly paths: ReadonlySet<string> };
   readonly splitter: SplitterSpec;
   readonly packSize: number;
   readonly compressionLevel: number;
@@ -69,14 +76,20 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   try {
     const parent = latestSnapshotOf(repo, opts.host, source);
     const parentRoot = parent ? (await archiver.loadTree(parent.tree, 'parent root')).nodes[0] : undefined;
-    const rootNode = await (await archiver.walkDir(source, path.basename(source) || 'root', rootStat, parentRoot)).done;
+    if (parentRoot && opts.changes?.mode === 'paths') archiver.useJournal(opts.changes.paths);
+    const rootNode = await (await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot)).done;
     const tree = archiver.saveTree({ nodes: [rootNode] });
     const meta = opts.meta === undefined ? null : archiver.saveMeta(opts.meta);
     for (const pack of await opts.pool.flush()) archiver.commit(pack);
     writer.flush();
     faultPoint('index-committed');
+    const files = rootNode.files ?? 0;
     const stats: SnapshotStats = {
       ...archiver.counts,
+      files,
+      dirs: (rootNode.dirs ?? 0) + 1,
+      bytes_total: rootNode.bytes ?? 0,
+      files_unchanged: files - archiver.counts.files_new - archiver.counts.files_changed,
       bytes_new: writer.stats.bytesNew,
       bytes_stored: writer.stats.bytesStored,
       blobs_new: writer.stats.blobsNew,
@@ -107,19 +120,42 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   }
 }
 
-type Counts = Omit<SnapshotStats, 'bytes_new' | 'bytes_stored' | 'blobs_new' | 'duration_ms'>;
+/** What the walk counts itself; totals come from the root's aggregates, so a journalled walk need not visit everything. */
+type Counts = Pick<SnapshotStats, 'files_new' | 'files_changed' | 'bytes_read' | 'errors' | 'examined'>;
+
+/** Paths the journal names, and what follows from them for the walk. */
+interface Journal {
+  /** Changed files, and directories whose entries changed. */
+  readonly dirty: ReadonlySet<string>;
+  /** Directories to scan whole: the journal recorded them instead of their many changed entries. */
+  readonly rescan: ReadonlySet<string>;
+  /** Every directory above a dirty or rescanned path, the root included. */
+  readonly above: ReadonlySet<string>;
+}
+
+function journalOf(paths: ReadonlySet<string>): Journal {
+  const dirty = new Set<string>();
+  const rescan = new Set<string>();
+  for (const p of paths) {
+    if (p === RESCAN) rescan.add('');
+    else if (p.endsWith(`/${RESCAN}`)) rescan.add(p.slice(0, -RESCAN.length - 1));
+    else dirty.add(p);
+  }
+  const above = new Set<string>();
+  for (const p of [...dirty, ...rescan]) {
+    if (p === '') continue;
+    above.add('');
+    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) above.add(p.slice(0, i));
+  }
+  return { dirty, rescan, above };
+}
+
+const touched = (j: Journal, rel: string) => j.dirty.has(rel) || j.rescan.has(rel) || j.above.has(rel);
+const childPath = (rel: string, name: string) => (rel === '' ? name : `${rel}/${name}`);
 
 class Archiver {
-  readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = {
-    files: 0,
-    dirs: 0,
-    files_new: 0,
-    files_changed: 0,
-    files_unchanged: 0,
-    bytes_read: 0,
-    bytes_total: 0,
-    errors: 0,
-  };
+  readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = { files_new: 0, files_changed: 0, bytes_read: 0, errors: 0, examined: 0 };
+  #journal: Journal | undefined;
   readonly #repo: Repository;
   readonly #writer: BlobWriter;
   readonly #opts: BackupOptions;
@@ -131,6 +167,11 @@ class Archiver {
     this.#writer = writer;
     this.#opts = opts;
     this.#jobs = new JobBatcher((items) => this.#store(items), opts.pool.depth);
+  }
+
+  /** From here on, walk only what the journal names (the rest is the parent's). */
+  useJournal(paths: ReadonlySet<string>): void {
+    this.#journal = journalOf(paths);
   }
 
   /** Resolves once no worker job is in flight. */
@@ -165,10 +206,15 @@ class Archiver {
   /**
    * Reads a directory and hands its files to the workers. Resolves once the
    * walk below it is dispatched, with a promise of its finished node, so
-   * siblings are walked while earlier files are still being stored.
+   * siblings are walked while earlier files are still being stored. With a
+   * journal, an untouched entry is the parent's node as it was, unvisited;
+   * a directory only above changes is not even listed. `whole` turns the
+   * journal off below a directory it asked to rescan.
    */
-  async walkDir(dir: string, name: string, stat: FileStat, previous: TreeNode | undefined): Promise<Later<TreeNode>> {
-    this.counts.dirs++;
+  async walkDir(dir: string, rel: string, name: string, stat: FileStat, previous: TreeNode | undefined, whole = false): Promise<Later<TreeNode>> {
+    const j = whole || previous?.type !== 'dir' || previous.files === undefined ? undefined : this.#journal;
+    if (j?.rescan.has(rel)) return this.walkDir(dir, rel, name, stat, previous, true);
+    if (j && !touched(j, rel)) return { done: Promise.resolve(previous!) };
     const before = new Map<string, TreeNode>();
     if (previous?.type === 'dir' && previous.subtree) {
       for (const n of (await this.loadTree(Buffer.from(previous.subtree, 'hex') as BlobId, dir)).nodes) before.set(n.name, n);
@@ -176,37 +222,47 @@ class Archiver {
     // Metadata calls are synchronous: from the dentry cache they cost microseconds,
     // a tenth of a promise round trip, and the walk of a million files is made of them.
     let names: string[];
-    try {
-      names = fs.readdirSync(dir).sort();
-    } catch (err) {
-      this.#warn(dir, err as Error);
-      names = [];
+    if (j && !j.dirty.has(rel)) {
+      names = [...before.keys()]; // only below changes: this directory's entries are as they were
+    } else {
+      try {
+        names = fs.readdirSync(dir).sort();
+      } catch (err) {
+        this.#warn(dir, err as Error);
+        names = [];
+      }
     }
     const pending: Promise<TreeNode | undefined>[] = [];
     for (const child of names) {
       const full = path.join(dir, child);
+      const cRel = childPath(rel, child);
+      const prev = before.get(child);
+      if (j && prev && !touched(j, cRel)) {
+        pending.push(Promise.resolve(prev));
+        continue;
+      }
       let st: FileStat;
       try {
+        this.counts.examined++;
         st = fs.lstatSync(full, { bigint: true });
       } catch (err) {
         this.#warn(full, err as Error);
         continue;
       }
-      if (st.isDirectory()) pending.push((await this.walkDir(full, child, st, before.get(child))).done);
-      else if (st.isFile()) pending.push((await this.#file(full, child, st, before.get(child))).done);
+      if (st.isDirectory()) pending.push((await this.walkDir(full, cRel, child, st, prev, whole)).done);
+      else if (st.isFile()) pending.push((await this.#file(full, child, st, prev)).done);
       else pending.push(this.#special(full, child, st));
     }
     await this.#jobs.flush();
     const done = Promise.all(pending).then((nodes) => {
       const tree = { nodes: nodes.filter((n): n is TreeNode => n !== undefined).sort(byName) };
-      return nodeFromStat(name, 'dir', stat, { subtree: toHex(this.saveTree(tree)) });
+      return nodeFromStat(name, 'dir', stat, { subtree: toHex(this.saveTree(tree)), ...aggregate(tree.nodes) });
     });
     done.catch(() => {});
     return { done };
   }
 
   async #special(full: string, name: string, st: FileStat): Promise<TreeNode | undefined> {
-    this.counts.files++;
     if (st.isSymbolicLink()) {
       try {
         return nodeFromStat(name, 'symlink', st, { target: fs.readlinkSync(full) });
@@ -221,9 +277,7 @@ class Archiver {
 
   /** Dispatches a file's reading; resolves (once dispatched) with a promise of its node. */
   async #file(full: string, name: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
-    this.counts.files++;
     const size = Number(st.size);
-    this.counts.bytes_total += size;
     if (
       before?.type === 'file' &&
       before.size === size &&
@@ -231,14 +285,12 @@ class Archiver {
       before.ctime === String(st.ctimeNs) &&
       before.ino === String(st.ino)
     ) {
-      this.counts.files_unchanged++;
       return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
     const parts = await this.#read(full, size);
     const node = Promise.all(parts).then((results) => {
       const failed = results.find((r) => r.error !== null);
       if (failed) {
-        this.counts.bytes_total -= size;
         this.#warn(full, new Error(failed.error!));
         return undefined;
       }
@@ -294,6 +346,24 @@ class Archiver {
     const now = performance.now();
     if (!this.#opts.onProgress || now - this.#lastProgress < 200) return;
     this.#lastProgress = now;
-    this.#opts.onProgress({ files: this.counts.files, bytesRead: this.counts.bytes_read, bytesNew: this.#writer.stats.bytesNew });
+    this.#opts.onProgress({ files: this.counts.files_new + this.counts.files_changed, bytesRead: this.counts.bytes_read, bytesNew: this.#writer.stats.bytesNew });
   }
+}
+
+/** A directory's totals, from its entries': a reused subtree brings its own, so totals need no full walk. */
+function aggregate(nodes: readonly TreeNode[]): { files: number; dirs: number; bytes: number } {
+  let files = 0;
+  let dirs = 0;
+  let bytes = 0;
+  for (const n of nodes) {
+    if (n.type === 'dir') {
+      files += n.files ?? 0;
+      dirs += (n.dirs ?? 0) + 1;
+      bytes += n.bytes ?? 0;
+    } else {
+      files++;
+      bytes += n.size;
+    }
+  }
+  return { files, dirs, bytes };
 }

@@ -8,7 +8,7 @@ export function nodeFromStat(
   name: string,
   type: NodeType,
   st: FileStat,
-  extra: Partial<Pick<TreeNode, 'blocks' | 'lists' | 'subtree' | 'target' | 'rdev' | 'size'>>,
+  extra: Partial<Pick<TreeNode, 'blocks' | 'lists' | 'subtree' | 'target' | 'rdev' | 'size' | 'files' | 'dirs' | 'bytes'>>,
 ): TreeNode {
   return {
     name,

@@ -66,7 +66,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
 
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
-  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, ...archive } = opts;
+  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, ...archive } = opts;
   const images = await saveImages(engine, repo, infos, { ...archive, workDir });
 
   const meta: VolumeSnapshotMeta = {
@@ -76,7 +76,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     images,
   };
   const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log }, () =>
-    backup(repo, { ...archive, source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
+    backup(repo, { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
   );
   return { snapshot, report, images };
 }

@@ -126,6 +126,11 @@ export class AgentCatalog {
     this.#db.close();
   }
 
+  /** The database, for parts with tables of their own (the change journal). */
+  get db(): Db {
+    return this.#db;
+  }
+
   /** Runs fn in one IMMEDIATE transaction (so a concurrent writer in another process waits, not fails midway). */
   transaction<T>(fn: () => T): T {
     return this.#db.transaction(fn).immediate();

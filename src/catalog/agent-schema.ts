@@ -89,4 +89,20 @@ export const agentMigrations: readonly Migration[] = [
       ) STRICT;
     `);
   },
+  // The change journal: paths changed in each watched volume since its last backup.
+  (db) =>
+    db.exec(`
+      CREATE TABLE journal (
+        volume  TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (volume, path)
+      ) STRICT, WITHOUT ROWID;
+      CREATE TABLE journal_state (
+        volume          TEXT PRIMARY KEY,
+        trusted         INTEGER NOT NULL,
+        reason          TEXT,
+        last_full_scan  TEXT
+      ) STRICT;
+    `),
 ];

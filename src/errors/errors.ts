@@ -147,6 +147,17 @@ export class HookFailedError extends LifeboatError {
   readonly code = 'LB_ERR_HOOK_FAILED';
 }
 
+/** No service manager to install into: systemctl missing, or systemd not running this host. */
+export class ServiceManagerUnavailableError extends LifeboatError {
+  readonly code = 'LB_ERR_NO_SERVICE_MANAGER';
+  override readonly exitCode = 2;
+}
+
+/** systemctl or WinSW failed while installing or removing the service. */
+export class ServiceCommandError extends LifeboatError {
+  readonly code = 'LB_ERR_SERVICE_COMMAND';
+}
+
 /** Turns anything thrown into a one-line message and an exit code for the CLI. */
 export function describeFailure(err: unknown): { message: string; code: string; exitCode: 1 | 2 } {
   if (err instanceof LifeboatError) return { message: err.message, code: err.code, exitCode: err.exitCode };

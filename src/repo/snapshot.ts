@@ -17,6 +17,8 @@ export interface SnapshotStats {
   /** Total size of the files in the snapshot. */
   readonly bytes_total: number;
   readonly errors: number;
+  /** Entries whose metadata was read: all of them in a full scan, the changed ones with a journal. */
+  readonly examined: number;
   readonly duration_ms: number;
 }
 

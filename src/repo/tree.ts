@@ -26,6 +26,10 @@ export interface TreeNode {
   readonly blocks?: readonly string[];
   readonly lists?: readonly string[];
   readonly subtree?: string;
+  /** A directory's totals below it: non-directory entries, directories, file bytes. */
+  readonly files?: number;
+  readonly dirs?: number;
+  readonly bytes?: number;
   readonly target?: string;
   readonly rdev?: number;
 }
@@ -84,6 +88,10 @@ export function decodeTree(plain: Buffer, where: string): Tree {
     if (node.type === 'dir' && (typeof node.subtree !== 'string' || !HEX_ID.test(node.subtree))) throw bad(`${name}: bad subtree`);
     if (node.type === 'symlink' && (typeof node.target !== 'string' || node.target.includes('\0'))) throw bad(`${name}: bad link target`);
     if (node.rdev !== undefined && (typeof node.rdev !== 'number' || !Number.isSafeInteger(node.rdev))) throw bad(`${name}: bad rdev`);
+    for (const k of ['files', 'dirs', 'bytes'] as const) {
+      const v = node[k];
+      if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) throw bad(`${name}: bad ${k}`);
+    }
   }
   return raw as Tree;
 }

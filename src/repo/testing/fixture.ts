@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { backup } from '../../backup/archiver.ts';
+import { backup, type BackupOptions } from '../../backup/archiver.ts';
 import { restore, type RestoreStats } from '../../restore/restorer.ts';
 import { Repository } from '../repository.ts';
 import type { Snapshot } from '../snapshot.ts';
@@ -94,6 +94,8 @@ export async function openTestRepo(opts: { workers?: number; level?: number; pac
 }
 
 export interface BackupSettings {
+  /** What the change journal would hand the backup. */
+  changes?: BackupOptions['changes'];
   readonly host?: string;
   readonly splitter?: SplitterSpec;
   readonly compressionLevel?: number;
@@ -111,6 +113,7 @@ export async function backupDir(t: TestRepo, source: string, settings: BackupSet
     packSize: t.packSize,
     compressionLevel: settings.compressionLevel ?? 3,
     pool: t.pool,
+    ...(settings.changes ? { changes: settings.changes } : {}),
     onWarning: (p, err) => warnings.push(`${p}: ${err.message}`),
   });
   if (!settings.allowWarnings && warnings.length > 0) throw new Error(`backup warned:\n${warnings.join('\n')}`);

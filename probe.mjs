@@ -1,0 +1,10 @@
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const mods = process.argv.slice(2);
+for (const m of mods) m.startsWith('req:') ? require(m.slice(4)) : await import(m);
+global.gc?.();
+await new Promise(r => setTimeout(r, 300));
+global.gc?.();
+const m = process.memoryUsage();
+const f = (x) => (x/1048576).toFixed(1);
+console.log(mods.join(',').padEnd(40), 'rss', f(m.rss), 'heapTotal', f(m.heapTotal), 'heapUsed', f(m.heapUsed), 'ext', f(m.external));

@@ -1,0 +1,126 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BackupResult } from './backups.ts';
+
+export interface MetricsSource {
+  /** Volumes tracked now, with the time of their newest snapshot (ISO) if any. */
+  volumes(): Iterable<{ readonly name: string; readonly lastSnapshotTime: string | null; readonly dirtyPaths: number | null; readonly journalTrusted: boolean | null }>;
+  engineUp(): boolean;
+}
+
+/**
+ * The agent's Prometheus metrics, in a registry of its own. Per-volume gauges
+ * describe the last backup; recovery point age is computed at each scrape
+ * (now - newest snapshot), so it grows while nothing is backed up, which is
+ * what an alert on RPO needs.
+ */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly #lastSuccess: Gauge<'volume'>;
+  readonly #duration: Gauge<'volume'>;
+  readonly #bytesRead: Gauge<'volume'>;
+  readonly #bytesNew: Gauge<'volume'>;
+  readonly #bytesStored: Gauge<'volume'>;
+  readonly #examined: Gauge<'volume'>;
+  readonly #lag: Gauge<'volume'>;
+  readonly #lagHistogram: Histogram<'volume'>;
+  readonly #backups: Counter<'volume' | 'result'>;
+  readonly #missed: Counter<'job' | 'volume'>;
+
+  constructor(source: MetricsSource, opts: { processMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    const volumeGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['volume'] as const, registers });
+    this.#lastSuccess = volumeGauge('lifeboat_volume_last_success_timestamp_seconds', 'When the last successful backup of the volume ended (unix time).');
+    this.#duration = volumeGauge('lifeboat_volume_last_backup_duration_seconds', 'How long the last successful backup of the volume took.');
+    this.#bytesRead = volumeGauge('lifeboat_volume_last_backup_read_bytes', 'File content the last backup of the volume read.');
+    this.#bytesNew = volumeGauge('lifeboat_volume_last_backup_new_bytes', 'Plaintext bytes the last backup of the volume added to the repository.');
+    this.#bytesStored = volumeGauge('lifeboat_volume_last_backup_stored_bytes', 'Bytes on disk the last backup of the volume added (sealed, compressed).');
+    this.#examined = volumeGauge('lifeboat_volume_last_backup_examined_entries', 'Entries whose metadata the last backup of the volume read (all in a full scan, the dirty ones with the journal).');
+    this.#lag = volumeGauge('lifeboat_volume_write_to_snapshot_seconds', 'Recovery point lag of the last backup: from the first change it covers (as the change journal reported it) to its snapshot being committed.');
+    this.#lagHistogram = new Histogram({
+      name: 'lifeboat_write_to_snapshot_seconds',
+      help: 'Recovery point lag of each backup that covered journalled changes: first change to committed snapshot.',
+      labelNames: ['volume'] as const,
+      buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 900, 3600, 4 * 3600, 86_400],
+      registers,
+    });
+    this.#backups = new Counter({ name: 'lifeboat_backups_total', help: 'Backups by volume and result (success, failure, skipped: the volume was busy, cancelled: the agent stopped first).', labelNames: ['volume', 'result'] as const, registers });
+    this.#missed = new Counter({ name: 'lifeboat_scheduled_runs_missed_total', help: 'Scheduled runs that did not start: the previous one had not ended, or the agent was too busy.', labelNames: ['job', 'volume'] as const, registers });
+
+    new Gauge({
+      name: 'lifeboat_volume_recovery_point_age_seconds',
+      help: 'Age of the newest snapshot of the volume (now - its time); absent for a volume never backed up.',
+      labelNames: ['volume'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const v of source.volumes()) {
+          if (v.lastSnapshotTime !== null) this.set({ volume: v.name }, Math.max(0, (now - Date.parse(v.lastSnapshotTime)) / 1000));
+        }
+      },
+    });
+    new Gauge({
+      name: 'lifeboat_volume_journal_dirty_paths',
+      help: 'Changed paths the change journal holds for the next backup of the volume.',
+      labelNames: ['volume'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const v of source.volumes()) if (v.dirtyPaths !== null) this.set({ volume: v.name }, v.dirtyPaths);
+      },
+    });
+    new Gauge({
+      name: 'lifeboat_volume_journal_trusted',
+      help: '1 when the next backup of the volume may rely on the change journal, 0 when it will scan the whole volume.',
+      labelNames: ['volume'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const v of source.volumes()) if (v.journalTrusted !== null) this.set({ volume: v.name }, v.journalTrusted ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'lifeboat_engine_up',
+      help: '1 while the agent is connected to the Docker engine.',
+      registers,
+      collect() {
+        this.set(source.engineUp() ? 1 : 0);
+      },
+    });
+  }
+
+  backup(r: BackupResult): void {
+    this.#backups.inc({ volume: r.volume, result: r.outcome });
+    if (r.outcome !== 'success' || !r.snapshot) return;
+    const v = { volume: r.volume };
+    const s = r.snapshot.stats;
+    this.#lastSuccess.set(v, Date.now() / 1000);
+    this.#duration.set(v, (r.durationMs ?? s.duration_ms) / 1000);
+    this.#bytesRead.set(v, s.bytes_read);
+    this.#bytesNew.set(v, s.bytes_new);
+    this.#bytesStored.set(v, s.bytes_stored);
+    if (s.examined !== undefined) this.#examined.set(v, s.examined);
+    if (r.lagMs !== undefined) {
+      this.#lag.set(v, r.lagMs / 1000);
+      this.#lagHistogram.observe(v, r.lagMs / 1000);
+    }
+  }
+
+  missed(volume: string | undefined): void {
+    this.#missed.inc(volume === undefined ? { job: 'retention', volume: '' } : { job: 'backup', volume });
+  }
+
+  /** A volume no longer tracked: its series go. */
+  forget(volume: string): void {
+    for (const g of [this.#lastSuccess, this.#duration, this.#bytesRead, this.#bytesNew, this.#bytesStored, this.#examined, this.#lag]) g.remove({ volume });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

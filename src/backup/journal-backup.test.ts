@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { backupDir, openTestRepo, restoreTo, type TestRepo } from '../repo/testing/fixture.ts';
+import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
+
+const DIRS = 100;
+const PER_DIR = 100;
+
+describe('backup with the change journal', () => {
+  let t: TestRepo;
+  let src: string;
+
+  beforeEach(async () => {
+    t = await openTestRepo({ workers: 2 });
+    src = path.join(await t.temp.make('lifeboat-src-'), 'vol');
+    // 10,000 small files in 100 directories.
+    for (let d = 0; d < DIRS; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`), { recursive: true });
+      for (let f = 0; f < PER_DIR; f++) fs.writeFileSync(path.join(src, `d${d}`, `f${f}`), `file ${d}/${f}\n`);
+    }
+  });
+  afterEach(() => t.close());
+
+  const paths = (...p: string[]) => ({ mode: 'paths' as const, paths: new Set(p) });
+
+  async function expectRestoresAsSource(snapshotId: Awaited<ReturnType<typeof backupDir>>): Promise<void> {
+    const out = path.join(await t.temp.make(), 'out');
+    await restoreTo(t, snapshotId, out);
+    expect(diffTrees(await describeTree(src), await describeTree(out))).toEqual([]);
+  }
+
+  it('examines only the dirty path of a volume of 10,000 files, and the snapshot is whole', async () => {
+    const full = await backupDir(t, src);
+    expect(full.stats).toMatchObject({ files: DIRS * PER_DIR, dirs: DIRS + 1, examined: DIRS + DIRS * PER_DIR });
+
+    await fsp.writeFile(path.join(src, 'd42', 'f7'), 'changed contents\n');
+    const inc = await backupDir(t, src, { changes: paths('d42/f7') });
+    // The directory above it and the file: two lstat calls, not 10,100.
+    expect(inc.stats).toMatchObject({ examined: 2, files_changed: 1, files_new: 0, files: DIRS * PER_DIR, dirs: DIRS + 1 });
+    expect(inc.stats.bytes_read).toBe('changed contents\n'.length);
+    expect(inc.stats.files_unchanged).toBe(DIRS * PER_DIR - 1);
+    await expectRestoresAsSource(inc);
+  });
+
+  it('follows added and removed entries and new directories through their parents\' listings', async () => {
+    await backupDir(t, src);
+    await fsp.writeFile(path.join(src, 'd1', 'added'), 'new');
+    await fsp.rm(path.join(src, 'd2', 'f0'));
+    await fsp.mkdir(path.join(src, 'd3', 'sub', 'deeper'), { recursive: true });
+    await fsp.writeFile(path.join(src, 'd3', 'sub', 'deeper', 'x'), 'x');
+    const inc = await backupDir(t, src, { changes: paths('d1', 'd1/added', 'd2', 'd3', 'd3/sub') });
+    expect(inc.stats).toMatchObject({ files: DIRS * PER_DIR + 1, files_new: 2 });
+    // d1, d2, d3 themselves, then each one's entries (they were re-listed), and the new subtree.
+    expect(inc.stats.examined).toBeLessThan(3 + 3 * (PER_DIR + 1) + 3);
+    await expectRestoresAsSource(inc);
+  });
+
+  it('rescans a directory the journal recorded as crowded, subtree and all', async () => {
+    await backupDir(t, src);
+    for (let f = 0; f < PER_DIR; f += 3) fs.writeFileSync(path.join(src, 'd5', `f${f}`), `rewritten ${f}`);
+    const inc = await backupDir(t, src, { changes: paths('d5/*') });
+    expect(inc.stats.files_changed).toBe(Math.ceil(PER_DIR / 3));
+    expect(inc.stats.examined).toBe(1 + PER_DIR);
+    await expectRestoresAsSource(inc);
+  });
+
+  it('trusts the journal: a change it did not name stays out until a full scan', async () => {
+    const first = await backupDir(t, src);
+    await fsp.writeFile(path.join(src, 'd9', 'f9'), 'unreported');
+    const blind = await backupDir(t, src, { changes: paths() });
+    expect(blind.tree.equals(first.tree)).toBe(true);
+    const full = await backupDir(t, src, { changes: { mode: 'full', paths: new Set() } });
+    expect(full.stats.files_changed).toBe(1);
+    await expectRestoresAsSource(full);
+  });
+});
