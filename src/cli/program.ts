@@ -6,7 +6,10 @@ import { registerInit } from './commands/init.ts';
 import { registerInventory } from './commands/inventory.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRestore } from './commands/restore.ts';
+import { registerRun } from './commands/run.ts';
+import { registerService } from './commands/service.ts';
 import { registerSnapshots } from './commands/snapshots.ts';
+import { registerStatus } from './commands/status.ts';
 import { registerVerify } from './commands/verify.ts';
 import pkg from '../../package.json' with { type: 'json' };
 
@@ -22,7 +25,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory, registerRun, registerStatus, registerService]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

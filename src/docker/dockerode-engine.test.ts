@@ -238,6 +238,8 @@ describe('spec mapping', () => {
 });
 
 /** A stand-in engine on a unix socket, to see how DockerodeEngine handles what a real one rarely does. */
+const WIN_MOUNTPOINT = 'C:\\ProgramData\\docker\\volumes\\winvol\\_data';
+
 describe('DockerodeEngine against a scripted server', () => {
   let dir: string;
   let server: http.Server;
@@ -263,6 +265,7 @@ describe('DockerodeEngine against a scripted server', () => {
       }
       if (url.startsWith('/containers/idle/pause')) return json(409, { message: 'Container idle is not running' });
       if (url.startsWith('/volumes/busy')) return json(500, { message: 'remove busy: volume is in use - [abc]' });
+      if (url === '/volumes/winvol') return json(200, { Name: 'winvol', Driver: 'local', Mountpoint: WIN_MOUNTPOINT, Labels: null, CreatedAt: '2024-05-01T10:00:00Z' });
       if (url === '/_ping') return req.socket.destroy(); // hang up without an answer
       json(500, { message: `unexpected ${req.method} ${url}` });
     });
@@ -286,6 +289,14 @@ describe('DockerodeEngine against a scripted server', () => {
     await expect(e.pause('idle')).rejects.toThrow(/Container idle is not running/);
     await expect(e.removeVolume('busy')).rejects.toThrow(/volume is in use/);
     await expect(e.ping()).rejects.toThrow(EngineUnavailableError);
+  });
+
+  it('keeps a Windows engine\'s volume mountpoint as the plain path it reports', async () => {
+    const v = await engine().inspectVolume('winvol');
+    expect(v).toMatchObject({ name: 'winvol', driver: 'local', mountpoint: WIN_MOUNTPOINT, labels: {}, created: '2024-05-01T10:00:00.000Z' });
+    // What backup and restore then use as a directory, with the platform's own path functions.
+    expect(path.win32.isAbsolute(v!.mountpoint)).toBe(true);
+    expect(path.win32.join(v!.mountpoint, 'db', 'pg_wal')).toBe('C:\\ProgramData\\docker\\volumes\\winvol\\_data\\db\\pg_wal');
   });
 
   it('reports a missing socket or a refused connection as EngineUnavailableError', async () => {

@@ -149,4 +149,10 @@ describe('checkName', () => {
     expect(() => checkName('file.txt', '/')).not.toThrow();
     for (const name of ['', '.', '..', 'a/b', 'x\0']) expect(() => checkName(name, '/')).toThrow(UnsafePathError);
   });
+
+  it('also refuses \\ and : on Windows, where they are separators, and allows them elsewhere', () => {
+    for (const name of ['a\\b', '..\\x', 'C:', 'file:stream', 'a/b', '..']) expect(() => checkName(name, '/', 'win32'), name).toThrow(UnsafePathError);
+    expect(() => checkName('_data', '/', 'win32')).not.toThrow();
+    for (const name of ['a\\b', 'file:stream']) expect(() => checkName(name, '/', 'linux')).not.toThrow();
+  });
 });

@@ -96,14 +96,15 @@ export function decodeTree(plain: Buffer, where: string): Tree {
   return raw as Tree;
 }
 
-export function checkName(name: string, where: string): void {
+/** On Windows a backslash also separates and ':' names a drive or stream, so neither may be in a name. */
+export function checkName(name: string, where: string, platform: NodeJS.Platform = process.platform): void {
   if (
     name === '' ||
     name === '.' ||
     name === '..' ||
     name.includes('/') ||
     name.includes('\0') ||
-    (process.platform === 'win32' && /[\\:]/.test(name))
+    (platform === 'win32' && /[\\:]/.test(name))
   ) {
     throw new UnsafePathError(name, where);
   }

@@ -1,0 +1,509 @@
+import type http from 'node:http';
+import path from 'node:path';
+import { AgentCatalog } from '../catalog/agent-catalog.ts';
+import type { Config } from '../config/schema.ts';
+import type { DockerEngine } from '../docker/engine.ts';
+import { InventoryWatcher, type WatcherOptions } from '../docker/watch.ts';
+import type { Logger } from '../log/logger.ts';
+import { Repository } from '../repo/repository.ts';
+import type { Snapshot } from '../repo/snapshot.ts';
+import { listSnapshots } from '../repo/snapshots.ts';
+import type { SplitterSpec } from '../repo/splitter-spec.ts';
+import type { JournalStatus, JournalTake } from '../watch/journal.ts';
+import { type BackupResult, VolumeBackups } from './backups.ts';
+import { Debouncer } from './debounce.ts';
+import { boundAddress, closeServer, handler, type Health, listen } from './http.ts';
+import { AgentMetrics } from './metrics.ts';
+import { JobCancelledError, JobQueue } from './queue.ts';
+import { runRetention } from './retention.ts';
+import { Scheduler } from './scheduler.ts';
+import { journalView, lastBackupView, nextCronRun, policyView, snapshotView, type StatusReport, type VolumeStatus } from './status.ts';
+import { sameTracking, type TrackedVolume, trackedVolumes } from './tracked.ts';
+import { AbortableWorkers, PoolKeeper } from './workers.ts';
+
+/** The part of ChangeJournal (src/watch/journal.ts) the agent uses; tests pass a fake. */
+export interface Journal {
+  watch(volume: string, mountpoint: string): Promise<void>;
+  unwatch(volume: string): Promise<void>;
+  take(volume: string): JournalTake;
+  status(volume: string): JournalStatus;
+  close(): Promise<void>;
+  on(event: 'changed', listener: (volume: string, dirty: number) => void): unknown;
+}
+
+export interface AgentOptions {
+  readonly config: Config;
+  readonly password: string;
+  readonly log: Logger;
+  readonly version: string;
+  /** The Docker engine; default connectEngine(config). */
+  readonly engine?: DockerEngine;
+  /** Where `engine` is, for messages. */
+  readonly engineAddress?: string;
+  /** The change journal: default a ChangeJournal when [journal] enabled is true; null for none. */
+  readonly journal?: Journal | null;
+  /** How long stop() lets a backup in flight finish before abandoning it (ms); default 60 s. */
+  readonly graceMs?: number;
+  /** Worker threads are closed after this long without a backup (ms); default 15 s. */
+  readonly poolIdleMs?: number;
+  /** Process metrics (collectDefaultMetrics) in /metrics; default true. */
+  readonly processMetrics?: boolean;
+  readonly watcher?: Pick<WatcherOptions, 'backoff' | 'pingTimeoutMs'>;
+}
+
+export const DEFAULT_GRACE_MS = 60_000;
+const DEFAULT_POOL_IDLE_MS = 15_000;
+
+/**
+ * The daemon: the repository (opened once), the catalog, the inventory
+ * watcher, the change journal on each tracked volume, the scheduler and
+ * continuous mode feeding one job queue, and the HTTP endpoint. start() binds
+ * the endpoint before anything runs, so a bad address fails the start cleanly;
+ * stop() lets a backup in flight end (see stop).
+ */
+export class Agent {
+  readonly #config: Config;
+  readonly #log: Logger;
+  readonly #version: string;
+  readonly #repo: Repository;
+  readonly #catalog: AgentCatalog;
+  readonly #engine: DockerEngine;
+  readonly #engineAddress: string;
+  readonly #journal: Journal | undefined;
+  readonly #graceMs: number;
+  readonly #queue = new JobQueue();
+  readonly #pools: PoolKeeper;
+  readonly #backups: VolumeBackups;
+  readonly #metrics: AgentMetrics;
+  readonly #scheduler: Scheduler;
+  readonly #debouncer: Debouncer<string>;
+  readonly #watcher: InventoryWatcher;
+  readonly #started = new Date();
+  #server: http.Server | undefined;
+  #listen: string | null = null;
+  #tracked: ReadonlyMap<string, TrackedVolume> = new Map();
+  #missing: readonly string[] = [];
+  readonly #reported = new Set<string>();
+  #retracking: Promise<void> = Promise.resolve();
+  #engineVersion: string | null = null;
+  #retention: { lastRun: string | null; lastError: string | null } = { lastRun: null, lastError: null };
+  #stopping: Promise<void> | undefined;
+  #abandoned = false;
+
+  private constructor(opts: AgentOptions, repo: Repository, catalog: AgentCatalog, engine: DockerEngine, journal: Journal | undefined) {
+    const config = opts.config;
+    this.#config = config;
+    this.#log = opts.log;
+    this.#version = opts.version;
+    this.#repo = repo;
+    this.#catalog = catalog;
+    this.#engine = engine;
+    this.#engineAddress = opts.engineAddress ?? config.docker.host ?? 'default';
+    this.#journal = journal;
+    this.#graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+    const level = config.repository.compression === 'off' ? 0 : config.repository.compression_level;
+    this.#pools = new PoolKeeper(
+      () => new AbortableWorkers(repo, { workers: config.backup.workers, level, packSize: config.repository.pack_size }),
+      opts.poolIdleMs ?? DEFAULT_POOL_IDLE_MS,
+    );
+    this.#metrics = new AgentMetrics(
+      {
+        volumes: () =>
+          [...this.#tracked.keys()].map((name) => {
+            const j = this.#journalStatus(name);
+            return {
+              name,
+              lastSnapshotTime: this.#backups.record(name).lastSnapshot?.time ?? null,
+              dirtyPaths: j ? j.dirty : null,
+              journalTrusted: j ? j.watching && j.trusted : null,
+            };
+          }),
+        engineUp: () => this.#watcher.state.connected,
+      },
+      { processMetrics: opts.processMetrics ?? true },
+    );
+    this.#backups = new VolumeBackups({
+      queue: this.#queue,
+      log: this.#log,
+      take: (volume) => this.#journal?.take(volume),
+      run: (volume, take) => this.#backupVolume(volume, take),
+      onResult: (r) => this.#onResult(r),
+    });
+    this.#scheduler = new Scheduler({
+      log: this.#log,
+      backup: (volume) => this.#backups.trigger(volume, 'schedule'),
+      retention: () => this.runRetention(),
+      onMissed: ({ volume }) => this.#metrics.missed(volume),
+    });
+    this.#debouncer = new Debouncer((volume) => {
+      if (this.#tracked.has(volume)) void this.#backups.trigger(volume, 'continuous');
+    });
+    this.#watcher = new InventoryWatcher({
+      engine,
+      catalog,
+      log: this.#log,
+      reconcileIntervalMs: config.docker.reconcile_interval,
+      ...(opts.watcher ?? {}),
+    });
+  }
+
+  /**
+   * Opens the repository and catalog, binds the endpoint (a ListenError, exit
+   * 2, leaves nothing running), then starts the watcher, journal and schedules.
+   */
+  static async start(opts: AgentOptions): Promise<Agent> {
+    const { config, log } = opts;
+    const repo = await Repository.open(config.repository.path, opts.password);
+    let catalog: AgentCatalog | undefined;
+    let server: http.Server | undefined;
+    try {
+      catalog = AgentCatalog.open(config.agent.state_dir);
+      let agent: Agent | undefined;
+      if (config.agent.listen !== '') {
+        // bound first, answering through the agent once it exists: a port in use stops the start before anything runs
+        server = await listen(
+          config.agent.listen,
+          handler(
+            {
+              metrics: async () => agent!.#metricsText(),
+              health: () => agent?.health() ?? { ok: false, reasons: ['the agent is starting'] },
+              status: () => agent?.status() ?? { starting: true },
+            },
+            log,
+          ),
+        );
+      }
+      const engine = opts.engine ?? (await import('../docker/connect.ts')).connectEngine(config);
+      const engineAddress = opts.engineAddress ?? (opts.engine ? undefined : (await import('../docker/connect.ts')).engineAddress(config));
+      const journal = opts.journal === undefined ? await makeJournal(config, catalog, log) : (opts.journal ?? undefined);
+      agent = new Agent({ ...opts, ...(engineAddress ? { engineAddress } : {}) }, repo, catalog, engine, journal);
+      if (server) {
+        agent.#server = server;
+        agent.#listen = boundAddress(server);
+      }
+      agent.#begin();
+      return agent;
+    } catch (err) {
+      if (server) await closeServer(server);
+      catalog?.close();
+      repo.close();
+      throw err;
+    }
+  }
+
+  #begin(): void {
+    const config = this.#config;
+    this.#seedSnapshots();
+    this.#journal?.on('changed', (volume) => this.#onChanged(volume));
+    this.#watcher.on('reconciled', (e) => {
+      if (e.full || e.changes.length > 0) this.#retrack();
+    });
+    this.#watcher.on('state', (s) => {
+      if (s.connected && this.#engineVersion === null) {
+        this.#engine.info().then(
+          (i) => (this.#engineVersion = i.serverVersion),
+          () => {},
+        );
+      }
+    });
+    this.#scheduler.setRetention(config.schedule.retention);
+    const continuous = config.volume.filter((v) => v.continuous).map((v) => v.name);
+    if (!this.#journal && continuous.length > 0) {
+      this.#log.warn({ volumes: continuous }, 'continuous mode needs the change journal ([journal] enabled = true); these volumes are backed up on their schedule only');
+    }
+    // the catalog as last known, until the first reconcile says more
+    this.#retrack();
+    this.#watcher.start();
+    this.#log.info(
+      { pid: process.pid, version: this.#version, listen: this.#listen, repository: this.#repo.dir, state_dir: config.agent.state_dir, journal: this.#journal !== undefined },
+      `lifeboat agent started${this.#listen ? `; metrics, health and status on http://${this.#listen}` : ''}`,
+    );
+  }
+
+  /** Where the HTTP endpoint listens ("host:port"), or null when it is off. */
+  get listenAddress(): string | null {
+    return this.#listen;
+  }
+
+  get tracked(): ReadonlyMap<string, TrackedVolume> {
+    return this.#tracked;
+  }
+
+  /** Waits for any re-evaluation of the tracked volumes in progress (tests). */
+  async settled(): Promise<void> {
+    await this.#retracking;
+  }
+
+  /** A backup of one tracked volume now (shares the volume's mutex with schedule and continuous mode). */
+  backupNow(volume: string): Promise<BackupResult> {
+    if (!this.#tracked.has(volume)) return Promise.reject(new Error(`volume ${volume} is not tracked`));
+    return this.#backups.trigger(volume, 'manual');
+  }
+
+  /** One retention run, through the job queue. */
+  async runRetention(): Promise<void> {
+    try {
+      await this.#queue.run('retention', () => runRetention(this.#repo, this.#config, this.#log));
+      this.#retention = { lastRun: new Date().toISOString(), lastError: null };
+    } catch (err) {
+      if (err instanceof JobCancelledError) return;
+      const message = err instanceof Error ? err.message : String(err);
+      this.#retention = { lastRun: new Date().toISOString(), lastError: message };
+      this.#log.error({ err: message }, 'retention failed');
+    }
+  }
+
+  health(): Health {
+    const reasons: string[] = [];
+    const w = this.#watcher.state;
+    if (!w.connected) reasons.push(`docker engine at ${this.#engineAddress} unreachable${w.lastError ? `: ${w.lastError}` : ' (not connected yet)'}`);
+    return { ok: reasons.length === 0, reasons };
+  }
+
+  status(): StatusReport {
+    const now = Date.now();
+    const w = this.#watcher.state;
+    const volumes: VolumeStatus[] = [...this.#tracked.values()].map((v) => {
+      const r = this.#backups.record(v.name);
+      return {
+        name: v.name,
+        last_snapshot: snapshotView(r.lastSnapshot, now),
+        journal: journalView(this.#journalStatus(v.name)),
+        schedule: v.schedule,
+        next_run: this.#scheduler.nextRun(v.name)?.toISOString() ?? null,
+        continuous: v.continuous,
+        debounce_ms: v.continuous ? v.debounceMs : null,
+        running: r.running,
+        last_backup: lastBackupView(r),
+        last_error: r.lastError,
+      };
+    });
+    return {
+      agent: {
+        running: true,
+        pid: process.pid,
+        uptime_s: Math.round((now - this.#started.getTime()) / 1000),
+        version: this.#version,
+        host: this.#config.agent.host,
+        started: this.#started.toISOString(),
+        listen: this.#listen,
+        jobs: { running: this.#queue.running ?? null, waiting: this.#queue.waiting },
+      },
+      engine: {
+        address: this.#engineAddress,
+        reachable: w.connected,
+        version: this.#engineVersion,
+        last_error: w.lastError,
+        last_reconcile: w.lastReconcile,
+      },
+      volumes,
+      missing: this.#missing,
+      peers: [],
+      retention: {
+        schedule: this.#config.schedule.retention,
+        next_run: this.#scheduler.nextRetention()?.toISOString() ?? nextCronRun(this.#config.schedule.retention),
+        policy: policyView(this.#config.retention),
+        last_run: this.#retention.lastRun,
+        last_error: this.#retention.lastError,
+      },
+      notes: [],
+    };
+  }
+
+  /**
+   * Stops taking new jobs (schedules, continuous mode, the queue), lets a
+   * backup in flight end for up to the grace period, then abandons it (it
+   * fails at its next block write, which returns its containers to their
+   * state), and closes the watcher, journal, endpoint, workers, catalog and
+   * repository. Idempotent; resolves when all is closed.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#shutdown();
+    return this.#stopping;
+  }
+
+  /** Abandons the backup in flight now instead of at the end of the grace period (a second signal). */
+  abandon(): void {
+    if (this.#abandoned) return;
+    this.#abandoned = true;
+    const running = this.#queue.running;
+    if (running) this.#log.warn({ job: running }, `abandoning ${running}; its containers are returned to their state first`);
+    void this.#pools.abort(new JobCancelledError(`${running ?? 'backup'} abandoned: the agent is stopping`));
+  }
+
+  async #shutdown(): Promise<void> {
+    const log = this.#log;
+    this.#scheduler.stop();
+    this.#debouncer.clear();
+    const running = this.#queue.running;
+    const drained = this.#queue.close();
+    let grace: NodeJS.Timeout | undefined;
+    if (running) {
+      log.info({ job: running, grace_s: this.#graceMs / 1000 }, `stopping: waiting for ${running} to finish`);
+      grace = setTimeout(() => {
+        log.warn({ job: running }, `${running} did not finish within the grace period`);
+        this.abandon();
+      }, this.#graceMs);
+    }
+    await drained;
+    await this.#backups.settled();
+    if (grace) clearTimeout(grace);
+    await this.#retracking.catch(() => {});
+    await this.#watcher.stop();
+    await this.#journal?.close().catch((err: unknown) => log.error({ err }, 'closing the change journal failed'));
+    if (this.#server) await closeServer(this.#server);
+    await this.#pools.close();
+    this.#catalog.close();
+    this.#repo.close();
+    log.info('lifeboat agent stopped');
+  }
+
+  // --- internals
+
+  #journalStatus(volume: string): JournalStatus | undefined {
+    if (!this.#journal) return undefined;
+    try {
+      return this.#journal.status(volume);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #metricsText(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.#metrics.contentType, body: await this.#metrics.text() };
+  }
+
+  #onResult(r: BackupResult): void {
+    this.#metrics.backup(r);
+  }
+
+  #onChanged(volume: string): void {
+    const v = this.#tracked.get(volume);
+    if (!v) return;
+    this.#backups.noteChange(volume);
+    if (v.continuous && !this.#stopping) this.#debouncer.touch(volume, v.debounceMs);
+  }
+
+  /** The newest snapshot of each volume this host has in the repository, for status and recovery point age. */
+  #seedSnapshots(): void {
+    const host = this.#config.agent.host;
+    for (const s of listSnapshots(this.#repo)) {
+      if (s.host === host && s.volume !== null) this.#backups.seed(s.volume, s);
+    }
+  }
+
+  async #backupVolume(volume: string, take: JournalTake | undefined): Promise<{ snapshot: Snapshot; warnings: readonly string[] }> {
+    const config = this.#config;
+    // loaded on the first backup: an agent with nothing to do never pays for the archiver
+    const { backupVolume } = await import('../backup/volume.ts');
+    const pool = await this.#pools.acquire();
+    try {
+      const splitter: SplitterSpec = { kind: config.backup.chunker, size: config.backup.block_size };
+      const opts = {
+        volume,
+        host: config.agent.host,
+        splitter,
+        packSize: config.repository.pack_size,
+        compressionLevel: config.repository.compression === 'off' ? 0 : config.repository.compression_level,
+        pool,
+        hookTimeoutMs: config.docker.hook_timeout,
+        stopTimeoutSeconds: Math.ceil(config.docker.stop_timeout / 1000),
+        workDir: path.join(config.agent.state_dir, 'tmp'),
+        log: this.#log,
+        onWarning: (p: string, err: Error) => this.#log.warn({ volume, path: p, err: err.message }, 'skipped an entry it could not read'),
+        ...(take ? { changes: take } : {}),
+      };
+      // `changes` is the journal's take (backupVolume examines only its paths when it is in paths mode)
+      const r = await backupVolume(this.#engine, this.#repo, opts);
+      return { snapshot: r.snapshot, warnings: r.report.warnings };
+    } finally {
+      this.#pools.release();
+    }
+  }
+
+  /** Re-evaluates the tracked volumes (serialized): watches new ones, unwatches gone ones, sets their schedules. */
+  #retrack(): void {
+    this.#retracking = this.#retracking.then(() => this.#applyTracking()).catch((err: unknown) => {
+      this.#log.error({ err }, 'could not update the tracked volumes');
+    });
+  }
+
+  async #applyTracking(): Promise<void> {
+    if (this.#stopping) return;
+    const log = this.#log;
+    const t = trackedVolumes(this.#catalog, this.#config);
+    const known = this.#watcher.state.lastReconcile !== null;
+
+    // bad input that is a runtime resource: one error per name, the rest goes on
+    for (const name of t.missing) {
+      if (!known || this.#reported.has(`missing:${name}`)) continue;
+      this.#reported.add(`missing:${name}`);
+      log.error({ volume: name }, `volume ${name} is listed in [[volume]] but the Docker engine has no volume of that name; the other volumes are backed up as usual`);
+    }
+    for (const e of t.excluded) {
+      if (!e.listed || this.#reported.has(`excluded:${e.name}`)) continue;
+      this.#reported.add(`excluded:${e.name}`);
+      log.error({ volume: e.name }, `volume ${e.name} is listed in [[volume]] but not backed up: ${e.reason}`);
+    }
+    for (const key of [...this.#reported]) {
+      const [kind, name] = [key.slice(0, key.indexOf(':')), key.slice(key.indexOf(':') + 1)];
+      const still = kind === 'missing' ? t.missing.includes(name) : t.excluded.some((e) => e.name === name);
+      if (!still) this.#reported.delete(key);
+    }
+
+    const before = this.#tracked;
+    for (const [name, old] of before) {
+      const now = t.volumes.get(name);
+      if (now && sameTracking(old, now)) continue;
+      this.#debouncer.cancel(name);
+      if (now?.mountpoint !== old.mountpoint) await this.#unwatch(name);
+      if (!now) {
+        this.#backups.drop(name);
+        this.#metrics.forget(name);
+        log.info({ volume: name }, `volume ${name} is no longer tracked`);
+      }
+    }
+    this.#tracked = t.volumes;
+    this.#missing = t.missing;
+    this.#scheduler.setVolumes(new Map([...t.volumes.values()].map((v) => [v.name, v.schedule])));
+    for (const v of t.volumes.values()) {
+      const old = before.get(v.name);
+      if (old && sameTracking(old, v)) continue;
+      if (!old) log.info({ volume: v.name, schedule: v.schedule, continuous: v.continuous }, `tracking volume ${v.name}`);
+      if (!old || old.mountpoint !== v.mountpoint) await this.#watch(v);
+      // continuous mode starts with a backup: what changed while the agent was not watching is unknown
+      if (v.continuous && this.#journal && (!old || !old.continuous || old.mountpoint !== v.mountpoint)) this.#debouncer.touch(v.name, v.debounceMs);
+    }
+  }
+
+  async #watch(v: TrackedVolume): Promise<void> {
+    if (!this.#journal) return;
+    try {
+      await this.#journal.watch(v.name, v.mountpoint);
+    } catch (err) {
+      this.#log.error({ volume: v.name, mountpoint: v.mountpoint, err: err instanceof Error ? err.message : String(err) }, `cannot watch volume ${v.name}; its backups scan the whole volume`);
+    }
+  }
+
+  async #unwatch(volume: string): Promise<void> {
+    if (!this.#journal) return;
+    try {
+      await this.#journal.unwatch(volume);
+    } catch (err) {
+      this.#log.warn({ volume, err: err instanceof Error ? err.message : String(err) }, `stopping the watch of volume ${volume} failed`);
+    }
+  }
+}
+
+/** A ChangeJournal when [journal] enabled (loaded only then: chokidar is not free). */
+async function makeJournal(config: Config, catalog: AgentCatalog, log: Logger): Promise<Journal | undefined> {
+  if (!config.journal.enabled) return undefined;
+  const { ChangeJournal } = await import('../watch/journal.ts');
+  return new ChangeJournal({
+    catalog,
+    log,
+    aggregateMs: config.journal.aggregate,
+    maxPaths: config.journal.max_paths,
+    fullScanIntervalMs: config.journal.full_scan_interval,
+  });
+}

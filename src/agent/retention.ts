@@ -1,0 +1,52 @@
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log/logger.ts';
+import { prune, type PruneReport } from '../repo/prune.ts';
+import type { Repository } from '../repo/repository.ts';
+import { applyPolicy, type RetentionPolicy } from '../repo/retention.ts';
+import { deleteSnapshots, listSnapshots } from '../repo/snapshots.ts';
+
+export interface RetentionReport {
+  readonly skipped: boolean;
+  readonly kept: number;
+  readonly removed: readonly string[];
+  readonly prune: PruneReport | null;
+  readonly durationMs: number;
+}
+
+/** Whether [retention] sets any rule (a rule of 0 is no rule, as in applyPolicy). */
+export function hasPolicy(policy: RetentionPolicy): boolean {
+  return Object.values(policy).some((n) => typeof n === 'number' && n > 0);
+}
+
+/**
+ * One retention run: the [retention] policy over this host's snapshots
+ * (forget, under the exclusive lock), then prune (which takes the lock
+ * itself). Nothing happens, with a log line, while [retention] sets no rule.
+ * The agent runs it through its job queue, so none of its own backups is
+ * under way; another process's backup makes the lock fail, and the run is
+ * tried again at the next schedule.
+ */
+export async function runRetention(repo: Repository, config: Config, log: Logger): Promise<RetentionReport> {
+  const started = performance.now();
+  const policy = config.retention;
+  if (!hasPolicy(policy)) {
+    log.info('retention: [retention] sets no keep_* rule, so nothing is forgotten');
+    return { skipped: true, kept: 0, removed: [], prune: null, durationMs: 0 };
+  }
+  const host = config.agent.host;
+  let removed: string[];
+  let kept: number;
+  const lock = repo.lock('exclusive');
+  try {
+    const decisions = applyPolicy(listSnapshots(repo).filter((s) => s.host === host), policy);
+    removed = decisions.filter((d) => !d.keep).map((d) => d.snapshot.id);
+    kept = decisions.length - removed.length;
+    deleteSnapshots(repo, removed);
+  } finally {
+    lock.release();
+  }
+  const pruned = await prune(repo, { maxUnused: 0.2, packSize: config.repository.pack_size });
+  const durationMs = Math.round(performance.now() - started);
+  log.info({ kept, removed: removed.length, ...pruned, duration_ms: durationMs }, `retention: forgot ${removed.length} snapshots, kept ${kept}, pruned`);
+  return { skipped: false, kept, removed, prune: pruned, durationMs };
+}

@@ -1,0 +1,64 @@
+import type { Command } from 'commander';
+import { Agent } from '../../agent/agent.ts';
+import { UsageError } from '../../errors/errors.ts';
+import { createLogger, type Logger } from '../../log/logger.ts';
+import { type GlobalOptions, makeContext, readPassword, type RepoOptions } from '../context.ts';
+import pkg from '../../../package.json' with { type: 'json' };
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('run the agent in the foreground: inventory watch, change journal, schedules, continuous mode, retention, metrics and health endpoint')
+    .option('--password-file <file>', 'read the repository password from this file (else LIFEBOAT_PASSWORD, else the config\'s repository.password_file)')
+    .action(async (opts: Pick<RepoOptions, 'passwordFile'>, cmd: Command) => {
+      const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
+      if (!ctx.configFile) throw new UsageError('run needs --config FILE');
+      const password = readPassword(ctx, opts);
+      // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
+      const log = createLogger({ level: ctx.config.agent.log_level, destination: 1 });
+      const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version });
+      await untilStopped(agent, log);
+      // everything is closed; should a library still hold a handle, do not hang on it
+      setTimeout(() => process.exit(0), 2000).unref();
+    });
+}
+
+/**
+ * SIGTERM or SIGINT: stop taking jobs, let a backup in flight finish (up to
+ * the grace period, then it is abandoned), close everything; resolves then.
+ * A second signal abandons the backup in flight at once: it fails at its next
+ * block write, and that failure still returns its containers to their state.
+ * A third exits immediately, and then nothing is restored: a container the
+ * backup had paused or stopped stays so (docker unpause / start it).
+ */
+function untilStopped(agent: Agent, log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        log.info({ signal }, 'stopping: no new jobs; a backup under way may finish (signal again to abandon it)');
+        agent.stop().then(
+          () => {
+            process.off('SIGTERM', onSignal);
+            process.off('SIGINT', onSignal);
+            resolve();
+          },
+          (err: unknown) => {
+            log.error({ err }, 'stopping the agent failed');
+            process.exitCode = 1;
+            resolve();
+          },
+        );
+      } else if (signals === 2) {
+        log.warn({ signal }, 'second signal: abandoning the backup under way (its containers are returned to their state); a third exits at once');
+        agent.abandon();
+      } else {
+        log.error({ signal }, 'third signal: exiting now; a container the backup paused or stopped may be left so');
+        process.exit(1);
+      }
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
