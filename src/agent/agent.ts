@@ -46,6 +46,8 @@ export interface AgentOptions {
   readonly graceMs?: number;
   /** Worker threads are closed after this long without a backup (ms); default 15 s. */
   readonly poolIdleMs?: number;
+  /** First retry of a failed continuous backup (ms; doubling up to 5 min); default 10 s. */
+  readonly retryMs?: number;
   /** Process metrics (collectDefaultMetrics) in /metrics; default true. */
   readonly processMetrics?: boolean;
   readonly watcher?: Pick<WatcherOptions, 'backoff' | 'pingTimeoutMs'>;
@@ -53,6 +55,8 @@ export interface AgentOptions {
 
 export const DEFAULT_GRACE_MS = 60_000;
 const DEFAULT_POOL_IDLE_MS = 15_000;
+const RETRY_FIRST_MS = 10_000;
+const RETRY_MAX_MS = 5 * 60_000;
 
 /**
  * The daemon: the repository (opened once), the catalog, the inventory
@@ -71,6 +75,7 @@ export class Agent {
   readonly #engineAddress: string;
   readonly #journal: Journal | undefined;
   readonly #graceMs: number;
+  readonly #retryMs: number;
   readonly #queue = new JobQueue();
   readonly #pools: PoolKeeper;
   readonly #backups: VolumeBackups;
@@ -89,6 +94,8 @@ export class Agent {
   #retention: { lastRun: string | null; lastError: string | null } = { lastRun: null, lastError: null };
   #stopping: Promise<void> | undefined;
   #abandoned = false;
+  /** Failed backups in a row, per volume: continuous mode retries them with a growing delay. */
+  readonly #failures = new Map<string, number>();
 
   private constructor(opts: AgentOptions, repo: Repository, catalog: AgentCatalog, engine: DockerEngine, journal: Journal | undefined) {
     const config = opts.config;
@@ -101,6 +108,7 @@ export class Agent {
     this.#engineAddress = opts.engineAddress ?? config.docker.host ?? 'default';
     this.#journal = journal;
     this.#graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+    this.#retryMs = opts.retryMs ?? RETRY_FIRST_MS;
     const level = config.repository.compression === 'off' ? 0 : config.repository.compression_level;
     this.#pools = new PoolKeeper(
       () => new AbortableWorkers(repo, { workers: config.backup.workers, level, packSize: config.repository.pack_size }),
@@ -375,6 +383,17 @@ export class Agent {
 
   #onResult(r: BackupResult): void {
     this.#metrics.backup(r);
+    if (r.outcome === 'success') this.#failures.delete(r.volume);
+    if (r.outcome !== 'failure') return;
+    const failures = (this.#failures.get(r.volume) ?? 0) + 1;
+    this.#failures.set(r.volume, failures);
+    const v = this.#tracked.get(r.volume);
+    // a continuous volume's changes are still pending: try again (10 s, 20 s, ... up to 5 min), not only at the next change
+    if (v?.continuous && this.#journal && !this.#stopping) {
+      const delay = Math.min(RETRY_MAX_MS, this.#retryMs * 2 ** (failures - 1));
+      this.#log.info({ volume: r.volume, failures, retry_in_s: delay / 1000 }, `retrying the backup of volume ${r.volume} in ${delay / 1000} s`);
+      this.#debouncer.touch(r.volume, delay, delay);
+    }
   }
 
   #onChanged(volume: string): void {

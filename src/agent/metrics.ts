@@ -28,7 +28,8 @@ export class AgentMetrics {
 
   constructor(source: MetricsSource, opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    // event loop lag sampled once a second, not every 10 ms (prom-client's default): an idle agent should not wake 100 times a second
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
     const volumeGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['volume'] as const, registers });
     this.#lastSuccess = volumeGauge('lifeboat_volume_last_success_timestamp_seconds', 'When the last successful backup of the volume ended (unix time).');
     this.#duration = volumeGauge('lifeboat_volume_last_backup_duration_seconds', 'How long the last successful backup of the volume took.');

@@ -66,7 +66,7 @@ describe('paths', () => {
 describe('the systemd unit', () => {
   it('runs the pinned node on the build with the config, absolute paths, no placeholder left', () => {
     const unit = renderSystemdUnit(unitTemplate, { installDir: '/opt/lifeboat/', config: '/etc/lifeboat/lifeboat.toml' });
-    expect(unit).toMatch(/^ExecStart=\/opt\/lifeboat\/node_modules\/node\/bin\/node \/opt\/lifeboat\/dist\/cli\/main\.js run --config \/etc\/lifeboat\/lifeboat\.toml$/m);
+    expect(unit).toMatch(/^ExecStart=\/opt\/lifeboat\/node_modules\/node\/bin\/node --max-semi-space-size=1 \/opt\/lifeboat\/dist\/cli\/main\.js run --config \/etc\/lifeboat\/lifeboat\.toml$/m);
     expect(unit).not.toMatch(/@[A-Z_]+@/);
     for (const line of ['Type=simple', 'Restart=on-failure', 'ProtectSystem=strict', 'StateDirectory=lifeboat', 'ConfigurationDirectory=lifeboat', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'WantedBy=multi-user.target']) {
       expect(unit.split('\n')).toContain(line);
@@ -116,7 +116,7 @@ describe('the WinSW configuration', () => {
     expect(xml).not.toMatch(/@[A-Z_]+@/);
     expect(xml).toContain('<id>lifeboat</id>');
     expect(xml).toContain('<executable>C:\\Program Files\\R&amp;D Lifeboat\\node_modules\\node\\bin\\node.exe</executable>');
-    expect(xml).toContain('<arguments>"C:\\Program Files\\R&amp;D Lifeboat\\dist\\cli\\main.js" run --config "C:\\ProgramData\\Lifeboat\\lifeboat.toml"</arguments>');
+    expect(xml).toContain('<arguments>--max-semi-space-size=1 "C:\\Program Files\\R&amp;D Lifeboat\\dist\\cli\\main.js" run --config "C:\\ProgramData\\Lifeboat\\lifeboat.toml"</arguments>');
     expect(xml).toContain('<logpath>C:\\ProgramData\\Lifeboat\\logs</logpath>');
     expect(xml).toMatch(/<log mode="roll-by-size">/);
     expect(xml).toMatch(/<onfailure action="restart" delay="\d+ sec"\/>/);
@@ -239,7 +239,7 @@ describe('service install and uninstall', () => {
     const dry = fakeHost({ root: false, systemd: 'none here' });
     const res = await installService(dry.host, { config, unitDir, dryRun: true });
     expect(res.dry_run).toBe(true);
-    expect(res.unit_content).toContain(`ExecStart=${root}/node_modules/node/bin/node ${root}/dist/cli/main.js run --config ${config}`);
+    expect(res.unit_content).toContain(`ExecStart=${root}/node_modules/node/bin/node --max-semi-space-size=1 ${root}/dist/cli/main.js run --config ${config}`);
     expect(res.done).toEqual([
       `would write ${path.join(unitDir, UNIT_FILE)} (mode 0644)`,
       `would create ${path.dirname(config)} (mode 0750) if missing`,
@@ -281,7 +281,7 @@ describe('service install and uninstall', () => {
     const out = execFileSync(path.join(root, 'bin', 'lifeboat'), ['--json', '--config', config, 'service', 'install', '--dry-run', '--unit-dir', unitDir], { encoding: 'utf8' });
     const res = JSON.parse(out) as { dry_run: boolean; unit: string; unit_content: string; config_created: boolean };
     expect(res).toMatchObject({ dry_run: true, unit: path.join(unitDir, UNIT_FILE), config_created: true });
-    expect(res.unit_content).toContain(`ExecStart=${root}/node_modules/node/bin/node ${root}/dist/cli/main.js run --config ${config}`);
+    expect(res.unit_content).toContain(`ExecStart=${root}/node_modules/node/bin/node --max-semi-space-size=1 ${root}/dist/cli/main.js run --config ${config}`);
     expect(fs.readdirSync(unitDir)).toEqual([]);
     const text = execFileSync(path.join(root, 'bin', 'lifeboat'), ['service', 'uninstall', '--dry-run', '--unit-dir', unitDir], { encoding: 'utf8' });
     expect(text).toContain('the service is not installed');

@@ -1,3 +1,5 @@
+// first: module hooks that must be in place before dockerode loads (see the module)
+import '../docker/lazy-deps.ts';
 import { CommanderError } from 'commander';
 import { describeFailure } from '../errors/errors.ts';
 import { buildProgram } from './program.ts';

@@ -1,0 +1,153 @@
+import type http from 'node:http';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Snapshot } from '../repo/snapshot.ts';
+import { boundAddress, closeServer, type Endpoints, handler, listen, ListenError, nodeHttp, parseListen } from './http.ts';
+import { AgentMetrics } from './metrics.ts';
+import { captureLog } from './testing/log.ts';
+
+function get(address: string, path: string, method = 'GET'): Promise<{ status: number; type: string; body: string }> {
+  const { host, port } = parseListen(address);
+  return new Promise((resolve, reject) => {
+    const req = nodeHttp().request({ host, port, path, method }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+const servers: http.Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await closeServer(s);
+});
+
+async function serve(endpoints: Endpoints): Promise<string> {
+  const { log } = captureLog();
+  const server = await listen(`127.0.0.1:${await freePort()}`, handler(endpoints, log));
+  servers.push(server);
+  return boundAddress(server);
+}
+
+function metricsFor(opts: { engineUp: boolean }): AgentMetrics {
+  return new AgentMetrics({
+    volumes: () => [
+      { name: 'pgdata', lastSnapshotTime: new Date(Date.now() - 90_000).toISOString(), dirtyPaths: 3, journalTrusted: true },
+      { name: 'never', lastSnapshotTime: null, dirtyPaths: null, journalTrusted: null },
+    ],
+    engineUp: () => opts.engineUp,
+  });
+}
+
+const snap = {
+  id: 'a'.repeat(64),
+  time: new Date().toISOString(),
+  stats: { files: 10, bytes_read: 4096, bytes_new: 2048, bytes_stored: 1500, examined: 2, duration_ms: 40, errors: 0 },
+} as unknown as Snapshot;
+
+describe('HTTP endpoint', () => {
+  it('GET /metrics: the per-volume metrics, the lag, results and process metrics', async () => {
+    const metrics = metricsFor({ engineUp: true });
+    metrics.backup({ volume: 'pgdata', reason: 'continuous', outcome: 'success', snapshot: snap, durationMs: 40, lagMs: 6_500 });
+    metrics.backup({ volume: 'pgdata', reason: 'schedule', outcome: 'failure', durationMs: 3 });
+    metrics.backup({ volume: 'pgdata', reason: 'schedule', outcome: 'skipped' });
+    metrics.missed('pgdata');
+    const address = await serve({ metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }), health: () => ({ ok: true, reasons: [] }), status: () => ({}) });
+    const r = await get(address, '/metrics');
+    expect(r.status).toBe(200);
+    expect(r.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    const body = r.body;
+    for (const name of [
+      'lifeboat_volume_last_success_timestamp_seconds',
+      'lifeboat_volume_last_backup_duration_seconds',
+      'lifeboat_volume_last_backup_read_bytes',
+      'lifeboat_volume_last_backup_new_bytes',
+      'lifeboat_volume_last_backup_stored_bytes',
+      'lifeboat_volume_last_backup_examined_entries',
+      'lifeboat_volume_recovery_point_age_seconds',
+      'lifeboat_volume_write_to_snapshot_seconds',
+      'lifeboat_write_to_snapshot_seconds_bucket',
+      'lifeboat_backups_total',
+      'lifeboat_scheduled_runs_missed_total',
+      'lifeboat_volume_journal_dirty_paths',
+      'lifeboat_volume_journal_trusted',
+      'lifeboat_engine_up',
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+    ]) {
+      expect(body, name).toContain(`\n${name}`);
+    }
+    expect(body).toContain('lifeboat_volume_last_backup_read_bytes{volume="pgdata"} 4096');
+    expect(body).toContain('lifeboat_volume_last_backup_stored_bytes{volume="pgdata"} 1500');
+    expect(body).toContain('lifeboat_volume_write_to_snapshot_seconds{volume="pgdata"} 6.5');
+    expect(body).toContain('lifeboat_backups_total{volume="pgdata",result="success"} 1');
+    expect(body).toContain('lifeboat_backups_total{volume="pgdata",result="failure"} 1');
+    expect(body).toContain('lifeboat_backups_total{volume="pgdata",result="skipped"} 1');
+    expect(body).toContain('lifeboat_scheduled_runs_missed_total{job="backup",volume="pgdata"} 1');
+    expect(body).toContain('lifeboat_engine_up 1');
+    const age = Number(/lifeboat_volume_recovery_point_age_seconds\{volume="pgdata"\} ([\d.]+)/.exec(body)?.[1]);
+    expect(age).toBeGreaterThanOrEqual(90);
+    expect(age).toBeLessThan(120);
+    // a volume never backed up has no age (not 0, which would look fine)
+    expect(body).not.toContain('lifeboat_volume_recovery_point_age_seconds{volume="never"}');
+    metrics.forget('pgdata');
+    expect(await metrics.text()).not.toContain('lifeboat_volume_last_backup_read_bytes{volume="pgdata"}');
+  });
+
+  it('GET /healthz: 200 ok, or 503 degraded with the reasons', async () => {
+    let health = { ok: true, reasons: [] as string[] };
+    const address = await serve({ metrics: async () => ({ contentType: 'text/plain', body: '' }), health: () => health, status: () => ({}) });
+    const ok = await get(address, '/healthz');
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body)).toEqual({ status: 'ok' });
+    health = { ok: false, reasons: ['docker engine at unix:///var/run/docker.sock unreachable: connect ENOENT'] };
+    const down = await get(address, '/healthz');
+    expect(down.status).toBe(503);
+    expect(down.type).toMatch(/^application\/json/);
+    expect(JSON.parse(down.body)).toEqual({ status: 'degraded', reasons: ['docker engine at unix:///var/run/docker.sock unreachable: connect ENOENT'] });
+  });
+
+  it('GET /status answers the status as JSON; other paths 404, other methods 405, a failing handler 500', async () => {
+    const address = await serve({
+      metrics: async () => {
+        throw new Error('registry broke');
+      },
+      health: () => ({ ok: true, reasons: [] }),
+      status: () => ({ agent: { running: true } }),
+    });
+    const s = await get(address, '/status');
+    expect(s.status).toBe(200);
+    expect(JSON.parse(s.body)).toEqual({ agent: { running: true } });
+    expect((await get(address, '/nope')).status).toBe(404);
+    expect((await get(address, '/status', 'POST')).status).toBe(405);
+    const failed = await get(address, '/metrics');
+    expect(failed.status).toBe(500);
+    expect(JSON.parse(failed.body)).toEqual({ error: 'registry broke' });
+  });
+
+  it('a port in use: ListenError naming the key and the address, exit code 2', async () => {
+    const address = await serve({ metrics: async () => ({ contentType: 'text/plain', body: '' }), health: () => ({ ok: true, reasons: [] }), status: () => ({}) });
+    const err = await listen(address, () => {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ListenError);
+    expect((err as ListenError).exitCode).toBe(2);
+    expect((err as ListenError).code).toBe('LB_ERR_LISTEN');
+    expect((err as ListenError).message).toBe(`agent.listen: cannot listen on ${address}: the address is in use (is another agent running?)`);
+  });
+
+  it('parseListen takes host:port and [v6]:port', () => {
+    expect(parseListen('127.0.0.1:9317')).toEqual({ host: '127.0.0.1', port: 9317 });
+    expect(parseListen('[::1]:80')).toEqual({ host: '::1', port: 80 });
+    expect(parseListen('localhost:1')).toEqual({ host: 'localhost', port: 1 });
+    expect(() => parseListen('nonsense')).toThrow(ListenError);
+  });
+});
