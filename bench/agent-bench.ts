@@ -116,13 +116,19 @@ async function main(): Promise<void> {
       return s.volumes.length === VOLUMES && s.volumes.every((v) => v.journal.state !== 'off') ? s : undefined;
     }, 120_000);
 
+    // Idle before any backup (the continuous volume's start-up backup runs first: wait it out).
+    await until('the start-up backup', async () => ((await status()).volumes.find((v) => v.name === continuous.name)!.last_snapshot ? true : undefined), 120_000);
+    await sleep(20_000);
+    const beforeBackups = sample(pid).rssKiB / 1024;
+
     // One write first: the continuous volume's first backup is a full scan (the journal starts untrusted).
     const snapshotOf = async () => (await status()).volumes.find((v) => v.name === continuous.name)!;
     fs.writeFileSync(path.join(continuous.mountpoint, 'warm-up'), 'x');
     await until('the first continuous snapshot', async () => ((await snapshotOf()).last_snapshot ? true : undefined), 120_000);
 
-    console.error(`[bench] idle for ${IDLE_S} s`);
-    await sleep(5_000);
+    // Idle means after the start-up backups, once the worker pool has closed (15 s without a job).
+    console.error(`[bench] settling 20 s, then idle for ${IDLE_S} s`);
+    await sleep(20_000);
     const first = sample(pid);
     const rss: number[] = [];
     for (let i = 0; i < IDLE_S; i++) {
@@ -153,13 +159,14 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       host: { cpus: os.availableParallelism(), model: os.cpus()[0]?.model ?? '' },
       setup: { volumes: VOLUMES, containers: CONTAINERS, filesPerVolume: 200, debounce: values.debounce },
-      idle: { rssMiBMean: rss.reduce((a, b) => a + b, 0) / rss.length / 1024, rssMiBMax: Math.max(...rss) / 1024, cpuPercent: idleCpuPercent },
+      idle: { rssMiBAfterStart: beforeBackups, rssMiBMean: rss.reduce((a, b) => a + b, 0) / rss.length / 1024, rssMiBMax: Math.max(...rss) / 1024, cpuPercent: idleCpuPercent },
       writeToSnapshotMs: { samples: delays, median: median(delays), max: Math.max(...delays), agentLagMs: lags },
     };
     console.log(`## Agent benchmark — ${VOLUMES} volumes, ${CONTAINERS} containers, ${os.availableParallelism()} cores\n`);
     console.log('| measure | value | target |');
     console.log('| --- | ---: | --- |');
-    console.log(`| idle RSS, mean over ${IDLE_S} s | ${result.idle.rssMiBMean.toFixed(1)} MiB | under 60 MB |`);
+    console.log(`| idle RSS after start (one start-up backup) | ${result.idle.rssMiBAfterStart.toFixed(1)} MiB | under 60 MB |`);
+    console.log(`| idle RSS after further backups, mean over ${IDLE_S} s | ${result.idle.rssMiBMean.toFixed(1)} MiB | under 60 MB |`);
     console.log(`| idle RSS, max | ${result.idle.rssMiBMax.toFixed(1)} MiB | |`);
     console.log(`| idle CPU | ${result.idle.cpuPercent.toFixed(2)} % of one core | near zero |`);
     console.log(`| write → committed snapshot, median of ${SAMPLES} | ${(result.writeToSnapshotMs.median / 1000).toFixed(2)} s | debounce (${values.debounce}) + a few seconds |`);
