@@ -80,6 +80,15 @@ describe.concurrent('refusals', () => {
       await fails(['backup', '--repo', nowhere, '--path', src], 1, 'LB_ERR_NOT_A_REPOSITORY');
       await expect(fsp.stat(nowhere)).rejects.toThrow();
     });
+
+    test('the agent does not create its repository: run says how, and creates nothing', async () => {
+      const config = path.join(dir, 'agent-no-repo.toml');
+      const repoPath = path.join(dir, 'agent-repo');
+      await fsp.writeFile(config, `[agent]\nstate_dir = ${JSON.stringify(path.join(dir, 'agent-state'))}\nlisten = ""\n[repository]\npath = ${JSON.stringify(repoPath)}\n`);
+      const message = await fails(['run', '--config', config], 1, 'LB_ERR_NOT_A_REPOSITORY');
+      expect(message).toContain(`create it with: lifeboat --config ${config} init`);
+      await expect(fsp.stat(repoPath)).rejects.toThrow();
+    });
   });
 
   describe('init', () => {

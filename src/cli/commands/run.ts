@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Agent } from '../../agent/agent.ts';
-import { UsageError } from '../../errors/errors.ts';
+import { NotARepositoryError, UsageError } from '../../errors/errors.ts';
 import { createLogger, type Logger } from '../../log/logger.ts';
 import { type GlobalOptions, makeContext, readPassword, type RepoOptions } from '../context.ts';
 import pkg from '../../../package.json' with { type: 'json' };
@@ -16,7 +16,11 @@ export function registerRun(program: Command): void {
       const password = readPassword(ctx, opts);
       // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
       const log = createLogger({ level: ctx.config.agent.log_level, destination: 1 });
-      const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version });
+      const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version }).catch((err: unknown) => {
+        // The agent does not create its repository: a wrong path must not silently start an empty one.
+        if (err instanceof NotARepositoryError) err.message += `; create it with: lifeboat --config ${ctx.configFile} init`;
+        throw err;
+      });
       await untilStopped(agent, log);
       // everything is closed; should a library still hold a handle, do not hang on it
       setTimeout(() => process.exit(0), 2000).unref();
