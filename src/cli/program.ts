@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerBackup } from './commands/backup.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerForget } from './commands/forget.ts';
+import { registerId } from './commands/id.ts';
 import { registerInit } from './commands/init.ts';
 import { registerInventory } from './commands/inventory.ts';
 import { registerPrune } from './commands/prune.ts';
@@ -25,7 +26,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory, registerRun, registerStatus, registerService]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory, registerRun, registerStatus, registerId, registerService]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.
