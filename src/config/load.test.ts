@@ -42,6 +42,8 @@ describe('parseConfig: defaults', () => {
       journal: { enabled: true, aggregate: 1000, max_paths: 10_000, full_scan_interval: 24 * 3_600_000 },
       volumes: { track: 'all' },
       volume: [],
+      replication: { listen: '' },
+      peer: [],
     });
   });
 
@@ -60,6 +62,9 @@ describe('parseConfig: defaults', () => {
     expect(bad('[agent]\nlisten = "127.0.0.1:70000"')).toMatch(/^f\.toml:2: agent\.listen:/);
     expect(bad('[[volume]]\nname = "a"\n[[volume]]\nname = "a"')).toMatch(/^f\.toml:4: volume\[1\]\.name: volume "a" is listed twice/);
     expect(bad('[[volume]]\nname = "a"\ncontinous = true')).toBe('f.toml:3: volume[0].continous: unknown key');
+    expect(bad('[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "nope"')).toMatch(/^f\.toml:4: peer\[0\]\.id: must be a peer id/);
+    const withPeer = parseConfig(`[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "${'AB:'.repeat(31)}AB"`, 'f.toml');
+    expect(withPeer.peer).toEqual([{ name: 'b', address: '10.0.0.2:9318', id: 'ab'.repeat(32) }]);
     const ok = parseConfig('[agent]\nlisten = ""\n[[volume]]\nname = "pg"\ncontinuous = true\ndebounce = "2s"', 'f.toml');
     expect(ok.agent.listen).toBe('');
     expect(ok.volume).toEqual([{ name: 'pg', continuous: true, debounce: 2000 }]);

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import cronLib from 'node-cron';
 import * as z from 'zod';
+import { parseId } from '../replicate/peer-id.ts';
 import { type Bytes, KiB, type Millis, MiB, parseDuration, parseSize } from '../util/units.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -99,6 +100,22 @@ const volumes = z.strictObject({
   track: oneOf(['all', 'listed']).default('all'),
 });
 
+const replication = z.strictObject({
+  listen: listenAddress().default(''),
+});
+
+/** A peer agent: where it listens and the id it must present (`lifeboat id` on that host). */
+const peer = z.strictObject({
+  name: text(),
+  address: listenAddress().refine((v) => v !== '', { error: 'must be "host:port"' }),
+  id: z.string({ error: 'must be a peer id as `lifeboat id` prints it (64 hex characters)' }).transform((v, ctx) => {
+    const id = parseId(v);
+    if (id !== undefined) return id;
+    ctx.issues.push({ code: 'custom', message: 'must be a peer id as `lifeboat id` prints it (64 hex characters)', input: v });
+    return z.NEVER;
+  }),
+});
+
 const volume = z.strictObject({
   name: text(),
   schedule: cron('*/15 * * * *').optional(),
@@ -158,12 +175,19 @@ export const configSchema = z
     journal: journal.prefault({}),
     volumes: volumes.prefault({}),
     volume: z.array(volume, { error: 'must be an array of tables ([[volume]])' }).default([]),
+    replication: replication.prefault({}),
+    peer: z.array(peer, { error: 'must be an array of tables ([[peer]])' }).default([]),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
     c.volume.forEach((v, i) => {
       if (seen.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volume', i, 'name'], message: `volume ${JSON.stringify(v.name)} is listed twice` });
       seen.add(v.name);
+    });
+    const peers = new Set<string>();
+    c.peer.forEach((p, i) => {
+      if (peers.has(p.name)) ctx.addIssue({ code: 'custom', path: ['peer', i, 'name'], message: `peer ${JSON.stringify(p.name)} is listed twice` });
+      peers.add(p.name);
     });
   })
   .transform((c) => ({

@@ -158,6 +158,16 @@ export class ServiceCommandError extends LifeboatError {
   readonly code = 'LB_ERR_SERVICE_COMMAND';
 }
 
+/** A peer presented an id other than the one configured for it, or one nobody configured. */
+export class PeerIdentityError extends LifeboatError {
+  readonly code = 'LB_ERR_PEER_IDENTITY';
+}
+
+/** A peer sent something the protocol does not allow (an oversized or malformed frame). */
+export class ProtocolError extends LifeboatError {
+  readonly code = 'LB_ERR_PROTOCOL';
+}
+
 /** Turns anything thrown into a one-line message and an exit code for the CLI. */
 export function describeFailure(err: unknown): { message: string; code: string; exitCode: 1 | 2 } {
   if (err instanceof LifeboatError) return { message: err.message, code: err.code, exitCode: err.exitCode };

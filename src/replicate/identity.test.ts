@@ -5,7 +5,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../errors/errors.ts';
-import { certificateId, identityDir, loadOrCreateIdentity, parseId } from './identity.ts';
+import { certificateId, identityDir, loadOrCreateIdentity } from './identity.ts';
+import { parseId } from './peer-id.ts';
 
 describe('agent identity', () => {
   let state: string;

@@ -24,12 +24,6 @@ export function certificateId(cert: string | Buffer): string {
   return new crypto.X509Certificate(cert).fingerprint256.replaceAll(':', '').toLowerCase();
 }
 
-/** Accepts an id as `lifeboat id` prints it, or with colons, dashes, spaces or upper case; undefined if malformed. */
-export function parseId(text: string): string | undefined {
-  const hex = text.replace(/[\s:-]/g, '').toLowerCase();
-  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
-}
-
 /** Loads the identity, making it first if the state directory has none. */
 export async function loadOrCreateIdentity(stateDir: string): Promise<Identity> {
   const dir = identityDir(stateDir);
