@@ -195,11 +195,17 @@ describe('Agent (fake engine, fake journal)', () => {
     };
   }
 
-  it('stop waits for the backup under way, which returns its paused container to running', async () => {
+  /** A 4 MiB volume "data" mounted by a running container labelled pause-during-backup; returns the container id. */
+  async function pausedWriter(): Promise<string> {
     const v = await engine.createVolume('data');
     await fsp.writeFile(path.join(v.mountpoint, 'big'), Buffer.alloc(4 * 1024 * 1024, 7));
     const id = await engine.createContainer(spec('app', 'app:1', { mounts: [volumeMount('data', '/data')], labels: { 'lifeboat.pause-during-backup': 'true' } }));
     await engine.start(id);
+    return id;
+  }
+
+  it('stop waits for the backup under way, which returns its paused container to running', async () => {
+    const id = await pausedWriter();
     const a = await start('');
     await until('tracked', () => a.tracked.has('data'));
     let stopped: Promise<void> | undefined;
@@ -216,10 +222,7 @@ describe('Agent (fake engine, fake journal)', () => {
   });
 
   it('abandon (a second signal) fails the backup under way, and its container is still unpaused', async () => {
-    const v = await engine.createVolume('data');
-    await fsp.writeFile(path.join(v.mountpoint, 'big'), Buffer.alloc(4 * 1024 * 1024, 7));
-    const id = await engine.createContainer(spec('app', 'app:1', { mounts: [volumeMount('data', '/data')], labels: { 'lifeboat.pause-during-backup': 'true' } }));
-    await engine.start(id);
+    const id = await pausedWriter();
     const a = await start('', { graceMs: 60_000 });
     await until('tracked', () => a.tracked.has('data'));
     let stopped: Promise<void> | undefined;
@@ -237,10 +240,7 @@ describe('Agent (fake engine, fake journal)', () => {
   });
 
   it('the grace period over, the backup under way is abandoned', async () => {
-    const v = await engine.createVolume('data');
-    await fsp.writeFile(path.join(v.mountpoint, 'big'), Buffer.alloc(4 * 1024 * 1024, 7));
-    const id = await engine.createContainer(spec('app', 'app:1', { mounts: [volumeMount('data', '/data')], labels: { 'lifeboat.pause-during-backup': 'true' } }));
-    await engine.start(id);
+    const id = await pausedWriter();
     const a = await start('', { graceMs: 1 });
     await until('tracked', () => a.tracked.has('data'));
     let stopped: Promise<void> | undefined;

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EngineRequestError, EngineUnavailableError } from '../errors/errors.ts';
 import type { ContainerSpec, EngineEvent } from './engine.ts';
 import { FakeEngine } from './fake-engine.ts';
+import { spec as baseSpec } from './testing/inventory-fixture.ts';
 
 /** The fake's test controls; its engine behaviour is held to dockerd's by test/docker/conformance.ts. */
 describe('FakeEngine test controls', () => {
@@ -23,27 +24,8 @@ describe('FakeEngine test controls', () => {
     await fsp.rm(root, { recursive: true, force: true });
   });
 
-  const spec = (name: string, over: Partial<ContainerSpec> = {}): ContainerSpec => ({
-    name,
-    image: 'app:1',
-    env: [],
-    cmd: null,
-    entrypoint: null,
-    workingDir: '',
-    user: '',
-    hostname: '',
-    labels: {},
-    exposedPorts: [],
-    portBindings: [],
-    mounts: [],
-    restartPolicy: { name: 'no', maximumRetryCount: 0 },
-    networkMode: 'none',
-    networks: [],
-    links: [],
-    stopSignal: null,
-    healthcheck: null,
-    ...over,
-  });
+  // The shared spec, as these tests want it: the seeded image, no command of its own, no network.
+  const spec = (name: string, over: Partial<ContainerSpec> = {}): ContainerSpec => baseSpec(name, 'app:1', { cmd: null, networkMode: 'none', ...over });
 
   const drain = async (iterable: AsyncIterable<EngineEvent>, into: EngineEvent[]) => {
     for await (const e of iterable) into.push(e);
