@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { SourceError } from '../errors/errors.ts';
-import { encodeList, INLINE_MAX, listGroups } from '../repo/content.ts';
+import { noSpace, SourceError } from '../errors/errors.ts';
+import { BlockListBuilder } from '../repo/content.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
 import { entriesFromTrailer } from '../repo/pack.ts';
@@ -14,7 +14,7 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { byName, decodeTree, encodeTree, type Tree, type TreeNode } from '../repo/tree.ts';
 import { BlobWriter } from '../repo/writer.ts';
 import { faultPoint } from '../util/fault.ts';
-import { RESCAN } from '../watch/journal.ts';
+import { RESCAN } from '../watch/rescan.ts';
 import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
@@ -78,6 +78,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     const parentRoot = parent ? (await archiver.loadTree(parent.tree, 'parent root')).nodes[0] : undefined;
     if (parentRoot && opts.changes?.mode === 'paths') archiver.useJournal(opts.changes.paths);
     const rootNode = await (await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot)).done;
+    faultPoint('backup-walked');
     const tree = archiver.saveTree({ nodes: [rootNode] });
     const meta = opts.meta === undefined ? null : archiver.saveMeta(opts.meta);
     for (const pack of await opts.pool.flush()) archiver.commit(pack);
@@ -109,12 +110,14 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
       stats,
     };
     saveSnapshot(repo, snapshot);
+    faultPoint('snapshot-saved');
     return snapshot;
   } catch (err) {
     await archiver.settled();
     writer.abort();
     await opts.pool.reset();
-    throw err;
+    // Packs and index rows say so where they are written; this catches the snapshot row.
+    throw noSpace(err, 'the snapshot');
   } finally {
     lock.release();
   }
@@ -287,45 +290,50 @@ class Archiver {
     ) {
       return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
-    const parts = await this.#read(full, size);
-    const node = Promise.all(parts).then((results) => {
-      const failed = results.find((r) => r.error !== null);
-      if (failed) {
-        this.#warn(full, new Error(failed.error!));
+    // Each part's ids are taken as it completes, in order, not gathered: memory holds the parts
+    // in flight and one list of ids, whatever the file's size.
+    const content = new BlockListBuilder((list) => toHex(this.#saveBlob(BlobType.list, list)));
+    let read = 0;
+    let error: string | null = null;
+    let taken: Promise<void> = Promise.resolve();
+    await this.#read(full, size, (part) => {
+      taken = taken.then(() => part).then((r) => {
+        if (error !== null) return;
+        if (r.error !== null) {
+          error = r.error;
+          return;
+        }
+        read += r.bytesRead;
+        for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) content.add(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
+      });
+    });
+    const node = taken.then(() => {
+      if (error !== null) {
+        this.#warn(full, new Error(error));
         return undefined;
       }
       if (before) this.counts.files_changed++;
       else this.counts.files_new++;
-      const blocks: string[] = [];
-      let read = 0;
-      for (const r of results) {
-        read += r.bytesRead;
-        for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) blocks.push(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
-      }
       // Size as read, metadata as before the read: a file written meanwhile has a newer mtime and is read again next time.
-      if (blocks.length <= INLINE_MAX) return nodeFromStat(name, 'file', st, { blocks, size: read });
-      const lists = listGroups(blocks).map((group) => toHex(this.#saveBlob(BlobType.list, encodeList(group))));
-      return nodeFromStat(name, 'file', st, { lists, size: read });
+      return nodeFromStat(name, 'file', st, { ...content.finish(), size: read });
     });
     node.catch(() => {});
     return { done: node };
   }
 
-  /** Splits a file into worker items: batched when small, ranges when large and fixed-block. */
-  async #read(full: string, size: number): Promise<Promise<StoreResult>[]> {
+  /** Splits a file into worker items, batched when small, ranges when large and fixed-block; hands each to `take` once dispatched. */
+  async #read(full: string, size: number, take: (part: Promise<StoreResult>) => void): Promise<void> {
     if (size <= SMALL) {
-      const result = this.#jobs.add({ path: full, start: 0, end: null }, size);
+      take(this.#jobs.add({ path: full, start: 0, end: null }, size));
       await this.#jobs.pace();
-      return [result];
+      return;
     }
     const { kind, size: block } = this.#opts.splitter;
     const range = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
-    const parts: Promise<StoreResult>[] = [];
     for (let start = 0; start === 0 || start < size; start += range) {
-      parts.push(this.#jobs.alone({ path: full, start, end: start + range >= size ? null : start + range }));
+      take(this.#jobs.alone({ path: full, start, end: start + range >= size ? null : start + range }));
       await this.#jobs.pace();
     }
-    return parts;
   }
 
   /** One worker job; commits the packs the worker finished meanwhile. */

@@ -10,9 +10,11 @@ export interface Frame {
   readonly payload: Buffer;
 }
 
-/** A pack's worth of sealed blobs plus headroom: the largest frame a peer may send by default. */
-export const MAX_FRAME = 17 * 1024 * 1024;
+/** The largest blob (MAX_STORED_BLOB) with the ids a tree of a million entries names, and headroom: the largest frame a peer may send. */
+export const MAX_FRAME = 128 * 1024 * 1024;
 const HEADER = 4;
+/** Received chunks below this size are merged (see #append). */
+const SMALL_CHUNK = 16 * 1024;
 
 export function encodeFrame(type: number, payload: Uint8Array): Buffer {
   if (!Number.isInteger(type) || type < 0 || type > 255) throw new RangeError(`frame type ${type} is not a byte`);
@@ -35,7 +37,7 @@ export class FrameDecoder {
 
   /** Adds received bytes; returns the frames they complete. Throws ProtocolError on a frame the protocol forbids. */
   push(chunk: Buffer): Frame[] {
-    this.#chunks.push(chunk);
+    this.#append(chunk);
     this.#buffered += chunk.length;
     const frames: Frame[] = [];
     for (;;) {
@@ -54,6 +56,28 @@ export class FrameDecoder {
   /** Bytes of an incomplete frame held back. */
   get pending(): number {
     return this.#buffered;
+  }
+
+  /**
+   * A peer sending a frame a byte at a time (one TLS record each) would
+   * otherwise leave a Buffer object per byte, about a hundred times the
+   * frame's size. Small chunks are merged like a binary counter, each with
+   * the one before while that is no bigger: the list stays one entry per
+   * SMALL_CHUNK bytes, and a byte is copied at most log2(SMALL_CHUNK) times.
+   * Merged chunks get buffers of their own: Buffer.concat's come from the
+   * 64 KiB pool, and every kept 16 KiB slice would hold a whole slab.
+   * Larger chunks are kept as they are, uncopied.
+   */
+  #append(chunk: Buffer): void {
+    const chunks = this.#chunks;
+    chunks.push(chunk);
+    for (let n = chunks.length; n >= 2 && chunks[n - 1]!.length < SMALL_CHUNK && chunks[n - 2]!.length <= chunks[n - 1]!.length; n--) {
+      const [a, b] = [chunks[n - 2]!, chunks[n - 1]!];
+      const merged = Buffer.allocUnsafeSlow(a.length + b.length);
+      a.copy(merged);
+      b.copy(merged, a.length);
+      chunks.splice(n - 2, 2, merged);
+    }
   }
 
   #peek(n: number): Buffer {

@@ -23,11 +23,38 @@ export function decodeList(plain: Buffer, where: string): string[] {
   return out;
 }
 
-/** Splits a file's block ids into the list groups a node refers to (fixed positions, so unchanged spans dedup). */
-export function listGroups(hexIds: readonly string[]): string[][] {
-  const groups: string[][] = [];
-  for (let i = 0; i < hexIds.length; i += LIST_SPAN) groups.push(hexIds.slice(i, i + LIST_SPAN));
-  return groups;
+/**
+ * Builds a file's content reference from its block ids as they arrive, so
+ * memory holds one list's worth of ids, not the file's (a 1 TiB file has 16
+ * million). Up to INLINE_MAX ids stay inline; past that every LIST_SPAN ids,
+ * cut at fixed positions so unchanged spans dedup across versions, become a
+ * list blob through `saveList`, which returns its id (hex).
+ */
+export class BlockListBuilder {
+  readonly #saveList: (list: Buffer) => string;
+  readonly #lists: string[] = [];
+  #group: string[] = [];
+
+  constructor(saveList: (list: Buffer) => string) {
+    this.#saveList = saveList;
+  }
+
+  add(hexId: string): void {
+    this.#group.push(hexId);
+    if (this.#group.length === LIST_SPAN) this.#seal();
+  }
+
+  /** What the file's tree node names: its block ids inline, or its list blobs. */
+  finish(): { blocks: string[] } | { lists: string[] } {
+    if (this.#lists.length === 0 && this.#group.length <= INLINE_MAX) return { blocks: this.#group };
+    if (this.#group.length > 0) this.#seal();
+    return { lists: this.#lists };
+  }
+
+  #seal(): void {
+    this.#lists.push(this.#saveList(encodeList(this.#group)));
+    this.#group = [];
+  }
 }
 
 /** Loads a blob by id, for walking a file's content. */

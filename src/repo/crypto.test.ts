@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CorruptDataError } from '../errors/errors.ts';
@@ -135,6 +136,40 @@ describe('seal / unseal', () => {
     const stored = seal(keys, claimed, BlobType.data, real, ZSTD);
     expect(unseal(keys, claimed, BlobType.data, stored, false).equals(real)).toBe(true);
     expect(() => unseal(keys, claimed, BlobType.data, stored, true)).toThrow(CorruptDataError);
+  });
+
+  /** What a key holder could seal: any codec byte and payload, authenticated. */
+  function forge(id: BlobId, codec: number, payload: Buffer): Buffer {
+    const nonce = crypto.randomBytes(NONCE_BYTES);
+    const c = crypto.createCipheriv('aes-256-gcm', keys.enc, nonce);
+    c.setAAD(Buffer.concat([Buffer.of(BlobType.data), id]));
+    const body = Buffer.concat([c.update(Buffer.concat([Buffer.of(codec), payload])), c.final()]);
+    return Buffer.concat([nonce, body, c.getAuthTag()]);
+  }
+
+  // Found by the fuzz harness (test/reliability/fuzz): an authentic blob whose zstd payload is damaged
+  // escaped as zlib's own Error instead of CorruptDataError.
+  it('reports an authentic but undecodable zstd payload as CorruptDataError', () => {
+    const id = blobId(keys, Buffer.from('x'));
+    for (const payload of [Buffer.alloc(0), Buffer.from('not zstd at all'), zlib.zstdCompressSync(Buffer.alloc(4096, 7)).subarray(0, 10)]) {
+      expect(() => unseal(keys, id, BlobType.data, forge(id, Codec.zstd, payload))).toThrow(CorruptDataError);
+    }
+  });
+
+  it('with the raw length from the index, stops decompressing there and requires exactly that length', () => {
+    const bomb = zlib.zstdCompressSync(Buffer.alloc(64 * 1024 * 1024));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const id = blobId(keys, Buffer.from('y'));
+    const stored = forge(id, Codec.zstd, bomb);
+    const before = process.memoryUsage().arrayBuffers;
+    expect(() => unseal(keys, id, BlobType.data, stored, false, 64 * 1024)).toThrow(CorruptDataError);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * 1024 * 1024);
+    const data = repetitiveBytes(64 * 1024, 7);
+    const good = sealed(data);
+    expect(unseal(keys, good.id, BlobType.data, good.stored, true, data.length).equals(data)).toBe(true);
+    expect(() => unseal(keys, good.id, BlobType.data, good.stored, false, data.length - 1)).toThrow(CorruptDataError);
+    const raw = sealed(pseudoRandomBytes(1000, 8), RAW);
+    expect(() => unseal(keys, raw.id, BlobType.data, raw.stored, false, 999)).toThrow(CorruptDataError);
   });
 });
 

@@ -78,9 +78,11 @@ export function seal(keys: MasterKeys, id: BlobId, type: BlobType, plaintext: Ui
 /**
  * Authenticates and decodes a stored blob. With `checkId` the plaintext is also
  * re-hashed against its id (verify --read-data); AEAD alone already proves a key
- * holder sealed these bytes under this id.
+ * holder sealed these bytes under this id. With `rawLength` (the index's and the
+ * pack trailer's raw length) decompression stops there, so a blob cannot make
+ * the reader allocate more than the index promised, and must come out that long.
  */
-export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uint8Array, checkId = false): Buffer {
+export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uint8Array, checkId = false, rawLength?: number): Buffer {
   if (stored.byteLength < SEAL_OVERHEAD) throw new CorruptDataError(`blob ${hex(id)} is truncated`);
   const buf = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength);
   const decipher = crypto.createDecipheriv('aes-256-gcm', keyObject(keys.enc), buf.subarray(0, NONCE_BYTES));
@@ -94,12 +96,24 @@ export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uin
   }
   let out: Buffer;
   if (plain[0] === Codec.raw) out = plain.subarray(1);
-  else if (plain[0] === Codec.zstd) out = zlib.zstdDecompressSync(plain.subarray(1));
+  else if (plain[0] === Codec.zstd) out = decompress(plain.subarray(1), id, rawLength);
   else throw new CorruptDataError(`blob ${hex(id)} has unknown codec ${plain[0]}`);
+  if (rawLength !== undefined && out.length !== rawLength) {
+    throw new CorruptDataError(`blob ${hex(id)} holds ${out.length} bytes, the index says ${rawLength}`);
+  }
   if (checkId && !blobId(keys, out).equals(id)) {
     throw new CorruptDataError(`blob ${hex(id)} does not hash to its id`);
   }
   return out;
+}
+
+/** zstd's own errors (a damaged frame, output past the bound) are the blob's damage, not the reader's. */
+function decompress(payload: Buffer, id: BlobId, rawLength: number | undefined): Buffer {
+  try {
+    return zlib.zstdDecompressSync(payload, rawLength === undefined ? {} : { maxOutputLength: Math.max(1, rawLength) });
+  } catch (err) {
+    throw new CorruptDataError(`blob ${hex(id)} does not decompress: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 const histogram = new Uint32Array(256);

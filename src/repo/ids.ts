@@ -4,6 +4,14 @@ export type BlobId = Buffer & { readonly __brand: 'BlobId' };
 export const BLOB_ID_BYTES = 32;
 
 /**
+ * The most a stored blob may be: a block is at most 8 MiB, but a directory's
+ * tree blob grows with its entries (about 50 MiB sealed for a million). An
+ * index row or a peer claiming more is damage or hostility, refused before
+ * anything is allocated for it.
+ */
+export const MAX_STORED_BLOB = 64 * 1024 * 1024;
+
+/**
  * data: file blocks; tree: a directory; list: the block ids of part of a large
  * file; meta: what a snapshot records besides files (container specs, images).
  */

@@ -1,6 +1,8 @@
+import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { NotARepositoryError, WrongPasswordError } from '../errors/errors.ts';
-import { generateMasterKeys, type KeyFile, parseKeyFile, unwrapKeys, wrapKeys } from './keys.ts';
+import { sealSecret } from './crypto.ts';
+import { generateMasterKeys, KDF_MAX_MEMORY, KDF_MAX_WORK, type KeyFile, parseKeyFile, unwrapKeys, wrapKeys } from './keys.ts';
 
 /** The smallest cost the key file schema accepts, so these tests take milliseconds. */
 const FAST = { N: 1024, r: 8, p: 1 } as const;
@@ -80,6 +82,43 @@ describe('key file', () => {
       }
       expect(err, text).toBeInstanceOf(NotARepositoryError);
       expect((err as Error).message).toContain(REPO);
+    }
+  });
+
+  // Found by the fuzz harness (test/reliability/fuzz): scrypt threw a raw RangeError on an N that is
+  // not a power of two, and N=2^22 r=32 made opening the repository allocate 16 GiB.
+  it('refuses scrypt parameters scrypt cannot take or that would cost too much, before deriving anything', () => {
+    const good = wrapKeys(generateMasterKeys(), 'pw', FAST);
+    const tooCostly = [
+      { N: 1025, r: 8, p: 1 },
+      { N: 3 << 10, r: 8, p: 1 },
+      { N: 1 << 22, r: 32, p: 16 },
+      { N: KDF_MAX_MEMORY / 128, r: 2, p: 1 },
+      { N: 1 << 16, r: 8, p: 16 },
+    ];
+    for (const kdf of tooCostly) {
+      expect(128 * kdf.N * kdf.r > KDF_MAX_MEMORY || kdf.N * kdf.r * kdf.p > KDF_MAX_WORK || (kdf.N & (kdf.N - 1)) !== 0).toBe(true);
+      const started = performance.now();
+      expect(() => parseKeyFile(JSON.stringify({ ...good, ...kdf }), REPO), JSON.stringify(kdf)).toThrow(NotARepositoryError);
+      expect(performance.now() - started).toBeLessThan(1000);
+    }
+    // the largest settings within the limits still open
+    const strong = { N: 1 << 18, r: 8, p: 2 };
+    expect(128 * strong.N * strong.r).toBeLessThanOrEqual(KDF_MAX_MEMORY);
+    expect(parseKeyFile(JSON.stringify({ ...good, ...strong }), REPO)).toMatchObject(strong);
+  });
+
+  // Found by the fuzz harness: a payload that authenticates but is not two base64 keys escaped as a
+  // SyntaxError or ZodError, and keys of the wrong length failed later inside AES.
+  it('refuses an authentic payload that does not hold two 32-byte keys with NotARepositoryError', () => {
+    const good = wrapKeys(generateMasterKeys(), 'pw', FAST);
+    const salt = Buffer.from(good.salt, 'base64');
+    const wrapping = crypto.scryptSync('pw', salt, 32, FAST);
+    const k32 = crypto.randomBytes(32).toString('base64');
+    const payloads = ['not json', 'null', '{}', JSON.stringify({ enc: k32 }), JSON.stringify({ enc: k32, mac: 'AAAA' }), JSON.stringify({ enc: 5, mac: k32 })];
+    for (const payload of payloads) {
+      const file = { ...good, sealed: sealSecret(wrapping, Buffer.from(payload)).toString('base64') };
+      expect(() => unwrapKeys(parseKeyFile(JSON.stringify(file), REPO), 'pw', REPO), payload).toThrow(NotARepositoryError);
     }
   });
 });

@@ -10,10 +10,20 @@ import { type MasterKeys, sealSecret, unsealSecret } from './crypto.ts';
  */
 const DEFAULT_KDF = { N: 1 << 15, r: 8, p: 1 } as const;
 
+/**
+ * The key file is read before anything is authenticated, so its cost fields
+ * are bounded: scrypt allocates 128*N*r bytes and works N*r*p, and a file
+ * claiming N=2^22, r=32 would make opening the repository take 16 GiB. The
+ * limits leave 8x the default's memory and 16x its work for stronger settings.
+ */
+export const KDF_MAX_MEMORY = 256 * 1024 * 1024;
+export const KDF_MAX_WORK = 1 << 22;
+
 const keyFileSchema = z.object({
   version: z.literal(1),
   kdf: z.literal('scrypt'),
-  N: z.number().int().min(1024).max(1 << 22),
+  // scrypt needs a power of two; anything else would fail inside node:crypto, untyped
+  N: z.number().int().min(1024).max(1 << 22).refine((n) => (n & (n - 1)) === 0),
   r: z.number().int().min(1).max(32),
   p: z.number().int().min(1).max(16),
   salt: z.base64(),
@@ -22,7 +32,8 @@ const keyFileSchema = z.object({
 });
 export type KeyFile = z.infer<typeof keyFileSchema>;
 
-const payloadSchema = z.object({ enc: z.base64(), mac: z.base64() });
+const masterKey = z.base64().refine((k) => Buffer.from(k, 'base64').length === 32);
+const payloadSchema = z.object({ enc: masterKey, mac: masterKey });
 
 export function generateMasterKeys(): MasterKeys {
   return { enc: crypto.randomBytes(32), mac: crypto.randomBytes(32) };
@@ -54,13 +65,25 @@ export function parseKeyFile(text: string, repo: string): KeyFile {
   }
   const parsed = keyFileSchema.safeParse(json);
   if (!parsed.success) throw new NotARepositoryError(repo, 'its key file is malformed');
+  const { N, r, p } = parsed.data;
+  if (128 * N * r > KDF_MAX_MEMORY || N * r * p > KDF_MAX_WORK) {
+    throw new NotARepositoryError(repo, `its key file asks for scrypt N=${N} r=${r} p=${p}, beyond the limits of 256 MiB and 16x the default work`);
+  }
   return parsed.data;
 }
 
+/** The password opened the key file, so its payload was written by a key holder; still, it must hold two 32-byte keys. */
 export function unwrapKeys(file: KeyFile, password: string, repo: string): MasterKeys {
   const wrapping = derive(password, Buffer.from(file.salt, 'base64'), file);
   const plain = unsealSecret(wrapping, Buffer.from(file.sealed, 'base64'));
   if (!plain) throw new WrongPasswordError(repo);
-  const payload = payloadSchema.parse(JSON.parse(plain.toString('utf8')));
-  return { enc: Buffer.from(payload.enc, 'base64'), mac: Buffer.from(payload.mac, 'base64') };
+  let json: unknown;
+  try {
+    json = JSON.parse(plain.toString('utf8'));
+  } catch {
+    json = undefined;
+  }
+  const payload = payloadSchema.safeParse(json);
+  if (!payload.success) throw new NotARepositoryError(repo, 'its key file holds malformed master keys');
+  return { enc: Buffer.from(payload.data.enc, 'base64'), mac: Buffer.from(payload.data.mac, 'base64') };
 }

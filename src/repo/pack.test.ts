@@ -122,6 +122,20 @@ describe('PackWriter', () => {
     for (const [i, e] of entries.entries()) expect(bytes.subarray(e.offset, e.offset + e.length).equals(blobs[i]!)).toBe(true);
   });
 
+  // Found by test/reliability/secrets.test.ts: the packs/xx directories were 0755.
+  it('creates its directory 0700 and the pack 0600, whatever the umask leaves', async () => {
+    const dir = await temp.make();
+    const previous = process.umask(0o022);
+    try {
+      const done = new PackWriter(dir).finish();
+      const file = packPath(dir, done.name);
+      expect((await fsp.stat(path.dirname(file))).mode & 0o777).toBe(0o700);
+      expect((await fsp.stat(file)).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(previous);
+    }
+  });
+
   it('abort leaves no file behind', async () => {
     const dir = await temp.make();
     const w = new PackWriter(dir);

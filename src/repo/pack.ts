@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { CorruptIndexError } from '../errors/errors.ts';
+import { CorruptIndexError, noSpace } from '../errors/errors.ts';
+import { faultPoint } from '../util/fault.ts';
 import { type BlobId, type BlobType, BLOB_ID_BYTES, BlobType as BT } from './ids.ts';
 
 /**
@@ -16,8 +17,10 @@ import { type BlobId, type BlobType, BLOB_ID_BYTES, BlobType as BT } from './ids
  *   entry: type u8 | id [32] | length u32 | raw length u32
  */
 const MAGIC = Buffer.from('LBP1');
-const ENTRY_BYTES = 1 + BLOB_ID_BYTES + 4 + 4;
-const FOOTER_BYTES = 4 + 4 + MAGIC.length;
+export const TRAILER_ENTRY_BYTES = 1 + BLOB_ID_BYTES + 4 + 4;
+export const TRAILER_FOOTER_BYTES = 4 + 4 + MAGIC.length;
+const ENTRY_BYTES = TRAILER_ENTRY_BYTES;
+const FOOTER_BYTES = TRAILER_FOOTER_BYTES;
 const STAGE_BYTES = 1 << 20;
 
 export interface PackEntry {
@@ -55,8 +58,19 @@ export class PackWriter {
     this.name = newPackName();
     this.#final = packPath(repoDir, this.name);
     this.#tmp = `${this.#final}.tmp`;
-    fs.mkdirSync(path.dirname(this.#final), { recursive: true });
-    this.#fd = fs.openSync(this.#tmp, 'wx', 0o600);
+    this.#fd = this.#io(() => {
+      fs.mkdirSync(path.dirname(this.#final), { recursive: true, mode: 0o700 });
+      return fs.openSync(this.#tmp, 'wx', 0o600);
+    });
+  }
+
+  /** A full disk is a NoSpaceError naming the pack; any other failure passes as it is. */
+  #io<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw noSpace(err, `pack ${this.name}`);
+    }
   }
 
   /** Bytes the pack holds so far, trailer excluded. */
@@ -69,12 +83,13 @@ export class PackWriter {
     this.entries.push(entry);
     this.#write(stored);
     this.#size += stored.byteLength;
+    faultPoint('pack-blob');
     return entry;
   }
 
   #write(data: Uint8Array): void {
     if (this.#staged + data.byteLength > STAGE_BYTES) this.#flush();
-    if (data.byteLength >= STAGE_BYTES) writeAllSync(this.#fd, data);
+    if (data.byteLength >= STAGE_BYTES) this.#io(() => writeAllSync(this.#fd, data));
     else {
       this.#stage.set(data, this.#staged);
       this.#staged += data.byteLength;
@@ -83,7 +98,7 @@ export class PackWriter {
 
   #flush(): void {
     if (this.#staged === 0) return;
-    writeAllSync(this.#fd, this.#stage.subarray(0, this.#staged));
+    this.#io(() => writeAllSync(this.#fd, this.#stage.subarray(0, this.#staged)));
     this.#staged = 0;
   }
 
@@ -91,12 +106,46 @@ export class PackWriter {
   finish(): FinishedPack {
     this.#write(encodeTrailer(this.entries));
     this.#flush();
-    fs.fsyncSync(this.#fd);
-    const size = fs.fstatSync(this.#fd).size;
+    const size = this.#io(() => {
+      fs.fsyncSync(this.#fd);
+      return fs.fstatSync(this.#fd).size;
+    });
     fs.closeSync(this.#fd);
-    fs.renameSync(this.#tmp, this.#final);
-    syncDir(path.dirname(this.#final));
+    faultPoint('pack-synced');
+    this.#io(() => {
+      fs.renameSync(this.#tmp, this.#final);
+      syncDir(path.dirname(this.#final));
+    });
+    faultPoint('pack-finished');
     return { name: this.name, size, entries: this.entries };
+  }
+
+  /** finish() for the main thread of a daemon: the fsyncs, which take tens of milliseconds, do not hold the event loop. */
+  async finishAsync(): Promise<FinishedPack> {
+    this.#write(encodeTrailer(this.entries));
+    this.#flush();
+    const size = await this.#ioAsync(async () => {
+      await new Promise<void>((resolve, reject) => fs.fsync(this.#fd, (err) => (err ? reject(err) : resolve())));
+      return fs.fstatSync(this.#fd).size;
+    });
+    fs.closeSync(this.#fd);
+    faultPoint('pack-synced');
+    await this.#ioAsync(async () => {
+      await fsp.rename(this.#tmp, this.#final);
+      if (process.platform === 'win32') return;
+      const dir = await fsp.open(path.dirname(this.#final), 'r');
+      await dir.sync().finally(() => dir.close());
+    });
+    faultPoint('pack-finished');
+    return { name: this.name, size, entries: this.entries };
+  }
+
+  async #ioAsync<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw noSpace(err, `pack ${this.name}`);
+    }
   }
 
   abort(): void {

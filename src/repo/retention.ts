@@ -24,6 +24,11 @@ const BUCKETS: readonly (readonly [keyof RetentionPolicy, string, Bucket])[] = [
   ['keep_monthly', 'monthly', (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}`],
 ];
 
+/** Whether a policy sets any rule (a rule of 0 is no rule, as in applyPolicy). */
+export function hasPolicy(policy: RetentionPolicy): boolean {
+  return Object.values(policy).some((n) => typeof n === 'number' && n > 0);
+}
+
 /**
  * restic's semantics, per host and source: keep the newest N; for each period
  * rule keep the newest snapshot of each of the N most recent periods that

@@ -48,4 +48,14 @@ export const repositoryMigrations: readonly Migration[] = [
     `),
   // Sealed metadata of a snapshot (container specs and images of a volume backup).
   (db) => db.exec('ALTER TABLE snapshots ADD COLUMN meta BLOB'),
+  // What each tree and list blob names, as its source declared it. Only a
+  // replica fills this: it cannot open trees, and marks live blobs through it.
+  (db) =>
+    db.exec(`
+      CREATE TABLE refs (
+        parent BLOB NOT NULL,
+        child BLOB NOT NULL,
+        PRIMARY KEY (parent, child)
+      ) WITHOUT ROWID;
+    `),
 ];

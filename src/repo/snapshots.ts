@@ -1,6 +1,7 @@
-import { AmbiguousSnapshotError, CorruptDataError, SnapshotNotFoundError } from '../errors/errors.ts';
-import { type BlobId, BlobType } from './ids.ts';
+import { AmbiguousSnapshotError, CorruptDataError, CorruptIndexError, SnapshotNotFoundError } from '../errors/errors.ts';
+import { BLOB_ID_BYTES, type BlobId, BlobType } from './ids.ts';
 import type { Repository } from './repository.ts';
+import type { Store } from './store.ts';
 import type { Snapshot } from './snapshot.ts';
 
 interface SnapshotRow {
@@ -18,6 +19,14 @@ interface SnapshotRow {
 }
 
 function fromRow(r: SnapshotRow): Snapshot {
+  const json = <T>(text: string, what: string): T => {
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CorruptIndexError(`the index row of snapshot ${String(r.id).slice(0, 8)} is damaged: its ${what} is not JSON`);
+    }
+  };
+  if (!Buffer.isBuffer(r.tree) || r.tree.length !== BLOB_ID_BYTES) throw new CorruptIndexError(`the index row of snapshot ${String(r.id).slice(0, 8)} is damaged: its tree id is not one`);
   return {
     id: r.id,
     time: r.time,
@@ -27,14 +36,14 @@ function fromRow(r: SnapshotRow): Snapshot {
     parent: r.parent,
     tree: r.tree as BlobId,
     meta: r.meta as BlobId | null,
-    tags: JSON.parse(r.tags) as string[],
-    splitter: JSON.parse(r.splitter) as Snapshot['splitter'],
-    stats: JSON.parse(r.stats) as Snapshot['stats'],
+    tags: json<string[]>(r.tags, 'tags'),
+    splitter: json<Snapshot['splitter']>(r.splitter, 'splitter'),
+    stats: json<Snapshot['stats']>(r.stats, 'stats'),
   };
 }
 
 /** The last step of the write order: a snapshot row is committed only after its blobs are indexed. */
-export function saveSnapshot(repo: Repository, s: Snapshot): void {
+export function saveSnapshot(repo: Store, s: Snapshot): void {
   repo.db
     .prepare(
       `INSERT INTO snapshots (id, time, host, source, volume, parent, tree, meta, tags, splitter, stats)
@@ -44,12 +53,12 @@ export function saveSnapshot(repo: Repository, s: Snapshot): void {
 }
 
 /** Oldest first. */
-export function listSnapshots(repo: Repository): Snapshot[] {
+export function listSnapshots(repo: Store): Snapshot[] {
   return (repo.db.prepare('SELECT * FROM snapshots ORDER BY time, id').all() as SnapshotRow[]).map(fromRow);
 }
 
 /** The newest snapshot of the same host and source: the parent an incremental backup compares against. */
-export function latestSnapshotOf(repo: Repository, host: string, source: string): Snapshot | undefined {
+export function latestSnapshotOf(repo: Store, host: string, source: string): Snapshot | undefined {
   const row = repo.db
     .prepare('SELECT * FROM snapshots WHERE host = ? AND source = ? ORDER BY time DESC, id DESC LIMIT 1')
     .get(host, source) as SnapshotRow | undefined;
@@ -57,7 +66,7 @@ export function latestSnapshotOf(repo: Repository, host: string, source: string)
 }
 
 /** Resolves "latest", a full id, or a unique prefix of at least 4 characters. */
-export function findSnapshot(repo: Repository, ref: string): Snapshot {
+export function findSnapshot(repo: Store, ref: string): Snapshot {
   if (ref === 'latest') {
     const row = repo.db.prepare('SELECT * FROM snapshots ORDER BY time DESC, id DESC LIMIT 1').get() as SnapshotRow | undefined;
     if (!row) throw new SnapshotNotFoundError(ref);
@@ -70,7 +79,7 @@ export function findSnapshot(repo: Repository, ref: string): Snapshot {
   return fromRow(rows[0]!);
 }
 
-export function deleteSnapshots(repo: Repository, ids: readonly string[]): void {
+export function deleteSnapshots(repo: Store, ids: readonly string[]): void {
   const del = repo.db.prepare('DELETE FROM snapshots WHERE id = ?');
   repo.db.transaction(() => {
     for (const id of ids) del.run(id);
@@ -89,7 +98,7 @@ export async function loadSnapshotMeta(repo: Repository, s: Snapshot): Promise<u
 }
 
 /** Snapshots carrying a tag, newest first. */
-export function snapshotsTagged(repo: Repository, tag: string): Snapshot[] {
+export function snapshotsTagged(repo: Store, tag: string): Snapshot[] {
   const rows = repo.db
     .prepare('SELECT * FROM snapshots WHERE EXISTS (SELECT 1 FROM json_each(snapshots.tags) WHERE value = ?) ORDER BY time DESC, id DESC')
     .all(tag) as SnapshotRow[];

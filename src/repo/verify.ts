@@ -5,6 +5,7 @@ import { listPackFiles, type PackEntry, packPath, readPackTrailer } from './pack
 import type { Repository } from './repository.ts';
 import { shortId } from './snapshot.ts';
 import { listSnapshots, loadSnapshotMeta } from './snapshots.ts';
+import { blobRow, packRow } from './rows.ts';
 import { walkSnapshot } from './walk.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { CheckReply } from '../workers/protocol.ts';
@@ -12,6 +13,10 @@ import type { CheckReply } from '../workers/protocol.ts';
 export interface Problem {
   readonly kind: 'missing-pack' | 'damaged-pack' | 'index-mismatch' | 'missing-blob' | 'damaged-tree' | 'damaged-blob';
   readonly message: string;
+  /** The blob (64 hex), for damaged and missing blobs: what `repair` fetches. */
+  readonly blob?: string;
+  /** The pack, for missing and damaged packs: `repair` fetches every blob the index places there. */
+  readonly pack?: string;
   /** Where the damage shows: the snapshots and file paths that need the blob. */
   readonly affects?: readonly { snapshot: string; path: string }[];
 }
@@ -28,12 +33,6 @@ export interface VerifyReport {
   readonly problems: readonly Problem[];
 }
 
-interface PackRow {
-  id: number;
-  name: string;
-  size: number;
-}
-
 /**
  * Structure: every indexed pack exists with the trailer the index expects,
  * every snapshot's trees load and authenticate, every block they name is
@@ -44,19 +43,19 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
   const lock = repo.lock('shared');
   try {
     const problems: Problem[] = [];
-    const packs = repo.db.prepare('SELECT id, name, size FROM packs ORDER BY id').all() as PackRow[];
+    const packs = (repo.db.prepare('SELECT id, name, size FROM packs ORDER BY id').all() as Record<string, unknown>[]).map(packRow);
     const entriesOf = repo.db.prepare('SELECT id, type, offset, length, raw_length AS rawLength FROM blobs WHERE pack = ? ORDER BY offset');
     const unreferenced = await countUnreferencedPacks(repo, new Set(packs.map((p) => p.name)));
-    const checks: Promise<CheckReply>[] = [];
+    const checks: Promise<CheckReply & { pack: string }>[] = [];
     for (const pack of packs) {
       const file = packPath(repo.dir, pack.name);
       const size = await fsp.stat(file).then((s) => s.size, () => -1);
       if (size < 0) {
-        problems.push({ kind: 'missing-pack', message: `pack ${pack.name} is missing` });
+        problems.push({ kind: 'missing-pack', message: `pack ${pack.name} is missing`, pack: pack.name });
         continue;
       }
       if (size !== pack.size) {
-        problems.push({ kind: 'damaged-pack', message: `pack ${pack.name} is ${size} bytes, the index says ${pack.size}` });
+        problems.push({ kind: 'damaged-pack', message: `pack ${pack.name} is ${size} bytes, the index says ${pack.size}`, pack: pack.name });
         continue;
       }
       let trailer: PackEntry[];
@@ -64,25 +63,26 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
         trailer = readPackTrailer(file, pack.name);
       } catch (err) {
         if (!(err instanceof LifeboatError)) throw err;
-        problems.push({ kind: 'damaged-pack', message: err.message });
+        problems.push({ kind: 'damaged-pack', message: err.message, pack: pack.name });
         continue;
       }
       const byId = new Map(trailer.map((e) => [e.id.toString('latin1'), e]));
-      const indexed = entriesOf.all(pack.id) as { id: Buffer; type: number; offset: number; length: number; rawLength: number }[];
+      const indexed = (entriesOf.all(pack.id) as Record<string, unknown>[]).map((r) => blobRow(r));
       for (const row of indexed) {
         const t = byId.get(row.id.toString('latin1'));
         if (!t || t.offset !== row.offset || t.length !== row.length || t.type !== row.type) {
           problems.push({ kind: 'index-mismatch', message: `blob ${toHex(row.id).slice(0, 16)}: index and pack ${pack.name} disagree` });
         }
       }
-      if (opts.readData) checks.push(pool.check(pack.name));
+      if (opts.readData) checks.push(pool.check(pack.name).then((c) => ({ ...c, pack: pack.name })));
     }
 
     const damagedBlobs = new Set<string>();
     let blobsRead = 0;
     for (const c of await Promise.all(checks)) {
       blobsRead += c.blobs;
-      for (const hex of c.bad) damagedBlobs.add(hex);
+      // a damaged copy the index no longer uses (repair pointed it elsewhere) waits for prune; it is not a problem
+      for (const hex of c.bad) if (repo.locate(Buffer.from(hex, 'hex') as BlobId)?.pack === c.pack) damagedBlobs.add(hex);
     }
 
     const snapshots = listSnapshots(repo);
@@ -114,9 +114,9 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
 
     if (missing.size > 0 || damagedBlobs.size > 0) {
       const where = await traceBlobs(repo, new Set([...missing, ...damagedBlobs]));
-      for (const hex of missing) problems.push({ kind: 'missing-blob', message: `block ${hex.slice(0, 16)} is not in the repository`, affects: where.get(hex) ?? [] });
+      for (const hex of missing) problems.push({ kind: 'missing-blob', message: `block ${hex.slice(0, 16)} is not in the repository`, blob: hex, affects: where.get(hex) ?? [] });
       for (const hex of damagedBlobs) {
-        problems.push({ kind: 'damaged-blob', message: `blob ${hex.slice(0, 16)} is damaged`, affects: where.get(hex) ?? [] });
+        problems.push({ kind: 'damaged-blob', message: `blob ${hex.slice(0, 16)} is damaged`, blob: hex, affects: where.get(hex) ?? [] });
       }
     }
     return {

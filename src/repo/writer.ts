@@ -1,7 +1,10 @@
+import fs from 'node:fs';
+import { noSpace } from '../errors/errors.ts';
 import { faultPoint } from '../util/fault.ts';
 import { type BlobId, type BlobType } from './ids.ts';
-import { type FinishedPack, type PackEntry, PackWriter } from './pack.ts';
+import { type FinishedPack, type PackEntry, PackWriter, packPath } from './pack.ts';
 import type { Repository } from './repository.ts';
+import type { Store } from './store.ts';
 
 export interface WriterStats {
   blobsNew: number;
@@ -44,10 +47,16 @@ export class BlobWriter {
     return true;
   }
 
-  /** Indexes a pack another thread wrote and fsynced. */
+  /** Indexes a pack another thread wrote and fsynced; one the index refused (a full disk) is deleted, as nothing can use it. */
   commit(pack: FinishedPack): void {
     faultPoint('pack-written');
-    const added = commitPack(this.#repo, pack.name, pack.size, pack.entries);
+    let added: { blobs: number; rawBytes: number };
+    try {
+      added = commitPack(this.#repo, pack.name, pack.size, pack.entries);
+    } catch (err) {
+      fs.rmSync(packPath(this.#repo.dir, pack.name), { force: true });
+      throw err;
+    }
     this.stats.bytesStored += pack.size;
     // Only blobs the index did not have: another worker may have packed the same block meanwhile.
     this.stats.blobsNew += added.blobs;
@@ -75,19 +84,25 @@ export class BlobWriter {
 }
 
 /** Index rows for a finished pack, in one transaction; returns what the index did not already hold. */
-export function commitPack(repo: Repository, name: string, size: number, entries: readonly PackEntry[]): { blobs: number; rawBytes: number } {
+export function commitPack(repo: Store, name: string, size: number, entries: readonly PackEntry[]): { blobs: number; rawBytes: number } {
   const insertPack = repo.db.prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
   const insertBlob = repo.db.prepare(
     'INSERT OR IGNORE INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)',
   );
   const added = { blobs: 0, rawBytes: 0 };
-  repo.db.transaction(() => {
+  const commit = repo.db.transaction(() => {
     const packId = insertPack.run(name, size, new Date().toISOString()).lastInsertRowid;
     for (const e of entries) {
       if (insertBlob.run(e.id, e.type, packId, e.offset, e.length, e.rawLength).changes === 0) continue;
       added.blobs++;
       added.rawBytes += e.rawLength;
     }
-  })();
+  });
+  try {
+    commit();
+  } catch (err) {
+    throw noSpace(err, `the index rows of pack ${name}`);
+  }
+  faultPoint('pack-indexed');
   return added;
 }

@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import { CorruptIndexError } from '../errors/errors.ts';
 import { blobId, unseal } from '../repo/crypto.ts';
-import { type BlobId, BlobType } from '../repo/ids.ts';
+import { type BlobId, BlobType, MAX_STORED_BLOB } from '../repo/ids.ts';
 import { packPath } from '../repo/pack.ts';
 import type { BlobLocation } from '../repo/repository.ts';
+import { faultPoint } from '../util/fault.ts';
 import { MiB } from '../util/units.ts';
 import type { WorkerContext } from '../workers/context.ts';
 import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
@@ -110,6 +111,7 @@ export function restoreItem(ctx: WorkerContext, item: RestoreItem): RestoreResul
   } finally {
     fs.closeSync(fd);
   }
+  faultPoint('restore-file');
   return { bytesWritten: written, error: null };
 }
 
@@ -118,16 +120,19 @@ function writeRun(ctx: WorkerContext, fd: number, run: { id: BlobId; loc: BlobLo
   const first = run[0]!.loc;
   const last = run.at(-1)!.loc;
   const length = last.offset + last.length - first.offset;
+  // adjacent blobs read at once are at most a run of blocks; an index row claiming more is damage
+  if (run.some((r) => r.loc.length > MAX_STORED_BLOB) || length > run.length * MAX_STORED_BLOB) throw new CorruptIndexError(`the index gives blobs in pack ${first.pack} lengths no blob may have`);
   const stored = Buffer.allocUnsafe(length);
   const n = fs.readSync(packFd(ctx, first.pack), stored, 0, length, first.offset);
   if (n !== length) throw new CorruptIndexError(`pack ${first.pack} is shorter than the index says`);
   let pos = at;
   for (const { id, loc } of run) {
-    const plain = unseal(ctx.keys, id, BlobType.data, stored.subarray(loc.offset - first.offset, loc.offset - first.offset + loc.length));
+    const plain = unseal(ctx.keys, id, BlobType.data, stored.subarray(loc.offset - first.offset, loc.offset - first.offset + loc.length), false, loc.rawLength);
     local(() => {
       let o = 0;
       while (o < plain.length) o += fs.writeSync(fd, plain, o, plain.length - o, pos + o);
     });
+    faultPoint('restore-block');
     pos += plain.length;
   }
   return pos - at;

@@ -8,6 +8,7 @@ import { type BlobId, BlobType } from '../repo/ids.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { decodeTree, type TreeNode } from '../repo/tree.ts';
+import { faultPoint } from '../util/fault.ts';
 import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
@@ -89,6 +90,7 @@ class Restorer {
 
   /** Creates a directory's entries; resolves once dispatched, with a promise of the directory being complete. */
   async walkDir(dir: string, node: TreeNode): Promise<Later<void>> {
+    faultPoint('restore-dir');
     this.stats.dirs++;
     const tree = decodeTree(await this.#repo.loadBlob(Buffer.from(node.subtree!, 'hex') as BlobId, BlobType.tree), dir);
     const pending: Promise<void>[] = [];

@@ -1,8 +1,9 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { type MasterKeys } from '../repo/crypto.ts';
 import type { BlobId, BlobType } from '../repo/ids.ts';
-import { encodeTrailer, PackWriter } from '../repo/pack.ts';
+import { encodeTrailer, PackWriter, packPath } from '../repo/pack.ts';
 import type { BlobLocation } from '../repo/repository.ts';
 import type { PackReport, WorkerInit } from './protocol.ts';
 
@@ -95,10 +96,15 @@ export class WorkerContext {
     return this.takeFinished();
   }
 
-  /** Drops a failed session: the open pack is deleted, finished ones are left to prune. */
+  /**
+   * Drops a failed session: the open pack is deleted, and so are finished ones
+   * not yet reported (no index row names them, so nothing can use them: on a
+   * full disk this is the room given back). Reported ones are left to prune.
+   */
   reset(): void {
     this.#pack?.abort();
     this.#pack = undefined;
+    for (const p of this.#finished) fs.rmSync(packPath(this.repoDir, p.name), { force: true });
     this.#finished = [];
     this.#forget();
   }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { CorruptDataError, CorruptIndexError, LifeboatError } from '../errors/errors.ts';
+import { CorruptDataError, CorruptIndexError, LifeboatError, NoSpaceError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import type {
@@ -144,6 +144,7 @@ export class RepoWorkers {
 function rebuildError(e: { code: string; message: string }): Error {
   if (e.code === 'LB_ERR_CORRUPT_DATA') return new CorruptDataError(e.message);
   if (e.code === 'LB_ERR_CORRUPT_INDEX') return new CorruptIndexError(e.message);
+  if (e.code === 'LB_ERR_NO_SPACE') return new NoSpaceError(e.message);
   if (e.code.startsWith('LB_ERR_')) return new WorkerFailure(e.message);
   return Object.assign(new Error(e.message), { code: e.code });
 }

@@ -1,0 +1,44 @@
+import { CorruptIndexError } from '../errors/errors.ts';
+import { BLOB_ID_BYTES, type BlobType, BlobType as BT } from './ids.ts';
+
+/**
+ * Rows read back from index.db, checked before use: SQLite keeps any value
+ * in any column, so a damaged page can hand back a NULL pack name or a text
+ * offset, which would surface far away as a TypeError. Here it is the index's
+ * damage, with its code.
+ */
+const BLOB_TYPES: ReadonlySet<unknown> = new Set(Object.values(BT));
+const PACK_NAME = /^[0-9a-f]{32}$/;
+
+const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+function damaged(what: string): CorruptIndexError {
+  return new CorruptIndexError(`the repository index is damaged: ${what}`);
+}
+
+export interface PackRow {
+  readonly id: number;
+  readonly name: string;
+  readonly size: number;
+}
+
+export function packRow(r: Record<string, unknown>): PackRow {
+  if (!count(r.id) || typeof r.name !== 'string' || !PACK_NAME.test(r.name) || !count(r.size)) throw damaged(`a pack row is malformed (${JSON.stringify(r.name)})`);
+  return r as unknown as PackRow;
+}
+
+export interface BlobRow {
+  readonly id: Buffer;
+  readonly type: BlobType;
+  readonly offset: number;
+  readonly length: number;
+  readonly rawLength: number;
+}
+
+/** A blob's row (id, type, offset, length, rawLength), with `pack` (a name) when the query joined it. */
+export function blobRow<T extends Partial<{ pack: string }>>(r: Record<string, unknown>): BlobRow & T {
+  if (r.id !== undefined && !(Buffer.isBuffer(r.id) && r.id.length === BLOB_ID_BYTES)) throw damaged('a blob row has no valid id');
+  if (!BLOB_TYPES.has(r.type) || !count(r.offset) || !count(r.length) || !count(r.rawLength)) throw damaged('a blob row is malformed');
+  if (r.pack !== undefined && (typeof r.pack !== 'string' || !PACK_NAME.test(r.pack))) throw damaged('a blob row names no valid pack');
+  return r as unknown as BlobRow & T;
+}
