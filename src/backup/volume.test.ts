@@ -2,6 +2,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentCatalog } from '../catalog/agent-catalog.ts';
 import type { ContainerSpec } from '../docker/engine.ts';
 import { FakeEngine } from '../docker/fake-engine.ts';
 import { spec, volumeMount } from '../docker/testing/inventory-fixture.ts';
@@ -18,9 +19,11 @@ describe('backupVolume (fake engine)', () => {
   let t: TestRepo;
   let engine: FakeEngine;
   let mountpoint: string;
+  let catalog: AgentCatalog;
 
   beforeEach(async () => {
     t = await openTestRepo({ workers: 2 });
+    catalog = AgentCatalog.open(await t.temp.make('lifeboat-state-'));
     engine = new FakeEngine(await t.temp.make('lifeboat-engine-'));
     engine.addImage({ repoTags: ['app:1'] });
     engine.addImage({ repoTags: ['db:1'], layers: [{ '/bin/db': 'db' }, { '/etc/db.conf': 'conf' }] });
@@ -29,7 +32,10 @@ describe('backupVolume (fake engine)', () => {
     await fsp.writeFile(path.join(mountpoint, 'pg', 'table'), Buffer.alloc(300_000, 5));
     await fsp.writeFile(path.join(mountpoint, 'hello.txt'), 'hello\n');
   });
-  afterEach(() => t.close());
+  afterEach(() => {
+    catalog.close();
+    return t.close();
+  });
 
   async function run(name: string, over: Partial<ContainerSpec> = {}, start = true): Promise<string> {
     const id = await engine.createContainer(spec(name, over.image ?? 'app:1', { mounts: [volumeMount('data', '/data')], networkMode: 'none', ...over }));
@@ -48,6 +54,7 @@ describe('backupVolume (fake engine)', () => {
     stopTimeoutSeconds: 1,
     workDir: await t.temp.make('lifeboat-work-'),
     log,
+    quiesceJournal: catalog,
   });
   const state = async (id: string) => (await engine.inspectContainer(id))!.state;
   const calls = (id: string) => engine.calls.filter((c) => c.target === id).map((c) => c.method);
@@ -140,14 +147,19 @@ describe('backupVolume (fake engine)', () => {
 describe('restoreToVolume (fake engine)', () => {
   let t: TestRepo;
   let engine: FakeEngine;
+  let catalog: AgentCatalog;
 
   beforeEach(async () => {
     t = await openTestRepo({ workers: 2 });
+    catalog = AgentCatalog.open(await t.temp.make('lifeboat-state-'));
     engine = new FakeEngine(await t.temp.make('lifeboat-engine-'));
     const v = await engine.createVolume('data');
     await fsp.writeFile(path.join(v.mountpoint, 'file'), 'snapshot content');
   });
-  afterEach(() => t.close());
+  afterEach(() => {
+    catalog.close();
+    return t.close();
+  });
 
   const snapshotOfData = async () =>
     (
@@ -162,6 +174,7 @@ describe('restoreToVolume (fake engine)', () => {
         stopTimeoutSeconds: 1,
         workDir: await t.temp.make(),
         log,
+        quiesceJournal: catalog,
       })
     ).snapshot;
 

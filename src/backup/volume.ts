@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { flag, LABEL, type QuiesceReport, withQuiesced } from '../docker/consistency.ts';
+import { flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
 import { VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
@@ -30,6 +30,8 @@ export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'vol
   /** Where `docker save` output is unpacked while it is backed up. */
   readonly workDir: string;
   readonly log: Logger;
+  /** The agent catalog's record of containers paused or stopped, so none stays so after a crash. */
+  readonly quiesceJournal: QuiesceJournal;
 }
 
 export interface VolumeBackupResult {
@@ -58,6 +60,8 @@ export function exclusionOf(volume: VolumeInfo, containers: readonly ContainerDe
  * consistent as their labels ask, recording their specs with the snapshot.
  */
 export async function backupVolume(engine: DockerEngine, repo: Repository, opts: VolumeBackupOptions): Promise<VolumeBackupResult> {
+  // What an interrupted backup left paused or stopped goes back first (its containers may be this volume's).
+  await returnAbandoned(engine, opts.quiesceJournal, opts.log);
   const volume = await engine.inspectVolume(opts.volume);
   if (!volume) throw new VolumeNotFoundError(opts.volume);
   const containers = await containersUsing(engine, volume.name);
@@ -66,7 +70,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
 
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
-  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, ...archive } = opts;
+  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, ...archive } = opts;
   const images = await saveImages(engine, repo, infos, { ...archive, workDir });
 
   const meta: VolumeSnapshotMeta = {
@@ -75,7 +79,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
     images,
   };
-  const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log }, () =>
+  const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log, journal }, () =>
     backup(repo, { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
   );
   return { snapshot, report, images };

@@ -60,6 +60,19 @@ export interface NetworkRow {
   readonly removedAt: string | null;
 }
 
+export type QuiesceAction = 'paused' | 'stopped';
+
+/** A container a backup paused or stopped and has not returned to running yet. */
+export interface QuiescedRow {
+  readonly container: string;
+  readonly name: string;
+  readonly action: QuiesceAction;
+  /** When it was noted (ISO). */
+  readonly since: string;
+  /** The process returning it ("pid/start time"); null once that process gave up. */
+  readonly owner: string | null;
+}
+
 export interface HistoryEntry {
   /** When the change was observed (ISO). */
   readonly time: string;
@@ -308,6 +321,38 @@ export class AgentCatalog {
 
   setMeta(key: string, value: string): void {
     this.#stmt('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value);
+  }
+
+  // --- the quiesce journal (src/docker/consistency.ts writes and replays it)
+
+  /** Records, before the engine is asked, that `owner` pauses or stops a container. */
+  noteQuiesced(row: { container: string; name: string; action: QuiesceAction; owner: string }): void {
+    this.#stmt('INSERT OR REPLACE INTO quiesced (container, name, action, since, owner) VALUES (?, ?, ?, ?, ?)').run(
+      row.container, row.name, row.action, new Date().toISOString(), row.owner,
+    );
+  }
+
+  /** The container is back in its running state. */
+  clearQuiesced(container: string): void {
+    this.#stmt('DELETE FROM quiesced WHERE container = ?').run(container);
+  }
+
+  /** Its owner could not return the container: it is left for whoever replays the journal. */
+  releaseQuiesced(container: string): void {
+    this.#stmt('UPDATE quiesced SET owner = NULL WHERE container = ?').run(container);
+  }
+
+  /** Takes over, in one transaction, the rows `abandoned` says no live process is returning. */
+  claimQuiesced(owner: string, abandoned: (owner: string | null) => boolean): QuiescedRow[] {
+    return this.transaction(() => {
+      const rows = (this.#stmt('SELECT * FROM quiesced ORDER BY since, container').all() as QuiescedRow[]).filter((r) => abandoned(r.owner));
+      for (const r of rows) this.#stmt('UPDATE quiesced SET owner = ? WHERE container = ?').run(owner, r.container);
+      return rows.map((r) => ({ ...r, owner }));
+    });
+  }
+
+  quiesced(): QuiescedRow[] {
+    return this.#stmt('SELECT * FROM quiesced ORDER BY since, container').all() as QuiescedRow[];
   }
 }
 

@@ -105,4 +105,35 @@ export const agentMigrations: readonly Migration[] = [
         last_full_scan  TEXT
       ) STRICT;
     `),
+  // Replication: which snapshots each peer has committed, and each peer's last push.
+  (db) =>
+    db.exec(`
+      CREATE TABLE replicated (
+        peer      TEXT NOT NULL,
+        snapshot  TEXT NOT NULL,
+        time      TEXT NOT NULL,
+        PRIMARY KEY (peer, snapshot)
+      ) STRICT, WITHOUT ROWID;
+      CREATE TABLE peer_state (
+        peer          TEXT PRIMARY KEY,
+        last_attempt  TEXT,
+        last_success  TEXT,
+        last_error    TEXT,
+        failures      INTEGER NOT NULL DEFAULT 0,
+        bytes_sent    INTEGER NOT NULL DEFAULT 0,
+        last_push     TEXT
+      ) STRICT;
+    `),
+  // The quiesce journal: containers a backup paused or stopped and has not returned to running
+  // yet. owner is the process returning them ("pid/start time"), NULL once it gave up.
+  (db) =>
+    db.exec(`
+      CREATE TABLE quiesced (
+        container  TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        action     TEXT NOT NULL CHECK (action IN ('paused', 'stopped')),
+        since      TEXT NOT NULL,
+        owner      TEXT
+      ) STRICT;
+    `),
 ];

@@ -1,5 +1,8 @@
+import fs from 'node:fs';
 import type { Logger } from 'pino';
+import type { AgentCatalog, QuiesceAction } from '../catalog/agent-catalog.ts';
 import { HookFailedError } from '../errors/errors.ts';
+import { faultPoint } from '../util/fault.ts';
 import type { ContainerDetail, DockerEngine } from './engine.ts';
 
 /** The labels, in offen/docker-volume-backup's vocabulary under the prefix lifeboat. */
@@ -17,15 +20,20 @@ export function flag(labels: Readonly<Record<string, string>>, key: string): boo
   return /^(1|true|yes|on)$/i.test(labels[key] ?? '');
 }
 
+/** The agent catalog's quiesce journal (AgentCatalog implements it). */
+export type QuiesceJournal = Pick<AgentCatalog, 'noteQuiesced' | 'clearQuiesced' | 'releaseQuiesced' | 'claimQuiesced'>;
+
 export interface QuiesceOptions {
   readonly hookTimeoutMs: number;
   readonly stopTimeoutSeconds: number;
   readonly log: Logger;
+  /** Where each pause and stop is noted before it happens and cleared once undone, so a crash cannot leave it in place. */
+  readonly journal: QuiesceJournal;
 }
 
 export interface ContainerAction {
   readonly container: string;
-  readonly action: 'paused' | 'stopped';
+  readonly action: QuiesceAction;
   /** How long the container was paused or stopped, for the report. */
   readonly ms: number;
 }
@@ -42,8 +50,15 @@ export interface QuiesceReport {
  * failure aborts before anything is stopped), then stop-during-backup
  * containers are stopped (dependents first) and pause-during-backup ones
  * paused; afterwards, whatever happened, paused ones are unpaused and stopped
- * ones started (dependencies first), then backup-post commands run. Only
- * containers that were running are touched: one that was stopped stays so.
+ * ones started (dependencies first; as their state then asks: an engine that
+ * restarted meanwhile left the paused ones exited too), then backup-post
+ * commands run. Only containers that were running are touched: one that was
+ * stopped stays so.
+ *
+ * Every pause and stop is noted in the journal before the engine is asked and
+ * cleared once undone. A container this process cannot return (the engine went
+ * away) is released in the journal; one it never gets to (it was killed) stays
+ * owned by a dead process; returnAbandoned() returns both later.
  */
 export async function withQuiesced<T>(
   engine: DockerEngine,
@@ -54,49 +69,52 @@ export async function withQuiesced<T>(
   const running = startOrder(containers.filter((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude)));
   for (const c of running) await runHook(engine, c, 'pre', opts);
 
-  const stopped: { c: ContainerDetail; at: number }[] = [];
-  const paused: { c: ContainerDetail; at: number }[] = [];
-  const actions: ContainerAction[] = [];
+  const owner = processToken();
+  const quiesced: { c: ContainerDetail; action: QuiesceAction; at: number }[] = [];
+  const quiesce = async (c: ContainerDetail, action: QuiesceAction, ask: () => Promise<void>) => {
+    opts.log.info({ container: c.name }, `${action === 'paused' ? 'pausing' : 'stopping'} for the backup`);
+    opts.journal.noteQuiesced({ container: c.id, name: c.name, action, owner });
+    // Returned afterwards even when asking failed: the engine may have done it anyway.
+    quiesced.push({ c, action, at: performance.now() });
+    await ask();
+  };
   let result: T | undefined;
   let failed: { error: unknown } | undefined;
   try {
     for (const c of [...running].reverse()) {
-      if (!flag(c.labels, LABEL.stop)) continue;
-      opts.log.info({ container: c.name }, 'stopping for the backup');
-      await engine.stop(c.id, opts.stopTimeoutSeconds);
-      stopped.push({ c, at: performance.now() });
+      if (flag(c.labels, LABEL.stop)) await quiesce(c, 'stopped', () => engine.stop(c.id, opts.stopTimeoutSeconds));
     }
     for (const c of running) {
-      if (!flag(c.labels, LABEL.pause) || flag(c.labels, LABEL.stop)) continue;
-      opts.log.info({ container: c.name }, 'pausing for the backup');
-      await engine.pause(c.id);
-      paused.push({ c, at: performance.now() });
+      if (flag(c.labels, LABEL.pause) && !flag(c.labels, LABEL.stop)) await quiesce(c, 'paused', () => engine.pause(c.id));
     }
+    faultPoint('quiesced');
     result = await work();
   } catch (error) {
     failed = { error };
   }
-  {
-    const failures: string[] = [];
-    for (const { c, at } of [...paused].reverse()) {
-      await engine.unpause(c.id).then(
-        () => actions.push({ container: c.name, action: 'paused', ms: Math.round(performance.now() - at) }),
-        (err: Error) => failures.push(`unpause ${c.name}: ${err.message}`),
-      );
+  const actions: ContainerAction[] = [];
+  const failures: string[] = [];
+  // Paused ones first (they resume at once), then the stopped ones, dependencies first.
+  const byAction = (a: QuiesceAction) => quiesced.filter((q) => q.action === a).reverse();
+  for (const { c, action, at } of [...byAction('paused'), ...byAction('stopped')]) {
+    try {
+      await returnToRunning(engine, c.id);
+      opts.journal.clearQuiesced(c.id);
+      actions.push({ container: c.name, action, ms: Math.round(performance.now() - at) });
+    } catch (err) {
+      opts.journal.releaseQuiesced(c.id);
+      failures.push(`${c.name} (${action}): ${(err as Error).message}`);
     }
-    for (const { c, at } of [...stopped].reverse()) {
-      await engine.start(c.id).then(
-        () => actions.push({ container: c.name, action: 'stopped', ms: Math.round(performance.now() - at) }),
-        (err: Error) => failures.push(`start ${c.name}: ${err.message}`),
-      );
-    }
-    for (const a of actions) opts.log.info({ container: a.container, ms: a.ms }, `was ${a.action} for the backup`);
-    // A container left paused or stopped is worse than a failed backup: say so above all else.
-    if (failures.length > 0) {
-      opts.log.error({ failures }, 'could not return containers to their running state');
-      const also = failed ? `; the backup had failed too: ${(failed.error as Error).message}` : '';
-      throw new HookFailedError(`could not return containers to their running state: ${failures.join('; ')}${also}`);
-    }
+  }
+  for (const a of actions) opts.log.info({ container: a.container, ms: a.ms }, `was ${a.action} for the backup`);
+  // A container left paused or stopped is worse than a failed backup: say so above all else.
+  if (failures.length > 0) {
+    opts.log.error({ failures }, 'could not return containers to their running state');
+    const also = failed ? `; the backup had failed too: ${(failed.error as Error).message}` : '';
+    throw new HookFailedError(
+      `could not return containers to their running state: ${failures.join('; ')}${also} ` +
+        '(the agent returns them once the engine answers again, as does the next volume backup)',
+    );
   }
   if (failed) throw failed.error;
   const warnings: string[] = [];
@@ -104,6 +122,93 @@ export async function withQuiesced<T>(
     await runHook(engine, c, 'post', opts).catch((err: Error) => warnings.push(err.message));
   }
   return { result: result as T, report: { actions, warnings } };
+}
+
+/** What returnAbandoned did with one container. */
+export interface ReturnedContainer {
+  readonly container: string;
+  readonly name: string;
+  readonly action: QuiesceAction;
+  /** "unpaused" or "started"; "running" when nothing was needed; "gone" when it no longer exists. */
+  readonly outcome: Awaited<ReturnType<typeof returnToRunning>>;
+}
+
+/**
+ * Returns to running the containers that a backup paused or stopped and never
+ * returned, because its process died (a kill, a power cut) or gave up (the
+ * engine went away; an engine restarted without live-restore leaves them all
+ * exited, paused ones too). Rows of a backup still running are left to it.
+ * The agent calls this when it (re)connects to the engine, and every volume
+ * backup before it starts. Whatever the engine cannot return now stays in
+ * the journal for the next call; only a failing catalog rejects.
+ */
+export async function returnAbandoned(engine: DockerEngine, journal: QuiesceJournal, log: Logger): Promise<ReturnedContainer[]> {
+  const rows = journal.claimQuiesced(processToken(), ownerGone);
+  const done: ReturnedContainer[] = [];
+  // Paused ones first, then stopped ones, dependencies first.
+  const details = new Map<string, ContainerDetail>();
+  for (const r of rows) {
+    const d = await engine.inspectContainer(r.container).catch(() => undefined);
+    if (d) details.set(r.container, d);
+  }
+  const stoppedFirst = startOrder(rows.filter((r) => r.action === 'stopped').flatMap((r) => details.get(r.container) ?? []));
+  const order = [
+    ...rows.filter((r) => r.action === 'paused'),
+    ...stoppedFirst.map((d) => rows.find((r) => r.container === d.id)!),
+    ...rows.filter((r) => r.action === 'stopped' && !details.has(r.container)),
+  ];
+  for (const r of order) {
+    try {
+      const outcome = await returnToRunning(engine, r.container);
+      journal.clearQuiesced(r.container);
+      done.push({ container: r.container, name: r.name, action: r.action, outcome });
+      log.warn({ container: r.name, was: r.action, since: r.since, outcome }, `returned container ${r.name} to running: an interrupted backup had left it ${r.action}`);
+    } catch (err) {
+      journal.releaseQuiesced(r.container);
+      log.error({ container: r.name, was: r.action, err: (err as Error).message }, `could not return container ${r.name} to running yet; will try again`);
+    }
+  }
+  return done;
+}
+
+/** Unpauses or starts a container, as its state needs. */
+async function returnToRunning(engine: DockerEngine, id: string): Promise<'unpaused' | 'started' | 'running' | 'gone'> {
+  const c = await engine.inspectContainer(id);
+  if (!c) return 'gone';
+  if (c.state === 'running' || c.state === 'restarting') return 'running';
+  if (c.state === 'paused') {
+    await engine.unpause(id);
+    return 'unpaused';
+  }
+  await engine.start(id);
+  return 'started';
+}
+
+/** This process as the journal names an owner: its pid and start time, so a later process given the same pid is not taken for it. */
+function processToken(pid = process.pid): string {
+  return `${pid}/${startTime(pid) ?? ''}`;
+}
+
+/** Start time in clock ticks since boot (Linux); undefined elsewhere or when the process is gone. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces), from field 3 on; starttime is field 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function ownerGone(owner: string | null): boolean {
+  if (owner === null) return true;
+  const [pid, start] = owner.split('/');
+  try {
+    process.kill(Number(pid), 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return true;
+  }
+  return start !== '' && startTime(Number(pid)) !== start;
 }
 
 async function runHook(engine: DockerEngine, c: ContainerDetail, which: 'pre' | 'post', opts: QuiesceOptions): Promise<void> {

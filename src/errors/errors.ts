@@ -158,6 +158,12 @@ export class ServiceCommandError extends LifeboatError {
   readonly code = 'LB_ERR_SERVICE_COMMAND';
 }
 
+/** A listen address (the endpoint, the peer listener) could not be bound: a configuration problem. */
+export class ListenError extends LifeboatError {
+  readonly code = 'LB_ERR_LISTEN';
+  override readonly exitCode = 2;
+}
+
 /** A peer presented an id other than the one configured for it, or one nobody configured. */
 export class PeerIdentityError extends LifeboatError {
   readonly code = 'LB_ERR_PEER_IDENTITY';
@@ -166,6 +172,84 @@ export class PeerIdentityError extends LifeboatError {
 /** A peer sent something the protocol does not allow (an oversized or malformed frame). */
 export class ProtocolError extends LifeboatError {
   readonly code = 'LB_ERR_PROTOCOL';
+}
+
+/** The connection to a peer ended: closed by the peer, or the network. */
+export class PeerClosedError extends LifeboatError {
+  readonly code = 'LB_ERR_PEER_CLOSED';
+}
+
+/** Nothing moved on a peer connection for the configured [replication] timeout. */
+export class PeerTimeoutError extends LifeboatError {
+  readonly code = 'LB_ERR_PEER_TIMEOUT';
+}
+
+/** The peer could not be reached at its address (refused, unreachable, no route). */
+export class PeerUnreachableError extends LifeboatError {
+  readonly code = 'LB_ERR_PEER_UNREACHABLE';
+}
+
+/** The peer refused a request and said why; `peerCode` is its own error code. */
+export class PeerRefusedError extends LifeboatError {
+  readonly code = 'LB_ERR_PEER_REFUSED';
+  readonly peerCode: string;
+  constructor(peerCode: string, message: string) {
+    super(message);
+    this.peerCode = peerCode;
+  }
+}
+
+/** The repository holds no volume snapshot of the host to recover (at or before the time asked for). */
+export class NothingToRecoverError extends LifeboatError {
+  readonly code = 'LB_ERR_NOTHING_TO_RECOVER';
+}
+
+/** A recovery's dry run found blockers: containers that could not be recovered here. */
+export class RecoveryBlockedError extends LifeboatError {
+  readonly code = 'LB_ERR_RECOVERY_BLOCKED';
+}
+
+/** A recovery ran, but some containers were skipped (each with its reason in the report). */
+export class RecoveryIncompleteError extends LifeboatError {
+  readonly code = 'LB_ERR_RECOVERY_INCOMPLETE';
+}
+
+/** A drill ran, and some container did not come up, was not healthy, or its data did not match. */
+export class DrillFailedError extends LifeboatError {
+  readonly code = 'LB_ERR_DRILL_FAILED';
+}
+
+/** A push to a peer failed; the code is the failure's own (the network's, or the peer's refusal). */
+export class ReplicationFailedError extends LifeboatError {
+  readonly code: string;
+  constructor(peer: string, message: string, code: string) {
+    super(`replication to ${peer} failed: ${message}`);
+    this.code = code;
+  }
+}
+
+/** `repair` could not find a good copy of every damaged or missing blob. */
+export class RepairIncompleteError extends LifeboatError {
+  readonly code = 'LB_ERR_REPAIR_INCOMPLETE';
+}
+
+/** A peer's replica of a source belongs to another repository than the one the source now pushes. */
+export class ReplicaMismatchError extends LifeboatError {
+  readonly code = 'LB_ERR_REPLICA_MISMATCH';
+}
+
+/** The file system holding the repository is full (or over quota). */
+export class NoSpaceError extends LifeboatError {
+  readonly code = 'LB_ERR_NO_SPACE';
+}
+
+const NO_SPACE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+/** `err` as a NoSpaceError naming what could not be written when it says the disk is full; any other error as it is. */
+export function noSpace(err: unknown, what: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !NO_SPACE_CODES.has(code)) return err;
+  return new NoSpaceError(`no space left on the repository's file system to write ${what}; free some, or prune`, { cause: err });
 }
 
 /** Turns anything thrown into a one-line message and an exit code for the CLI. */

@@ -1,8 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { backup, type BackupOptions as ArchiveOptions } from '../../backup/archiver.ts';
-import { backupVolume } from '../../backup/volume.ts';
-import { connectEngine } from '../../docker/connect.ts';
 import { UsageError } from '../../errors/errors.ts';
 import type { Snapshot } from '../../repo/snapshot.ts';
 import { shortId } from '../../repo/snapshot.ts';
@@ -57,15 +55,28 @@ export function registerBackup(program: Command): void {
         };
         try {
           if (volume === undefined) return { snapshot: await backup(repo, { ...archive, source: opts.path! }), extra: {} };
-          const r = await backupVolume(connectEngine(ctx.config), repo, {
-            ...archive,
-            volume,
-            hookTimeoutMs: ctx.config.docker.hook_timeout,
-            stopTimeoutSeconds: Math.ceil(ctx.config.docker.stop_timeout / 1000),
-            workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
-            log: ctx.log,
-          });
-          return { snapshot: r.snapshot, extra: { containers: r.report.actions, warnings: r.report.warnings, images: r.images } };
+          // Docker's modules load only for a volume backup
+          const [{ backupVolume }, { AgentCatalog }, { connectEngine }] = await Promise.all([
+            import('../../backup/volume.ts'),
+            import('../../catalog/agent-catalog.ts'),
+            import('../../docker/connect.ts'),
+          ]);
+          // The agent's catalog, shared with a running agent: its quiesce journal outlives this process.
+          const catalog = AgentCatalog.open(ctx.config.agent.state_dir);
+          try {
+            const r = await backupVolume(connectEngine(ctx.config), repo, {
+              ...archive,
+              volume,
+              hookTimeoutMs: ctx.config.docker.hook_timeout,
+              stopTimeoutSeconds: Math.ceil(ctx.config.docker.stop_timeout / 1000),
+              workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
+              log: ctx.log,
+              quiesceJournal: catalog,
+            });
+            return { snapshot: r.snapshot, extra: { containers: r.report.actions, warnings: r.report.warnings, images: r.images } };
+          } finally {
+            catalog.close();
+          }
         } finally {
           progress.done();
         }
