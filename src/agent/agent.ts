@@ -2,6 +2,7 @@ import type http from 'node:http';
 import path from 'node:path';
 import { AgentCatalog } from '../catalog/agent-catalog.ts';
 import type { Config } from '../config/schema.ts';
+import { returnAbandoned } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import { InventoryWatcher, type WatcherOptions } from '../docker/watch.ts';
 import type { Logger } from '../log/logger.ts';
@@ -12,7 +13,8 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import type { JournalStatus, JournalTake } from '../watch/journal.ts';
 import { type BackupResult, VolumeBackups } from './backups.ts';
 import { Debouncer } from './debounce.ts';
-import { boundAddress, closeServer, handler, type Health, listen } from './http.ts';
+import { boundAddress } from '../util/listen.ts';
+import { closeServer, handler, type Health, listen } from './http.ts';
 import { AgentMetrics } from './metrics.ts';
 import { JobCancelledError, JobQueue } from './queue.ts';
 import { runRetention } from './retention.ts';
@@ -20,6 +22,9 @@ import { Scheduler } from './scheduler.ts';
 import { journalView, lastBackupView, nextCronRun, policyView, snapshotView, type StatusReport, type VolumeStatus } from './status.ts';
 import { sameTracking, type TrackedVolume, trackedVolumes } from './tracked.ts';
 import { AbortableWorkers, PoolKeeper } from './workers.ts';
+import type { PushOutcome, Replicator, ReplicatorOptions } from '../replicate/replicator.ts';
+import type { DrillRecord } from './drills.ts';
+import { UsageError } from '../errors/errors.ts';
 
 /** The part of ChangeJournal (src/watch/journal.ts) the agent uses; tests pass a fake. */
 export interface Journal {
@@ -57,6 +62,8 @@ export const DEFAULT_GRACE_MS = 60_000;
 const DEFAULT_POOL_IDLE_MS = 15_000;
 const RETRY_FIRST_MS = 10_000;
 const RETRY_MAX_MS = 5 * 60_000;
+/** Failed pushes in a row to a peer before /healthz says degraded: one failure is a blip, three are an outage. */
+const FAILING_PUSHES = 3;
 
 /**
  * The daemon: the repository (opened once), the catalog, the inventory
@@ -83,6 +90,8 @@ export class Agent {
   readonly #scheduler: Scheduler;
   readonly #debouncer: Debouncer<string>;
   readonly #watcher: InventoryWatcher;
+  /** Replication, when [[peer]] entries or [replication] listen are configured. */
+  readonly #replicator: Replicator | undefined;
   readonly #started = new Date();
   #server: http.Server | undefined;
   #listen: string | null = null;
@@ -94,10 +103,13 @@ export class Agent {
   #retention: { lastRun: string | null; lastError: string | null } = { lastRun: null, lastError: null };
   #stopping: Promise<void> | undefined;
   #abandoned = false;
+  /** The last scheduled drill of each source whose replica is held here. */
+  readonly #drills = new Map<string, DrillRecord>();
+  readonly #stopDrills = new AbortController();
   /** Failed backups in a row, per volume: continuous mode retries them with a growing delay. */
   readonly #failures = new Map<string, number>();
 
-  private constructor(opts: AgentOptions, repo: Repository, catalog: AgentCatalog, engine: DockerEngine, journal: Journal | undefined) {
+  private constructor(opts: AgentOptions, repo: Repository, catalog: AgentCatalog, engine: DockerEngine, journal: Journal | undefined, replicator: Replicator | undefined) {
     const config = opts.config;
     this.#config = config;
     this.#log = opts.log;
@@ -107,6 +119,7 @@ export class Agent {
     this.#engine = engine;
     this.#engineAddress = opts.engineAddress ?? config.docker.host ?? 'default';
     this.#journal = journal;
+    this.#replicator = replicator;
     this.#graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
     this.#retryMs = opts.retryMs ?? RETRY_FIRST_MS;
     const level = config.repository.compression === 'off' ? 0 : config.repository.compression_level;
@@ -127,6 +140,7 @@ export class Agent {
             };
           }),
         engineUp: () => this.#watcher.state.connected,
+        peers: () => this.#replicator?.status() ?? [],
       },
       { processMetrics: opts.processMetrics ?? true },
     );
@@ -141,7 +155,7 @@ export class Agent {
       log: this.#log,
       backup: (volume) => this.#backups.trigger(volume, 'schedule'),
       retention: () => this.runRetention(),
-      onMissed: ({ volume }) => this.#metrics.missed(volume),
+      onMissed: ({ job, volume }) => this.#metrics.missed(job, volume),
     });
     this.#debouncer = new Debouncer((volume) => {
       if (this.#tracked.has(volume)) void this.#backups.trigger(volume, 'continuous');
@@ -164,6 +178,7 @@ export class Agent {
     const repo = await Repository.open(config.repository.path, opts.password);
     let catalog: AgentCatalog | undefined;
     let server: http.Server | undefined;
+    let replicator: Replicator | undefined;
     try {
       catalog = AgentCatalog.open(config.agent.state_dir);
       let agent: Agent | undefined;
@@ -176,15 +191,24 @@ export class Agent {
               metrics: async () => agent!.#metricsText(),
               health: () => agent?.health() ?? { ok: false, reasons: ['the agent is starting'] },
               status: () => agent?.status() ?? { starting: true },
+              ...(config.peer.length > 0 ? { replicate: (peer: string | undefined) => (agent ? agent.replicate(peer) : Promise.reject(new UsageError('the agent is starting'))) } : {}),
             },
             log,
           ),
         );
       }
+      replicator = await startReplication(config, catalog, repo, log, {
+        onPushed: (peer, outcome) => {
+          if (agent) agent.#metrics.pushed(peer.name, outcome);
+        },
+        onReceived: (source, _s, stats) => {
+          if (agent) agent.#metrics.received(source.name, stats);
+        },
+      });
       const engine = opts.engine ?? (await import('../docker/connect.ts')).connectEngine(config);
       const engineAddress = opts.engineAddress ?? (opts.engine ? undefined : (await import('../docker/connect.ts')).engineAddress(config));
       const journal = opts.journal === undefined ? await makeJournal(config, catalog, log) : (opts.journal ?? undefined);
-      agent = new Agent({ ...opts, ...(engineAddress ? { engineAddress } : {}) }, repo, catalog, engine, journal);
+      agent = new Agent({ ...opts, ...(engineAddress ? { engineAddress } : {}) }, repo, catalog, engine, journal, replicator);
       if (server) {
         agent.#server = server;
         agent.#listen = boundAddress(server);
@@ -192,6 +216,7 @@ export class Agent {
       agent.#begin();
       return agent;
     } catch (err) {
+      await replicator?.stop();
       if (server) await closeServer(server);
       catalog?.close();
       repo.close();
@@ -205,6 +230,10 @@ export class Agent {
     this.#journal?.on('changed', (volume) => this.#onChanged(volume));
     this.#watcher.on('reconciled', (e) => {
       if (e.full || e.changes.length > 0) this.#retrack();
+      // once the engine answers, what an interrupted backup left paused or stopped goes back to running
+      if (e.reason === 'start' || e.reason === 'reconnect') {
+        returnAbandoned(this.#engine, this.#catalog, this.#log).catch((err: unknown) => this.#log.error({ err }, 'could not read the quiesce journal'));
+      }
     });
     this.#watcher.on('state', (s) => {
       if (s.connected && this.#engineVersion === null) {
@@ -215,6 +244,12 @@ export class Agent {
       }
     });
     this.#scheduler.setRetention(config.schedule.retention);
+    if (this.#replicator && this.#replicator.targets.length > 0) {
+      this.#scheduler.setJob('replication', config.replication.schedule, () => this.replicate());
+      // what the last run left unsent (or what was backed up while the agent was down) goes now
+      void this.replicate();
+    }
+    this.#scheduler.setJob('drill', config.drill.schedule ?? null, () => this.runDrills());
     const continuous = config.volume.filter((v) => v.continuous).map((v) => v.name);
     if (!this.#journal && continuous.length > 0) {
       this.#log.warn({ volumes: continuous }, 'continuous mode needs the change journal ([journal] enabled = true); these volumes are backed up on their schedule only');
@@ -248,10 +283,38 @@ export class Agent {
     return this.#backups.trigger(volume, 'manual');
   }
 
-  /** One retention run, through the job queue. */
+  /** Pushes to one [[peer]] (by name) or to every peer pushed to, now; resolves with each outcome. */
+  replicate(peer?: string): Promise<PushOutcome[]> {
+    if (!this.#replicator) return Promise.reject(new UsageError('this agent has no [[peer]] to replicate to'));
+    return this.#replicator.replicate(peer);
+  }
+
+  /** A drill of every replica held here, through the job queue (it competes with backups for the disks and cores). */
+  async runDrills(): Promise<DrillRecord[]> {
+    try {
+      const records = await this.#queue.run('drill', async () => {
+        const { drillReplicas } = await import('./drills.ts');
+        return drillReplicas(this.#config, this.#engine, this.#log, this.#stopDrills.signal);
+      });
+      for (const r of records) {
+        this.#drills.set(r.source, r);
+        this.#metrics.drilled(r);
+      }
+      return records;
+    } catch (err) {
+      if (err instanceof JobCancelledError) return [];
+      throw err;
+    }
+  }
+
+  /** One retention run, through the job queue: this host's snapshots (while no push reads them), then the replicas held here. */
   async runRetention(): Promise<void> {
     try {
-      await this.#queue.run('retention', () => runRetention(this.#repo, this.#config, this.#log));
+      const own = () => runRetention(this.#repo, this.#config, this.#log);
+      await this.#queue.run('retention', async () => {
+        await (this.#replicator ? this.#replicator.exclusive(own) : own());
+        if (this.#replicator) await runReplicaRetention(this.#config, this.#log);
+      });
       this.#retention = { lastRun: new Date().toISOString(), lastError: null };
     } catch (err) {
       if (err instanceof JobCancelledError) return;
@@ -265,6 +328,9 @@ export class Agent {
     const reasons: string[] = [];
     const w = this.#watcher.state;
     if (!w.connected) reasons.push(`docker engine at ${this.#engineAddress} unreachable${w.lastError ? `: ${w.lastError}` : ' (not connected yet)'}`);
+    for (const p of this.#replicator?.status() ?? []) {
+      if (p.failures >= FAILING_PUSHES) reasons.push(`replication to ${p.name} failed ${p.failures} times in a row (last success ${p.last_success ?? 'never'}): ${p.last_error}`);
+    }
     return { ok: reasons.length === 0, reasons };
   }
 
@@ -306,7 +372,12 @@ export class Agent {
       },
       volumes,
       missing: this.#missing,
-      peers: [],
+      peers: this.#replicator?.status() ?? [],
+      drills: {
+        schedule: this.#config.drill.schedule ?? null,
+        next_run: this.#scheduler.nextJob('drill')?.toISOString() ?? null,
+        last: [...this.#drills.values()],
+      },
       retention: {
         schedule: this.#config.schedule.retention,
         next_run: this.#scheduler.nextRetention()?.toISOString() ?? nextCronRun(this.#config.schedule.retention),
@@ -343,6 +414,8 @@ export class Agent {
     const log = this.#log;
     this.#scheduler.stop();
     this.#debouncer.clear();
+    // a drill under way stops waiting and removes what it made
+    this.#stopDrills.abort();
     const running = this.#queue.running;
     const drained = this.#queue.close();
     let grace: NodeJS.Timeout | undefined;
@@ -360,6 +433,7 @@ export class Agent {
     await this.#watcher.stop();
     await this.#journal?.close().catch((err: unknown) => log.error({ err }, 'closing the change journal failed'));
     if (this.#server) await closeServer(this.#server);
+    await this.#replicator?.stop();
     await this.#pools.close();
     this.#catalog.close();
     this.#repo.close();
@@ -383,7 +457,11 @@ export class Agent {
 
   #onResult(r: BackupResult): void {
     this.#metrics.backup(r);
-    if (r.outcome === 'success') this.#failures.delete(r.volume);
+    if (r.outcome === 'success') {
+      this.#failures.delete(r.volume);
+      // seconds of lag to the peers, not minutes: every snapshot goes out as soon as it is committed
+      if (!this.#stopping && this.#replicator && this.#replicator.targets.length > 0) void this.replicate();
+    }
     if (r.outcome !== 'failure') return;
     const failures = (this.#failures.get(r.volume) ?? 0) + 1;
     this.#failures.set(r.volume, failures);
@@ -429,6 +507,7 @@ export class Agent {
         stopTimeoutSeconds: Math.ceil(config.docker.stop_timeout / 1000),
         workDir: path.join(config.agent.state_dir, 'tmp'),
         log: this.#log,
+        quiesceJournal: this.#catalog,
         onWarning: (p: string, err: Error) => this.#log.warn({ volume, path: p, err: err.message }, 'skipped an entry it could not read'),
         ...(take ? { changes: take } : {}),
       };
@@ -525,4 +604,36 @@ async function makeJournal(config: Config, catalog: AgentCatalog, log: Logger): 
     maxPaths: config.journal.max_paths,
     fullScanIntervalMs: config.journal.full_scan_interval,
   });
+}
+
+/** Replication's two sides, when configured (loaded only then: TLS and the x509 encoder are not free). */
+async function startReplication(
+  config: Config,
+  catalog: AgentCatalog,
+  repo: Repository,
+  log: Logger,
+  hooks: Pick<ReplicatorOptions, 'onPushed' | 'onReceived'>,
+): Promise<Replicator | undefined> {
+  if (config.peer.length === 0 && config.replication.listen === '') return undefined;
+  const [{ Replicator }, { PeerStateStore }, { loadOrCreateIdentity }] = await Promise.all([
+    import('../replicate/replicator.ts'),
+    import('../replicate/peer-state.ts'),
+    import('../replicate/identity.ts'),
+  ]);
+  const replicator = new Replicator({
+    config,
+    identity: await loadOrCreateIdentity(config.agent.state_dir),
+    repo,
+    state: new PeerStateStore(catalog.db),
+    log,
+    scratchDir: path.join(config.agent.state_dir, 'tmp'),
+    ...hooks,
+  });
+  await replicator.listen();
+  return replicator;
+}
+
+async function runReplicaRetention(config: Config, log: Logger): Promise<void> {
+  const { replicaRetention } = await import('../replicate/replica-retention.ts');
+  await replicaRetention(config, log);
 }

@@ -2,7 +2,9 @@ import type http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { boundAddress, closeServer, type Endpoints, handler, listen, ListenError, nodeHttp, parseListen } from './http.ts';
+import { ListenError } from '../errors/errors.ts';
+import { boundAddress, parseListen } from '../util/listen.ts';
+import { closeServer, type Endpoints, handler, listen, nodeHttp } from './http.ts';
 import { AgentMetrics } from './metrics.ts';
 import { captureLog } from './testing/log.ts';
 
@@ -46,6 +48,7 @@ function metricsFor(opts: { engineUp: boolean }): AgentMetrics {
       { name: 'never', lastSnapshotTime: null, dirtyPaths: null, journalTrusted: null },
     ],
     engineUp: () => opts.engineUp,
+    peers: () => [],
   });
 }
 
@@ -61,7 +64,7 @@ describe('HTTP endpoint', () => {
     metrics.backup({ volume: 'pgdata', reason: 'continuous', outcome: 'success', snapshot: snap, durationMs: 40, lagMs: 6_500 });
     metrics.backup({ volume: 'pgdata', reason: 'schedule', outcome: 'failure', durationMs: 3 });
     metrics.backup({ volume: 'pgdata', reason: 'schedule', outcome: 'skipped' });
-    metrics.missed('pgdata');
+    metrics.missed('backup', 'pgdata');
     const address = await serve({ metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }), health: () => ({ ok: true, reasons: [] }), status: () => ({}) });
     const r = await get(address, '/metrics');
     expect(r.status).toBe(200);

@@ -1,13 +1,8 @@
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { LifeboatError } from '../errors/errors.ts';
+import { describeFailure } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { listenOn } from '../util/listen.ts';
 
-/** [agent].listen could not be bound (in use, not permitted, no such address): a configuration problem. */
-export class ListenError extends LifeboatError {
-  readonly code = 'LB_ERR_LISTEN';
-  override readonly exitCode = 2;
-}
 
 export interface Health {
   readonly ok: boolean;
@@ -19,6 +14,8 @@ export interface Endpoints {
   metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
   health(): Health;
   status(): unknown;
+  /** POST /replicate[?peer=NAME]: a push now, answered when it has ended. */
+  replicate?(peer: string | undefined): Promise<unknown>;
 }
 
 /**
@@ -27,13 +24,6 @@ export interface Endpoints {
  * MessageEvent), which load undici: 12-14 MB of RSS the agent never uses.
  */
 export const nodeHttp = (): typeof http => process.getBuiltinModule('node:http');
-
-/** "host:port" or "[v6]:port" into its parts; the schema has checked the form. */
-export function parseListen(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-  if (!m) throw new ListenError(`agent.listen: ${JSON.stringify(address)} is not "host:port"`);
-  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
-}
 
 /** The node:http request handler: GET /metrics, /healthz, /status; nothing else. */
 export function handler(endpoints: Endpoints, log: Logger): http.RequestListener {
@@ -44,13 +34,27 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const json = (status: number, value: unknown) => send(status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('Allow', 'GET, HEAD');
+    const action = url.pathname === '/replicate';
+    if (action ? req.method !== 'POST' : req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', action ? 'POST' : 'GET, HEAD');
       json(405, { error: `method ${req.method ?? '?'} not allowed` });
       return;
     }
     const serve = async () => {
       switch (url.pathname) {
+        case '/replicate': {
+          if (!endpoints.replicate) {
+            json(404, { error: 'this agent has no [[peer]] to replicate to' });
+            return;
+          }
+          try {
+            json(200, await endpoints.replicate(url.searchParams.get('peer') ?? undefined));
+          } catch (err) {
+            const f = describeFailure(err);
+            json(f.exitCode === 2 ? 400 : 500, { error: f.message, code: f.code });
+          }
+          return;
+        }
         case '/metrics': {
           const m = await endpoints.metrics();
           send(200, m.contentType, m.body);
@@ -65,7 +69,7 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
           json(200, endpoints.status());
           return;
         default:
-          json(404, { error: `no such endpoint ${url.pathname}; try /metrics, /healthz or /status` });
+          json(404, { error: `no such endpoint ${url.pathname}; try /metrics, /healthz, /status or POST /replicate` });
       }
     };
     serve().catch((err: unknown) => {
@@ -81,36 +85,12 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
  * (ListenError, exit 2). Resolves with the server once it listens.
  */
 export function listen(address: string, onRequest: http.RequestListener): Promise<http.Server> {
-  const { host, port } = parseListen(address);
   const server = nodeHttp().createServer(onRequest);
   // the endpoint answers small requests; a client that sends nothing must not hold a socket for long
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
   server.keepAliveTimeout = 5_000;
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      const why =
-        err.code === 'EADDRINUSE'
-          ? 'the address is in use (is another agent running?)'
-          : err.code === 'EACCES'
-            ? 'permission denied (ports below 1024 need privileges)'
-            : err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND'
-              ? 'no such local address'
-              : err.message;
-      reject(new ListenError(`agent.listen: cannot listen on ${address}: ${why}`, { cause: err }));
-    };
-    server.once('error', onError);
-    server.listen({ host, port }, () => {
-      server.off('error', onError);
-      resolve(server);
-    });
-  });
-}
-
-/** Where the server listens, as "host:port" (the port the system chose when the config said 0). */
-export function boundAddress(server: http.Server): string {
-  const a = server.address() as AddressInfo;
-  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  return listenOn(server, address, 'agent.listen');
 }
 
 /** Stops listening and closes every connection, idle or not, so shutdown does not wait for a scraper. */

@@ -1,10 +1,14 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ReceiveStats } from '../replicate/replica.ts';
+import type { PeerStatus, PushOutcome } from '../replicate/replicator.ts';
 import type { BackupResult } from './backups.ts';
+import type { DrillRecord } from './drills.ts';
 
 export interface MetricsSource {
   /** Volumes tracked now, with the time of their newest snapshot (ISO) if any. */
   volumes(): Iterable<{ readonly name: string; readonly lastSnapshotTime: string | null; readonly dirtyPaths: number | null; readonly journalTrusted: boolean | null }>;
   engineUp(): boolean;
+  peers(): readonly PeerStatus[];
 }
 
 /**
@@ -25,6 +29,12 @@ export class AgentMetrics {
   readonly #lagHistogram: Histogram<'volume'>;
   readonly #backups: Counter<'volume' | 'result'>;
   readonly #missed: Counter<'job' | 'volume'>;
+  readonly #pushes: Counter<'peer' | 'result'>;
+  readonly #sent: Counter<'peer'>;
+  readonly #received: Counter<'source'>;
+  readonly #drillPassed: Gauge<'source'>;
+  readonly #drillTime: Gauge<'source'>;
+  readonly #drillDuration: Gauge<'source'>;
 
   constructor(source: MetricsSource, opts: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -81,6 +91,35 @@ export class AgentMetrics {
         for (const v of source.volumes()) if (v.journalTrusted !== null) this.set({ volume: v.name }, v.journalTrusted ? 1 : 0);
       },
     });
+    this.#pushes = new Counter({ name: 'lifeboat_replication_pushes_total', help: 'Pushes to each peer by result (success, failure).', labelNames: ['peer', 'result'] as const, registers });
+    this.#sent = new Counter({ name: 'lifeboat_replication_sent_bytes_total', help: 'Stored bytes of the blobs pushed to each peer.', labelNames: ['peer'] as const, registers });
+    this.#received = new Counter({ name: 'lifeboat_replica_received_bytes_total', help: 'Stored bytes received from each source into its replica here.', labelNames: ['source'] as const, registers });
+    const sourceGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['source'] as const, registers });
+    this.#drillPassed = sourceGauge('lifeboat_drill_passed', "1 when the last scheduled drill of the source's replica passed, 0 when it failed or could not run.");
+    this.#drillTime = sourceGauge('lifeboat_drill_last_timestamp_seconds', 'When the last scheduled drill of the source began (unix time).');
+    this.#drillDuration = sourceGauge('lifeboat_drill_duration_seconds', 'How long the last scheduled drill of the source took.');
+    // one status read per scrape, shared by the gauges below
+    let peers: readonly PeerStatus[] = [];
+    const peerGauge = (name: string, help: string, value: (p: PeerStatus) => number | null, first = false) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['peer'] as const,
+        registers,
+        collect() {
+          if (first) peers = source.peers();
+          this.reset();
+          for (const p of peers) {
+            const v = value(p);
+            if (v !== null) this.set({ peer: p.name }, v);
+          }
+        },
+      });
+    peerGauge('lifeboat_peer_pending_snapshots', 'Snapshots of this repository the peer is not known to hold yet.', (p) => (p.push ? p.pending : null), true);
+    peerGauge('lifeboat_peer_lag_seconds', 'How long the oldest snapshot not yet on the peer has waited; 0 when it has them all.', (p) => (p.push ? p.lag_s : null));
+    peerGauge('lifeboat_peer_last_success_timestamp_seconds', 'When the last successful push to the peer ended (unix time).', (p) => (p.last_success ? Date.parse(p.last_success) / 1000 : null));
+    peerGauge('lifeboat_peer_failures', 'Failed pushes to the peer since its last success.', (p) => (p.push ? p.failures : null));
+    peerGauge('lifeboat_replica_snapshots', "Snapshots held here in the replica of the peer's repository.", (p) => p.replica?.snapshots ?? null);
     new Gauge({
       name: 'lifeboat_engine_up',
       help: '1 while the agent is connected to the Docker engine.',
@@ -108,8 +147,24 @@ export class AgentMetrics {
     }
   }
 
-  missed(volume: string | undefined): void {
-    this.#missed.inc(volume === undefined ? { job: 'retention', volume: '' } : { job: 'backup', volume });
+  missed(job: string, volume: string | undefined): void {
+    this.#missed.inc({ job, volume: volume ?? '' });
+  }
+
+  pushed(peer: string, o: PushOutcome): void {
+    this.#pushes.inc({ peer, result: o.ok ? 'success' : 'failure' });
+    if (o.report) this.#sent.inc({ peer }, o.report.bytes_sent);
+  }
+
+  received(source: string, stats: ReceiveStats): void {
+    this.#received.inc({ source }, stats.bytes);
+  }
+
+  drilled(r: DrillRecord): void {
+    const s = { source: r.source };
+    this.#drillPassed.set(s, r.ok ? 1 : 0);
+    this.#drillTime.set(s, Date.parse(r.at) / 1000);
+    if (r.duration_ms !== null) this.#drillDuration.set(s, r.duration_ms / 1000);
   }
 
   /** A volume no longer tracked: its series go. */

@@ -1,9 +1,9 @@
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log/logger.ts';
-import { prune, type PruneReport } from '../repo/prune.ts';
+import { prune, type PruneReport, REPACK_UNUSED } from '../repo/prune.ts';
 import type { Repository } from '../repo/repository.ts';
-import { applyPolicy, type RetentionPolicy } from '../repo/retention.ts';
-import { deleteSnapshots, listSnapshots } from '../repo/snapshots.ts';
+import { forget } from '../repo/forget.ts';
+import { hasPolicy } from '../repo/retention.ts';
 
 export interface RetentionReport {
   readonly skipped: boolean;
@@ -11,11 +11,6 @@ export interface RetentionReport {
   readonly removed: readonly string[];
   readonly prune: PruneReport | null;
   readonly durationMs: number;
-}
-
-/** Whether [retention] sets any rule (a rule of 0 is no rule, as in applyPolicy). */
-export function hasPolicy(policy: RetentionPolicy): boolean {
-  return Object.values(policy).some((n) => typeof n === 'number' && n > 0);
 }
 
 /**
@@ -34,18 +29,10 @@ export async function runRetention(repo: Repository, config: Config, log: Logger
     return { skipped: true, kept: 0, removed: [], prune: null, durationMs: 0 };
   }
   const host = config.agent.host;
-  let removed: string[];
-  let kept: number;
-  const lock = repo.lock('exclusive');
-  try {
-    const decisions = applyPolicy(listSnapshots(repo).filter((s) => s.host === host), policy);
-    removed = decisions.filter((d) => !d.keep).map((d) => d.snapshot.id);
-    kept = decisions.length - removed.length;
-    deleteSnapshots(repo, removed);
-  } finally {
-    lock.release();
-  }
-  const pruned = await prune(repo, { maxUnused: 0.2, packSize: config.repository.pack_size });
+  const decisions = forget(repo, policy, { which: (s) => s.host === host });
+  const removed = decisions.filter((d) => !d.keep).map((d) => d.snapshot.id);
+  const kept = decisions.length - removed.length;
+  const pruned = await prune(repo, { maxUnused: REPACK_UNUSED, packSize: config.repository.pack_size });
   const durationMs = Math.round(performance.now() - started);
   log.info({ kept, removed: removed.length, ...pruned, duration_ms: durationMs }, `retention: forgot ${removed.length} snapshots, kept ${kept}, pruned`);
   return { skipped: false, kept, removed, prune: pruned, durationMs };

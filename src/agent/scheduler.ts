@@ -8,8 +8,8 @@ export interface SchedulerOptions {
   /** Runs one scheduled backup of a volume; resolves when it has ended (queued, run, or skipped). */
   readonly backup: (volume: string) => Promise<unknown>;
   readonly retention: () => Promise<unknown>;
-  /** Told about every scheduled run that did not happen, and why. */
-  readonly onMissed?: (what: { volume?: string; at: Date; why: 'overlap' | 'late' }) => void;
+  /** Told about every scheduled run that did not happen, and why: a volume's backup, or another job. */
+  readonly onMissed?: (what: { volume?: string; job: string; at: Date; why: 'overlap' | 'late' }) => void;
   /** node-cron's createTask, replaceable in tests. */
   readonly createTask?: CreateTask;
 }
@@ -19,11 +19,15 @@ interface Entry {
   readonly task: ScheduledTask;
 }
 
-const RETENTION = '\0retention';
+/** The agent's jobs besides volume backups, each on a schedule of its own. */
+export type JobName = 'retention' | 'replication' | 'drill';
+const jobKey = (name: JobName) => `\0${name}`;
+const isJob = (key: string) => key.startsWith('\0');
 
 /**
  * The agent's clock: one node-cron task per tracked volume (its [[volume]]
- * schedule or [schedule].backup) and one for retention. A run that comes due
+ * schedule or [schedule].backup) and one per other job (retention,
+ * replication, drills). A run that comes due
  * while the previous run of the same task has not ended (still queued behind
  * other jobs, or running) is not started: node-cron's noOverlap drops it, and
  * it is logged as missed. So is a run the process was too busy to start on
@@ -46,19 +50,25 @@ export class Scheduler {
   setVolumes(schedules: ReadonlyMap<string, string>): void {
     if (this.#stopped) return;
     for (const [key] of this.#tasks) {
-      if (key !== RETENTION && !schedules.has(key)) this.#remove(key);
+      if (!isJob(key) && !schedules.has(key)) this.#remove(key);
     }
     for (const [volume, expression] of schedules) {
       if (this.#tasks.get(volume)?.expression === expression) continue;
       this.#remove(volume);
-      this.#add(volume, expression, () => this.#opts.backup(volume), volume);
+      this.#add(volume, expression, () => this.#opts.backup(volume), { volume });
     }
   }
 
   setRetention(expression: string): void {
-    if (this.#stopped || this.#tasks.get(RETENTION)?.expression === expression) return;
-    this.#remove(RETENTION);
-    this.#add(RETENTION, expression, () => this.#opts.retention(), undefined);
+    this.setJob('retention', expression, () => this.#opts.retention());
+  }
+
+  /** Runs `run` on `expression`; null removes the job. */
+  setJob(name: JobName, expression: string | null, run: () => Promise<unknown>): void {
+    const key = jobKey(name);
+    if (this.#stopped || this.#tasks.get(key)?.expression === expression) return;
+    this.#remove(key);
+    if (expression !== null) this.#add(key, expression, run, { job: name });
   }
 
   /** When the volume's next scheduled backup is due, or null when it has no task. */
@@ -67,7 +77,11 @@ export class Scheduler {
   }
 
   nextRetention(): Date | null {
-    return this.#next(RETENTION);
+    return this.#next(jobKey('retention'));
+  }
+
+  nextJob(name: JobName): Date | null {
+    return this.#next(jobKey(name));
   }
 
   expressionOf(volume: string): string | undefined {
@@ -75,7 +89,7 @@ export class Scheduler {
   }
 
   get volumes(): string[] {
-    return [...this.#tasks.keys()].filter((k) => k !== RETENTION);
+    return [...this.#tasks.keys()].filter((k) => !isJob(k));
   }
 
   /** Stops every task; runs already started go on (the agent waits for its queue). */
@@ -90,8 +104,10 @@ export class Scheduler {
     return entry.task.getNextRuns(1)[0] ?? null;
   }
 
-  #add(key: string, expression: string, run: () => Promise<unknown>, volume: string | undefined): void {
-    const what = volume === undefined ? 'retention' : `backup of volume ${volume}`;
+  #add(key: string, expression: string, run: () => Promise<unknown>, of: { volume: string } | { job: JobName }): void {
+    const volume = 'volume' in of ? of.volume : undefined;
+    const job = 'job' in of ? of.job : 'backup';
+    const what = volume === undefined ? job : `backup of volume ${volume}`;
     const task = this.#create(
       expression,
       async () => {
@@ -102,15 +118,15 @@ export class Scheduler {
           this.#log.error({ err, volume }, `scheduled ${what} failed`);
         }
       },
-      { name: volume === undefined ? 'retention' : `backup:${volume}`, noOverlap: true, logger: cronLogger(this.#log) },
+      { name: volume === undefined ? job : `backup:${volume}`, noOverlap: true, logger: cronLogger(this.#log) },
     );
     task.on('execution:overlap', (ctx) => {
       this.#log.warn({ volume, scheduled: ctx.date.toISOString(), schedule: expression }, `missed a scheduled ${what}: the previous one has not ended`);
-      this.#opts.onMissed?.({ ...(volume === undefined ? {} : { volume }), at: ctx.date, why: 'overlap' });
+      this.#opts.onMissed?.({ ...(volume === undefined ? {} : { volume }), job, at: ctx.date, why: 'overlap' });
     });
     task.on('execution:missed', (ctx) => {
       this.#log.warn({ volume, scheduled: ctx.date.toISOString(), schedule: expression }, `missed a scheduled ${what}: the agent was too busy to start it on time`);
-      this.#opts.onMissed?.({ ...(volume === undefined ? {} : { volume }), at: ctx.date, why: 'late' });
+      this.#opts.onMissed?.({ ...(volume === undefined ? {} : { volume }), job, at: ctx.date, why: 'late' });
     });
     this.#tasks.set(key, { expression, task });
     void task.start();

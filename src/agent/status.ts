@@ -1,10 +1,11 @@
 import cron from 'node-cron';
 import type { AgentCatalog } from '../catalog/agent-catalog.ts';
 import type { Config } from '../config/schema.ts';
-import type { RetentionPolicy } from '../repo/retention.ts';
+import { hasPolicy, type RetentionPolicy } from '../repo/retention.ts';
+import type { PeerStatus } from '../replicate/replicator.ts';
 import type { JournalStatus } from '../watch/journal.ts';
 import type { VolumeRecord } from './backups.ts';
-import { hasPolicy } from './retention.ts';
+import type { DrillRecord } from './drills.ts';
 import { trackedVolumes } from './tracked.ts';
 
 /** What `lifeboat status --json` prints and GET /status answers. Times are ISO 8601 UTC. */
@@ -32,8 +33,10 @@ export interface StatusReport {
   readonly volumes: readonly VolumeStatus[];
   /** [[volume]] names the engine does not have (logged as errors; the rest goes on). */
   readonly missing: readonly string[];
-  /** Replication peers: none yet. */
-  readonly peers: readonly unknown[];
+  /** The [[peer]] entries: pushes to each, and the replica of each held here. */
+  readonly peers: readonly PeerStatus[];
+  /** Scheduled DR drills of the replicas held here: the schedule, and each source's last drill. */
+  readonly drills: { readonly schedule: string | null; readonly next_run: string | null; readonly last: readonly DrillRecord[] };
   readonly retention: {
     readonly schedule: string;
     readonly next_run: string | null;
@@ -127,6 +130,7 @@ export interface OfflineInputs {
   /** Newest snapshot per volume of this host, or why the repository could not be read. */
   readonly snapshots: ReadonlyMap<string, { id: string; time: string }> | { readonly error: string };
   readonly engine: StatusReport['engine'];
+  readonly peers: readonly PeerStatus[];
   readonly listen: string | null;
   readonly why: string;
   readonly now?: number;
@@ -163,7 +167,8 @@ export function offlineStatus(i: OfflineInputs): StatusReport {
     engine: i.engine,
     volumes,
     missing,
-    peers: [],
+    peers: i.peers,
+    drills: { schedule: i.config.drill.schedule ?? null, next_run: i.config.drill.schedule ? nextCronRun(i.config.drill.schedule) : null, last: [] },
     retention: {
       schedule: i.config.schedule.retention,
       next_run: nextCronRun(i.config.schedule.retention),

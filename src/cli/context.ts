@@ -1,5 +1,5 @@
-import fs from 'node:fs';
 import { loadConfig, parseConfig } from '../config/load.ts';
+import { readPasswordFile } from '../config/password.ts';
 import type { Config } from '../config/schema.ts';
 import { PasswordMissingError, UsageError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
@@ -48,17 +48,7 @@ export interface RepoOptions {
 /** --password-file, then LIFEBOAT_PASSWORD, then the config's password_file; the first line of a file counts. */
 export function readPassword(ctx: Context, opts: RepoOptions): string {
   const file = opts.passwordFile ?? (process.env.LIFEBOAT_PASSWORD === undefined ? ctx.config.repository.password_file : undefined);
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new UsageError(`cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    const line = text.split(/\r?\n/, 1)[0] ?? '';
-    if (line === '') throw new UsageError(`password file ${file} is empty`);
-    return line;
-  }
+  if (file !== undefined) return readPasswordFile(file);
   const env = process.env.LIFEBOAT_PASSWORD;
   if (env === undefined || env === '') throw new PasswordMissingError();
   return env;

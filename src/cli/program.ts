@@ -1,11 +1,16 @@
 import { Command } from 'commander';
 import { registerBackup } from './commands/backup.ts';
 import { registerConfig } from './commands/config.ts';
+import { registerDrill } from './commands/drill.ts';
 import { registerForget } from './commands/forget.ts';
 import { registerId } from './commands/id.ts';
 import { registerInit } from './commands/init.ts';
 import { registerInventory } from './commands/inventory.ts';
+import { registerPeers } from './commands/peers.ts';
 import { registerPrune } from './commands/prune.ts';
+import { registerRecover } from './commands/recover.ts';
+import { registerRepair } from './commands/repair.ts';
+import { registerReplicate } from './commands/replicate.ts';
 import { registerRestore } from './commands/restore.ts';
 import { registerRun } from './commands/run.ts';
 import { registerService } from './commands/service.ts';
@@ -26,7 +31,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory, registerRun, registerStatus, registerId, registerService]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

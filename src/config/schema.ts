@@ -100,8 +100,34 @@ const volumes = z.strictObject({
   track: oneOf(['all', 'listed']).default('all'),
 });
 
+const retention = z.strictObject({
+  keep_last: int(0).optional(),
+  keep_hourly: int(0).optional(),
+  keep_daily: int(0).optional(),
+  keep_weekly: int(0).optional(),
+  keep_monthly: int(0).optional(),
+});
+
+/** A bandwidth such as "8MiB" (per second); "0" is no limit. */
+function bandwidth() {
+  const error = 'must be a size per second such as "8MiB", or "0" for no limit';
+  return z.string({ error }).transform((s, ctx): Bytes => {
+    const n = parseSize(s);
+    if (n !== undefined) return n;
+    ctx.issues.push({ code: 'custom', message: error, input: s });
+    return z.NEVER;
+  });
+}
+
 const replication = z.strictObject({
   listen: listenAddress().default(''),
+  /** Pushes run after every backup; this schedule catches up on anything left (a peer that was down). */
+  schedule: cron('*/10 * * * *').default('*/10 * * * *'),
+  bandwidth: bandwidth().prefault('0'),
+  timeout: duration({ min: 1000, example: '60s' }).prefault('60s'),
+  retry: duration({ min: 100, example: '5s' }).prefault('5s'),
+  /** The peer's own policy for the replicas it holds; unset, [retention] applies. */
+  retention: retention.optional(),
 });
 
 /** A peer agent: where it listens and the id it must present (`lifeboat id` on that host). */
@@ -114,6 +140,15 @@ const peer = z.strictObject({
     ctx.issues.push({ code: 'custom', message: 'must be a peer id as `lifeboat id` prints it (64 hex characters)', input: v });
     return z.NEVER;
   }),
+  /** Whether this agent pushes its repository to the peer (false: the peer only pushes here). */
+  push: z.boolean({ error: 'must be true or false' }).default(true),
+  /** The peer's own repository password, kept here so that its replica can be recovered (recover, drill). */
+  password_file: text().optional(),
+});
+
+/** DR drills of the replicas this agent holds. */
+const drill = z.strictObject({
+  schedule: cron('0 4 * * 0').optional(),
 });
 
 const volume = z.strictObject({
@@ -138,13 +173,6 @@ const backup = z.strictObject({
   workers: int(1).default(() => os.availableParallelism()),
 });
 
-const retention = z.strictObject({
-  keep_last: int(0).optional(),
-  keep_hourly: int(0).optional(),
-  keep_daily: int(0).optional(),
-  keep_weekly: int(0).optional(),
-  keep_monthly: int(0).optional(),
-});
 
 const docker = z.strictObject({
   /** Engine address; unset means DOCKER_HOST, else the platform's default socket or pipe (see src/docker/connect.ts). */
@@ -177,6 +205,7 @@ export const configSchema = z
     volume: z.array(volume, { error: 'must be an array of tables ([[volume]])' }).default([]),
     replication: replication.prefault({}),
     peer: z.array(peer, { error: 'must be an array of tables ([[peer]])' }).default([]),
+    drill: drill.prefault({}),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();

@@ -59,7 +59,7 @@ describe('peer transport: mutual TLS with pinned ids', () => {
 
   beforeAll(async () => {
     [a, b, stranger] = [await identity(), await identity(), await identity()];
-    server = await listenForPeers({ identity: a, host: '127.0.0.1', port: 0, peers: new Map([[b.id, 'host-b']]), log, onPeer: (conn, name) => accepted.push({ conn, name }) });
+    server = await listenForPeers({ identity: a, listen: '127.0.0.1:0', peers: new Map([[b.id, 'host-b']]), log, onPeer: (conn, name) => accepted.push({ conn, name }) });
     port = (server.address() as { port: number }).port;
   });
   afterAll(() => {
@@ -73,12 +73,10 @@ describe('peer transport: mutual TLS with pinned ids', () => {
     const there = accepted.at(-1)!;
     expect(there.name).toBe('host-b');
     expect(there.conn.peerId).toBe(b.id);
-    const got = new Promise<Frame>((r) => there.conn.once('frame', r));
     await conn.send(7, Buffer.from('offer'));
-    expect((await got).payload.toString()).toBe('offer');
-    const back = new Promise<Frame>((r) => conn.once('frame', r));
+    expect((await there.conn.receive()).payload.toString()).toBe('offer');
     await there.conn.send(8, Buffer.from('need'));
-    expect(await back).toMatchObject({ type: 8 });
+    expect(await conn.receive()).toMatchObject({ type: 8 });
     conn.close();
   });
 
@@ -93,11 +91,10 @@ describe('peer transport: mutual TLS with pinned ids', () => {
   it('drops an agent whose id nobody configured: no frame of it is read', async () => {
     const before = accepted.length;
     const outcome = await connectToPeer({ identity: stranger, host: '127.0.0.1', port, expectedId: a.id }).then(
-      (conn) => new Promise<string>((resolve) => {
-        conn.on('error', () => {});
-        conn.on('close', () => resolve('closed by the server'));
-        void conn.send(1, Buffer.from('let me in')).catch(() => {});
-      }),
+      async (conn) => {
+        await conn.send(1, Buffer.from('let me in')).catch(() => {});
+        return conn.receive().then(() => 'answered', (err: Error) => err.message);
+      },
       (err: Error) => err.message,
     );
     expect(outcome).toMatch(/closed/);

@@ -4,9 +4,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
-import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BIN, PASSWORD, ROOT } from '../cli/run.ts';
+
+export { freePort } from '../../src/util/testing/ports.ts';
 
 export interface Daemon {
   readonly child: ChildProcess;
@@ -19,14 +20,6 @@ export interface Daemon {
   get(path: string): Promise<{ status: number; body: string }>;
   /** SIGKILL if still running (afterAll safety net). */
   kill(): void;
-}
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 export function httpGet(address: string, path: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
@@ -42,14 +35,25 @@ export function httpGet(address: string, path: string, timeoutMs = 5000): Promis
   });
 }
 
+export interface DaemonOptions {
+  /** LIFEBOAT_PASSWORD; default PASSWORD. */
+  readonly password?: string;
+  /** Run inside this network namespace (`ip netns exec`). */
+  readonly netns?: string;
+  /** More environment (LIFEBOAT_FAULT, ...). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** Starts the daemon; `address` is the config's [agent] listen. */
-export function startDaemon(config: string, address: string): Daemon {
+export function startDaemon(config: string, address: string, opts: DaemonOptions = {}): Daemon {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !k.startsWith('LIFEBOAT_') && k !== 'NODE_OPTIONS' && !k.startsWith('VITEST')) env[k] = v;
   }
-  env.LIFEBOAT_PASSWORD = PASSWORD;
-  const child = spawn(BIN, ['run', '--config', config], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  env.LIFEBOAT_PASSWORD = opts.password ?? PASSWORD;
+  Object.assign(env, opts.env);
+  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, BIN, 'run', '--config', config]] : [BIN, ['run', '--config', config]];
+  const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   let partial = '';
   child.stdout!.on('data', (b: Buffer) => {

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/errors.ts';
-import { applyPolicy, type RetentionPolicy } from '../../repo/retention.ts';
+import { forget } from '../../repo/forget.ts';
+import type { RetentionPolicy } from '../../repo/retention.ts';
 import { shortId } from '../../repo/snapshot.ts';
-import { deleteSnapshots, listSnapshots } from '../../repo/snapshots.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
 import { describePrune, runPrune } from './prune.ts';
@@ -47,16 +47,9 @@ export function registerForget(program: Command): void {
         throw new UsageError('forget needs a policy: --keep-last N or another --keep-* option, or [retention] in the config');
       }
       const result = await withRepo(ctx, opts, async (repo) => {
-        const decisions = applyPolicy(listSnapshots(repo), policy);
+        const decisions = forget(repo, policy, { dryRun: opts.dryRun ?? false });
         const removed = decisions.filter((d) => !d.keep).map((d) => d.snapshot.id);
-        if (opts.dryRun) return { decisions, removed, pruned: undefined };
-        const lock = repo.lock('exclusive');
-        try {
-          deleteSnapshots(repo, removed);
-        } finally {
-          lock.release();
-        }
-        return { decisions, removed, pruned: opts.prune ? await runPrune(ctx, repo) : undefined };
+        return { decisions, removed, pruned: opts.prune && !opts.dryRun ? await runPrune(ctx, repo) : undefined };
       });
       ctx.out(
         {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { prune, type PruneReport } from '../../repo/prune.ts';
+import { prune, type PruneReport, REPACK_UNUSED } from '../../repo/prune.ts';
 import type { Repository } from '../../repo/repository.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
@@ -14,7 +14,7 @@ export function registerPrune(program: Command): void {
 }
 
 export function runPrune(ctx: Context, repo: Repository): Promise<PruneReport> {
-  return prune(repo, { maxUnused: 0.2, packSize: ctx.config.repository.pack_size });
+  return prune(repo, { maxUnused: REPACK_UNUSED, packSize: ctx.config.repository.pack_size });
 }
 
 export function describePrune(r: PruneReport): string {

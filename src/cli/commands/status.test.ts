@@ -37,6 +37,7 @@ const running: StatusReport = {
   ],
   missing: ['ghost'],
   peers: [],
+  drills: { schedule: null, next_run: null, last: [] },
   retention: { schedule: '30 3 * * *', next_run: '2030-01-02T03:30:00.000Z', policy: { keep_last: 7, keep_daily: 14 }, last_run: null, last_error: null },
   notes: [],
 };
@@ -94,6 +95,7 @@ describe('offlineStatus', () => {
       catalog: undefined,
       snapshots: { error: 'no repository password: set LIFEBOAT_PASSWORD or pass --password-file; last snapshots not shown' },
       engine: { address: 'unix:///x', reachable: null, version: null, last_error: null, last_reconcile: null },
+      peers: [],
       listen: '127.0.0.1:9317',
       why: 'agent: not running (nothing answers at http://127.0.0.1:9317: connection refused)',
       now: NOW,

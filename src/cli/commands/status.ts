@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
-import { nodeHttp, parseListen } from '../../agent/http.ts';
+import { askAgent } from '../agent-client.ts';
 import { offlineStatus, type StatusReport } from '../../agent/status.ts';
 import { AgentCatalog } from '../../catalog/agent-catalog.ts';
-import { connectEngine, engineAddress } from '../../docker/connect.ts';
 import { describeFailure, UsageError } from '../../errors/errors.ts';
 import { Repository } from '../../repo/repository.ts';
 import { shortId } from '../../repo/snapshot.ts';
+import type { Snapshot } from '../../repo/snapshot.ts';
 import { listSnapshots } from '../../repo/snapshots.ts';
+import type { PeerStatus } from '../../replicate/replicator.ts';
+import type { Config } from '../../config/schema.ts';
 import { type Context, type GlobalOptions, makeContext, readPassword, type RepoOptions } from '../context.ts';
 import { table } from './snapshots.ts';
 
@@ -26,50 +28,44 @@ export function registerStatus(program: Command): void {
 async function statusReport(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>): Promise<StatusReport> {
   const listen = ctx.config.agent.listen;
   if (listen !== '') {
-    const asked = await askAgent(listen);
+    const asked = await statusOf(listen);
     if ('report' in asked) return asked.report;
     return offline(ctx, opts, listen, `agent: not running (nothing answers at http://${listen}: ${asked.error})`);
   }
   return offline(ctx, opts, null, 'agent: unknown ([agent] listen is "", so the agent has no endpoint to ask)');
 }
 
-/** GET /status of the agent at a listen address; an unspecified address (0.0.0.0, ::) is asked on loopback. */
-function askAgent(listen: string, timeoutMs = 3000): Promise<{ report: StatusReport } | { error: string }> {
-  const { host, port } = parseListen(listen);
-  const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return new Promise((resolve) => {
-    const req = nodeHttp().get({ host: target, port, path: '/status', timeout: timeoutMs, headers: { Accept: 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        try {
-          const value = JSON.parse(body) as StatusReport;
-          if (res.statusCode === 200 && value && typeof value === 'object' && 'agent' in value) resolve({ report: value });
-          else resolve({ error: `HTTP ${res.statusCode}: not a Lifeboat agent's status` });
-        } catch {
-          resolve({ error: `HTTP ${res.statusCode}: not a Lifeboat agent's status` });
-        }
-      });
-      res.on('error', (err) => resolve({ error: err.message }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code === 'ECONNREFUSED' ? 'connection refused' : err.message }));
-  });
+/** GET /status of the running agent, if one answers. */
+export async function statusOf(listen: string): Promise<{ report: StatusReport } | { error: string }> {
+  const a = await askAgent(listen, 'GET', '/status', 3000);
+  if ('unreachable' in a) return { error: a.unreachable };
+  const value = a.body as StatusReport | null;
+  return a.status === 200 && value && typeof value === 'object' && 'agent' in value ? { report: value } : { error: `HTTP ${a.status}: not a Lifeboat agent's status` };
 }
 
-async function offline(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>, listen: string | null, why: string): Promise<StatusReport> {
+export async function offline(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>, listen: string | null, why: string): Promise<StatusReport> {
   const config = ctx.config;
   const engine = await probeEngine(ctx);
   const catalog = AgentCatalog.exists(config.agent.state_dir) ? AgentCatalog.open(config.agent.state_dir) : undefined;
   try {
-    return offlineStatus({ config, catalog, snapshots: await lastSnapshots(ctx, opts), engine, listen, why });
+    const all = await readSnapshots(ctx, opts);
+    const peers = catalog ? await offlinePeers(config, catalog, 'error' in all ? null : all) : [];
+    return offlineStatus({ config, catalog, snapshots: 'error' in all ? all : newestPerVolume(ctx, all), engine, peers, listen, why });
   } finally {
     catalog?.close();
   }
 }
 
+/** The peers as the catalog knows them, when no agent runs to ask. */
+export async function offlinePeers(config: Config, catalog: AgentCatalog, snapshots: readonly Snapshot[] | null): Promise<PeerStatus[]> {
+  if (config.peer.length === 0) return [];
+  const [{ peerView, replicaOf }, { PeerStateStore }] = await Promise.all([import('../../replicate/replicator.ts'), import('../../replicate/peer-state.ts')]);
+  const state = new PeerStateStore(catalog.db);
+  return config.peer.map((p) => peerView(p, state, snapshots, replicaOf(config.agent.state_dir, p, null), null));
+}
+
 async function probeEngine(ctx: Context): Promise<StatusReport['engine']> {
+  const { connectEngine, engineAddress } = await import('../../docker/connect.ts');
   const address = engineAddress(ctx.config);
   const engine = connectEngine(ctx.config);
   const timeout = <T>(p: Promise<T>) =>
@@ -82,23 +78,28 @@ async function probeEngine(ctx: Context): Promise<StatusReport['engine']> {
   }
 }
 
-/** Newest snapshot per volume of this host, or why the repository could not be read. */
-async function lastSnapshots(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>): Promise<Map<string, { id: string; time: string }> | { error: string }> {
+/** The repository's snapshots, or why it could not be read. */
+export async function readSnapshots(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>): Promise<Snapshot[] | { error: string }> {
   let repo: Repository;
   try {
     repo = await Repository.open(ctx.config.repository.path, readPassword(ctx, opts));
   } catch (err) {
-    return { error: `${describeFailure(err).message}; last snapshots not shown` };
+    return { error: `${describeFailure(err).message}; last snapshots and pending pushes not shown` };
   }
   try {
-    const newest = new Map<string, { id: string; time: string }>();
-    for (const s of listSnapshots(repo)) {
-      if (s.host === ctx.config.agent.host && s.volume !== null) newest.set(s.volume, { id: s.id, time: s.time });
-    }
-    return newest;
+    return listSnapshots(repo);
   } finally {
     repo.close();
   }
+}
+
+/** Newest snapshot per volume of this host. */
+function newestPerVolume(ctx: Context, snapshots: readonly Snapshot[]): Map<string, { id: string; time: string }> {
+  const newest = new Map<string, { id: string; time: string }>();
+  for (const s of snapshots) {
+    if (s.host === ctx.config.agent.host && s.volume !== null) newest.set(s.volume, { id: s.id, time: s.time });
+  }
+  return newest;
 }
 
 // ---- text ---------------------------------------------------------------------
@@ -155,11 +156,31 @@ export function formatStatus(r: StatusReport, now = Date.now()): string {
     lines.push(table(['  VOLUME', 'LAST SNAPSHOT (UTC)', 'AGE', 'JOURNAL', 'NEXT RUN (UTC)', 'CONTINUOUS', 'LAG', 'LAST ERROR'], rows));
   }
   lines.push(`peers      ${r.peers.length === 0 ? 'none' : r.peers.length}`);
+  if (r.peers.length > 0) lines.push(formatPeers(r.peers, now));
+  if (r.drills.schedule !== null || r.drills.last.length > 0) {
+    const last = r.drills.last.map((d) => `${d.source} ${d.ok ? 'passed' : 'FAILED'} ${when(d.at)}${d.error ? ` (${d.error})` : ''}`).join('; ');
+    lines.push(`drills     ${r.drills.schedule ? `next ${when(r.drills.next_run)} UTC (${r.drills.schedule})` : 'not scheduled'}${last ? `; last: ${last}` : ''}`);
+  }
   const t = r.retention;
   const policy = t.policy ? Object.entries(t.policy).map(([k, v]) => `${k}=${v}`).join(' ') : 'no keep_* rule: nothing is forgotten';
   lines.push(`retention  next ${when(t.next_run)} UTC (${t.schedule}); ${policy}${t.last_error ? `; last run failed: ${t.last_error}` : ''}`);
   for (const n of r.notes) lines.push(`note       ${n}`);
   return lines.join('\n');
+}
+
+/** The peers table of `status` and `peers`. */
+export function formatPeers(peers: readonly PeerStatus[], now = Date.now()): string {
+  const rows = peers.map((p) => [
+    '  ' + p.name,
+    p.address,
+    p.state,
+    p.pending === null ? '?' : String(p.pending),
+    p.lag_s === null ? '?' : formatAge(p.lag_s),
+    p.last_success ? `${formatAge((now - Date.parse(p.last_success)) / 1000)} ago` : 'never',
+    p.replica ? `${p.replica.snapshots} snapshots${p.replica.newest ? `, newest ${when(p.replica.newest)}` : ''}` : '-',
+    p.last_error && p.failures > 0 ? p.last_error : '-',
+  ]);
+  return table(['  PEER', 'ADDRESS', 'PUSH', 'PENDING', 'LAG', 'LAST PUSH', 'ITS REPLICA HERE', 'LAST ERROR'], rows);
 }
 
 function formatLag(ms: number): string {
