@@ -17,6 +17,7 @@ import Docker from 'dockerode';
 import { EngineRequestError, EngineUnavailableError, LifeboatError, UsageError } from '../errors/errors.ts';
 import type {
   ContainerDetail,
+  ContainerHealth,
   ContainerSpec,
   ContainerState,
   ContainerSummary,
@@ -209,7 +210,7 @@ interface RawInspect {
   Name: string;
   Image: string;
   Created: string;
-  State: { Status: string };
+  State: { Status: string; Health?: { Status?: string } | null };
   Config: {
     Hostname?: string;
     User?: string;
@@ -425,6 +426,8 @@ export class DockerodeEngine implements DockerEngine {
       os,
       architecture: String(version.Arch ?? ''),
       osVersion: os === 'windows' ? windowsBuild(String(info.OSVersion ?? ''), kernel) : kernel,
+      volumeDrivers: [...((info.Plugins as { Volume?: string[] | null } | undefined)?.Volume ?? [])],
+      isolation: info.Isolation === 'process' || info.Isolation === 'hyperv' ? info.Isolation : null,
     };
   }
 
@@ -451,16 +454,20 @@ export class DockerodeEngine implements DockerEngine {
     const raw = await this.#inspect('inspect container', () => this.#docker.getContainer(idOrName).inspect() as unknown as Promise<RawInspect>);
     if (!raw) return undefined;
     const spec = specFromInspect(raw);
+    const state = raw.State.Status as ContainerState;
+    // The engine keeps the last health of a stopped container; it says nothing about now.
+    const health = state === 'running' ? raw.State.Health?.Status : undefined;
     return {
       id: raw.Id,
       name: spec.name,
       image: spec.image,
       imageId: raw.Image,
-      state: raw.State.Status as ContainerState,
+      state,
       labels: spec.labels,
       mounts: spec.mounts,
       created: isoSeconds(Date.parse(raw.Created)),
       spec,
+      ...(health === 'starting' || health === 'healthy' || health === 'unhealthy' ? { health: health as ContainerHealth } : {}),
     };
   }
 
@@ -634,9 +641,31 @@ export class DockerodeEngine implements DockerEngine {
     }
   }
 
+  async removeImage(idOrRef: string): Promise<void> {
+    await this.#call(`remove image ${idOrRef}`, () => this.#docker.getImage(idOrRef).remove({ force: false }));
+  }
+
   async listNetworks(): Promise<NetworkInfo[]> {
     const list = await this.#call('list networks', () => this.#docker.listNetworks());
-    return list.map((n) => ({ id: n.Id, name: n.Name, driver: n.Driver, internal: n.Internal ?? false, labels: { ...n.Labels } }));
+    return list.map(networkInfo);
+  }
+
+  async createNetwork(opts: { name: string; driver?: string; internal?: boolean; labels?: Record<string, string> }): Promise<NetworkInfo> {
+    const what = `create network ${opts.name}`;
+    const network = await this.#call(what, () =>
+      this.#docker.createNetwork({
+        Name: opts.name,
+        Driver: opts.driver ?? 'bridge',
+        Internal: opts.internal ?? false,
+        Labels: { ...opts.labels },
+        CheckDuplicate: true,
+      }),
+    );
+    return networkInfo(await this.#call(what, () => network.inspect() as Promise<Docker.NetworkInspectInfo>));
+  }
+
+  async removeNetwork(idOrName: string): Promise<void> {
+    await this.#call(`remove network ${idOrName}`, () => this.#docker.getNetwork(idOrName).remove());
   }
 
   events(opts: { since?: number; signal: AbortSignal }): AsyncIterable<EngineEvent> {
@@ -725,6 +754,10 @@ interface RawImage {
   Size?: number;
   Created?: string;
   RootFS?: { Layers?: string[] | null };
+}
+
+function networkInfo(n: Docker.NetworkInspectInfo): NetworkInfo {
+  return { id: n.Id, name: n.Name, driver: n.Driver, internal: n.Internal ?? false, labels: { ...n.Labels } };
 }
 
 function volumeInfo(v: RawVolume): VolumeInfo {

@@ -45,8 +45,14 @@ export interface DockerEngine {
   saveImage(id: string): Promise<Readable>;
   /** `docker load` of a tar stream made by saveImage. */
   loadImage(tar: Readable): Promise<void>;
+  /** `docker rmi` (not forced): refused (EngineRequestError) when missing or used by a container. */
+  removeImage(idOrRef: string): Promise<void>;
 
   listNetworks(): Promise<NetworkInfo[]>;
+  /** `docker network create` (driver default bridge); refused (EngineRequestError) when the name is taken. */
+  createNetwork(opts: { name: string; driver?: string; internal?: boolean; labels?: Record<string, string> }): Promise<NetworkInfo>;
+  /** Refused (EngineRequestError) when missing, predefined (bridge, host, none) or in use by a running container. */
+  removeNetwork(idOrName: string): Promise<void>;
 
   /**
    * The engine's event stream from `since` (unix seconds, fractions allowed;
@@ -68,6 +74,10 @@ export interface EngineInfo {
   readonly architecture: string;
   /** Kernel version on Linux; the Windows build (10.0.20348) on Windows. */
   readonly osVersion: string;
+  /** Volume drivers this engine has (`local` and installed plugins). */
+  readonly volumeDrivers: readonly string[];
+  /** Windows: the isolation containers get by default; null on Linux. */
+  readonly isolation: 'process' | 'hyperv' | null;
 }
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -129,8 +139,13 @@ export interface ContainerSpec {
   readonly healthcheck: { readonly test: readonly string[]; readonly intervalNs: number; readonly timeoutNs: number; readonly retries: number } | null;
 }
 
+/** A running container's healthcheck state, as `docker inspect` reports it. */
+export type ContainerHealth = 'starting' | 'healthy' | 'unhealthy';
+
 export interface ContainerDetail extends ContainerSummary {
   readonly spec: ContainerSpec;
+  /** Only while running, and only for a container with a healthcheck. */
+  readonly health?: ContainerHealth;
 }
 
 export interface ExecResult {

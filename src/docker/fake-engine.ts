@@ -11,7 +11,9 @@
  * - images seeded with addImage(), saved and loaded in the `docker save`
  *   tar format (manifest.json, config blob, one layer.tar per layer), so the
  *   fake can also load a tar the real engine saved;
- * - the default networks (bridge, host, none) and addNetwork();
+ * - the default networks (bridge, host, none), created ones, and their refusals;
+ * - health: a running container with a healthcheck reports healthy, unless
+ *   setHealth() says otherwise (the fake runs no healthcheck command);
  * - the event stream with the real engine's type/action names and attribute
  *   keys, strictly increasing timeNano, `since` replay of the last
  *   `replayLimit` (256, as dockerd) events;
@@ -22,8 +24,8 @@
  *
  * Test controls: goDown()/comeUp() (engine unreachable; restart), dropEvents()
  * (lost events), simulateExit() (a container's process ends on its own),
- * failNext() (one call fails), removeImage(), addNetwork(), and `calls`, the
- * log of mutating calls.
+ * failNext() (one call fails), setHealth(), and `calls`, the log of mutating
+ * calls. removeImage() and createNetwork() double as test controls.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -35,6 +37,7 @@ import { Readable } from 'node:stream';
 import { EngineRequestError, EngineUnavailableError } from '../errors/errors.ts';
 import type {
   ContainerDetail,
+  ContainerHealth,
   ContainerSpec,
   ContainerState,
   ContainerSummary,
@@ -108,6 +111,8 @@ interface FakeContainer {
   readonly spec: ContainerSpec;
   readonly created: string;
   readonly execs: Set<ChildProcess>;
+  /** What a healthcheck would report while running (setHealth); healthy by default. */
+  health: ContainerHealth;
 }
 
 interface FakeImage {
@@ -156,6 +161,8 @@ export class FakeEngine implements DockerEngine {
       os: 'linux',
       architecture: 'amd64',
       osVersion: os.release(),
+      volumeDrivers: ['local'],
+      isolation: null,
       ...options.info,
     };
     for (const [name, driver] of [['bridge', 'bridge'], ['host', 'host'], ['none', 'null']] as const) {
@@ -173,7 +180,9 @@ export class FakeEngine implements DockerEngine {
   }
 
   /** `docker rmi`: untags the reference, deletes the image with its last tag (or when given by id). */
-  removeImage(idOrRef: string): void {
+  async removeImage(idOrRef: string): Promise<void> {
+    this.#check('removeImage');
+    this.#record('removeImage', idOrRef);
     const image = this.#findImage(idOrRef);
     if (!image) throw new EngineRequestError(`No such image: ${idOrRef}`);
     const ref = normalizeRef(idOrRef);
@@ -199,6 +208,11 @@ export class FakeEngine implements DockerEngine {
     const info = this.#putNetwork(net);
     this.#emit('network', 'create', info.id, { name: info.name, type: info.driver });
     return info;
+  }
+
+  /** What the container's healthcheck reports from now on while it runs (it needs one). */
+  setHealth(idOrName: string, health: ContainerHealth): void {
+    this.#mustContainer(idOrName).health = health;
   }
 
   #putNetwork(net: { name: string; driver?: string; internal?: boolean; labels?: Record<string, string> }): NetworkInfo {
@@ -285,7 +299,9 @@ export class FakeEngine implements DockerEngine {
   async inspectContainer(idOrName: string): Promise<ContainerDetail | undefined> {
     this.#check('inspectContainer');
     const c = this.#findContainer(idOrName);
-    return c ? { ...this.#summary(c), spec: cloneSpec(c.spec) } : undefined;
+    if (!c) return undefined;
+    const checked = c.state === 'running' && c.spec.healthcheck !== null && c.spec.healthcheck.test[0] !== 'NONE';
+    return { ...this.#summary(c), spec: cloneSpec(c.spec), ...(checked ? { health: c.health } : {}) };
   }
 
   async createContainer(spec: ContainerSpec): Promise<string> {
@@ -304,7 +320,9 @@ export class FakeEngine implements DockerEngine {
         `Conflict. The container name "/${name}" is already in use by container "${clash.id}". You have to remove (or rename) that container to be able to reuse that name.`,
       );
     }
-    const networkMode = spec.networkMode || 'default';
+    // The engine keeps container:<name> as container:<id> when that container exists (else as given: start fails).
+    const shared = spec.networkMode.startsWith('container:') ? this.#findContainer(spec.networkMode.slice('container:'.length)) : undefined;
+    const networkMode = shared ? `container:${shared.id}` : spec.networkMode || 'default';
     const netName = networkMode === 'default' ? 'bridge' : networkMode;
     if (!netName.startsWith('container:') && ![...this.#networks.values()].some((n) => n.name === netName)) {
       throw new EngineRequestError(`network ${netName} not found`);
@@ -373,6 +391,7 @@ export class FakeEngine implements DockerEngine {
       spec: stored,
       created: isoSeconds(new Date()),
       execs: new Set(),
+      health: 'healthy',
     };
     this.#containers.set(id, c);
     this.#emitContainer(c, 'create');
@@ -585,6 +604,25 @@ export class FakeEngine implements DockerEngine {
   async listNetworks(): Promise<NetworkInfo[]> {
     this.#check('listNetworks');
     return [...this.#networks.values()].map((n) => ({ ...n, labels: { ...n.labels } }));
+  }
+
+  async createNetwork(opts: { name: string; driver?: string; internal?: boolean; labels?: Record<string, string> }): Promise<NetworkInfo> {
+    this.#check('createNetwork');
+    this.#record('createNetwork', opts.name);
+    const info = this.addNetwork(opts);
+    return { ...info, labels: { ...info.labels } };
+  }
+
+  async removeNetwork(idOrName: string): Promise<void> {
+    this.#check('removeNetwork');
+    this.#record('removeNetwork', idOrName);
+    const net = this.#networks.get(idOrName) ?? [...this.#networks.values()].find((n) => n.name === idOrName);
+    if (!net) throw new EngineRequestError(`network ${idOrName} not found`);
+    if (['bridge', 'host', 'none'].includes(net.name)) throw new EngineRequestError(`${net.name} is a pre-defined network and cannot be removed`);
+    const users = [...this.#containers.values()].filter((c) => c.state === 'running' && c.spec.networks.some((n) => n.name === net.name));
+    if (users.length > 0) throw new EngineRequestError(`error while removing network: network ${net.name} id ${net.id} has active endpoints`);
+    this.#networks.delete(net.id);
+    this.#emit('network', 'destroy', net.id, { name: net.name, type: net.driver });
   }
 
   events(opts: { since?: number; signal: AbortSignal }): AsyncIterable<EngineEvent> {

@@ -341,6 +341,92 @@ export function describeEngineConformance(name: string, makeTarget: () => Promis
       await t.removeImage(tag);
     });
 
+    it('lists its volume drivers and, on Linux, no default isolation', async () => {
+      const info = await engine.info();
+      expect(info.volumeDrivers).toContain('local');
+      expect(info.isolation).toBeNull();
+    });
+
+    it('removes an image, refusing one a container uses and one that does not exist', async () => {
+      const tag = `lifeboat-test/rmi-${uniqueName('img').slice(4)}:1`;
+      const id = await t.makeImage(tag);
+      const user = await engine.createContainer(spec({ name: uniqueName('rmi'), image: tag, cmd: ['/bin/sh'] }));
+      await expect(engine.removeImage(id)).rejects.toBeInstanceOf(EngineRequestError);
+      await engine.removeContainer(user);
+      await engine.removeImage(id);
+      expect(await engine.inspectImage(id)).toBeUndefined();
+      expect(await engine.inspectImage(tag)).toBeUndefined();
+      await expect(engine.removeImage(id)).rejects.toBeInstanceOf(EngineRequestError);
+    });
+
+    it('creates an internal network with labels, refuses a taken name, and removes it unless a running container uses it', async () => {
+      const name = uniqueName('net');
+      const created = await engine.createNetwork({ name, internal: true, labels: { ...TEST_LABELS } });
+      let user: string | undefined;
+      try {
+        expect(created).toMatchObject({ name, driver: 'bridge', internal: true, labels: { ...TEST_LABELS } });
+        expect((await engine.listNetworks()).find((n) => n.name === name)).toEqual(created);
+        await expect(engine.createNetwork({ name })).rejects.toBeInstanceOf(EngineRequestError);
+
+        user = await engine.createContainer(
+          spec({ name: uniqueName('netuser'), cmd: ['sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait'], networkMode: name, networks: [{ name, aliases: ['web'] }] }),
+        );
+        expect((await engine.inspectContainer(user))!.spec.networks).toEqual([{ name, aliases: ['web'] }]);
+        await engine.start(user);
+        await expect(engine.removeNetwork(name)).rejects.toBeInstanceOf(EngineRequestError);
+        await engine.removeContainer(user, { force: true });
+        user = undefined;
+        await engine.removeNetwork(name);
+        expect((await engine.listNetworks()).some((n) => n.name === name)).toBe(false);
+        await expect(engine.removeNetwork(name)).rejects.toBeInstanceOf(EngineRequestError);
+        await expect(engine.removeNetwork('none')).rejects.toBeInstanceOf(EngineRequestError);
+      } finally {
+        if (user) await engine.removeContainer(user, { force: true });
+        await engine.removeNetwork(name).catch(() => undefined);
+      }
+    });
+
+    it('keeps network mode container:<name> as container:<id>', async () => {
+      const first = await engine.createContainer(spec({ name: uniqueName('netns') }));
+      const second = await engine.createContainer(spec({ name: uniqueName('joiner'), networkMode: `container:${(await engine.inspectContainer(first))!.name}`, networks: [] }));
+      try {
+        expect((await engine.inspectContainer(second))!.spec.networkMode).toBe(`container:${first}`);
+      } finally {
+        await engine.removeContainer(second, { force: true });
+        await engine.removeContainer(first, { force: true });
+      }
+    });
+
+    it('reports the health of a running container that has a healthcheck, and only then', async () => {
+      const checked = await engine.createContainer(
+        spec({
+          name: uniqueName('health'),
+          cmd: ['sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait'],
+          healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3 },
+        }),
+      );
+      const plain = await engine.createContainer(spec({ name: uniqueName('nohealth'), cmd: ['sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait'] }));
+      try {
+        expect((await engine.inspectContainer(checked))!.health).toBeUndefined();
+        await engine.start(checked);
+        await engine.start(plain);
+        const deadline = Date.now() + 60_000;
+        let health = (await engine.inspectContainer(checked))!.health;
+        while (health !== 'healthy' && Date.now() < deadline) {
+          expect(health).toBe('starting');
+          await new Promise((r) => setTimeout(r, 200));
+          health = (await engine.inspectContainer(checked))!.health;
+        }
+        expect(health).toBe('healthy');
+        expect((await engine.inspectContainer(plain))!.health).toBeUndefined();
+        await engine.stop(checked, 5);
+        expect((await engine.inspectContainer(checked))!.health).toBeUndefined();
+      } finally {
+        await engine.removeContainer(checked, { force: true });
+        await engine.removeContainer(plain, { force: true });
+      }
+    });
+
     it('replays past events from `since`, and only new ones without it', async () => {
       const since = nowSeconds();
       const vol = uniqueName('replay');
