@@ -5,7 +5,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentCatalog } from '../catalog/agent-catalog.ts';
-import { ChangeJournal, RESCAN } from './journal.ts';
+import { ChangeJournal } from './journal.ts';
+import { RESCAN } from './rescan.ts';
 
 const log = pino({ level: 'silent' });
 

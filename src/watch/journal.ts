@@ -4,6 +4,7 @@ import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import type { AgentCatalog } from '../catalog/agent-catalog.ts';
 import { JournalStore } from './journal-store.ts';
+import { RESCAN } from './rescan.ts';
 
 /**
  * What a backup may rely on from the journal. `paths` mode lists, relative to
@@ -44,11 +45,6 @@ export interface JournalOptions {
 /** More changed entries than this in one directory in one batch: record the directory instead. */
 const DIR_CAP = 100;
 
-/**
- * A path ending in this segment asks for a full rescan of that directory and
- * everything below it: what a crowded directory is recorded as.
- */
-export const RESCAN = '*';
 
 interface Watch {
   readonly mountpoint: string;

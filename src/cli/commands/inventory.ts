@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import { AgentCatalog, type HistoryRow, type ObjectKind } from '../../catalog/agent-catalog.ts';
-import { connectEngine, engineAddress } from '../../docker/connect.ts';
-import { META_LAST_RECONCILE, reconcile } from '../../docker/inventory.ts';
 import { EngineUnavailableError, UsageError } from '../../errors/errors.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type Context, type GlobalOptions, makeContext } from '../context.ts';
@@ -58,6 +56,7 @@ export function registerInventory(program: Command): void {
  * answer, the catalog as it was (with a warning), or a failure if there is none yet.
  */
 async function syncedCatalog(ctx: Context): Promise<AgentCatalog> {
+  const [{ connectEngine, engineAddress }, { META_LAST_RECONCILE, reconcile }] = await Promise.all([import('../../docker/connect.ts'), import('../../docker/inventory.ts')]);
   const stateDir = ctx.config.agent.state_dir;
   const engine = connectEngine(ctx.config);
   let down: EngineUnavailableError | undefined;

@@ -1,10 +1,8 @@
 import type { Command } from 'commander';
-import { connectEngine } from '../../docker/connect.ts';
 import { UsageError } from '../../errors/errors.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { findSnapshot } from '../../repo/snapshots.ts';
 import { restore, type RestoreOptions as RestoreRun, type RestoreStats } from '../../restore/restorer.ts';
-import { restoreToVolume } from '../../restore/volume.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
@@ -43,6 +41,7 @@ export function registerRestore(program: Command): void {
             const stats: RestoreStats = await restore(repo, snapshot, { ...run, target: opts.target });
             return { snapshot, stats, where: opts.target };
           }
+          const [{ restoreToVolume }, { connectEngine }] = await Promise.all([import('../../restore/volume.ts'), import('../../docker/connect.ts')]);
           const r = await restoreToVolume(connectEngine(ctx.config), repo, snapshot, { ...run, volume: opts.toVolume!, force: opts.force ?? false });
           return { snapshot, stats: r.stats, where: `volume ${r.volume.name}${r.created ? ' (created)' : ''}` };
         } finally {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Agent } from '../../agent/agent.ts';
+import type { Agent } from '../../agent/agent.ts';
 import { NotARepositoryError, UsageError } from '../../errors/errors.ts';
 import { createLogger, type Logger } from '../../log/logger.ts';
 import { type GlobalOptions, makeContext, readPassword, type RepoOptions } from '../context.ts';
@@ -16,6 +16,7 @@ export function registerRun(program: Command): void {
       const password = readPassword(ctx, opts);
       // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
       const log = createLogger({ level: ctx.config.agent.log_level, destination: 1 });
+      const { Agent } = await import('../../agent/agent.ts');
       const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version }).catch((err: unknown) => {
         // The agent does not create its repository: a wrong path must not silently start an empty one.
         if (err instanceof NotARepositoryError) err.message += `; create it with: lifeboat --config ${ctx.configFile} init`;
