@@ -35,8 +35,8 @@ export interface Target {
 }
 
 const MB = 1e6;
-const fmt = (n: number | undefined, digits = 2): string => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
-const mb = (n: number | undefined): string =>
+export const fmt = (n: number | undefined, digits = 2): string => (n === undefined || !Number.isFinite(n) ? '–' : n.toFixed(digits));
+export const mb = (n: number | undefined): string =>
   n === undefined || !Number.isFinite(n)
     ? '–'
     : Math.abs(n) >= MB
@@ -44,7 +44,7 @@ const mb = (n: number | undefined): string =>
       : Math.abs(n) >= 1e3
         ? `${(n / 1e3).toFixed(1)} kB`
         : `${n} B`;
-const times = (n: number | undefined, digits = 2): string => (n === undefined || !Number.isFinite(n) ? '–' : `${n.toFixed(digits)}x`);
+export const times = (n: number | undefined, digits = 2): string => (n === undefined || !Number.isFinite(n) ? '–' : `${n.toFixed(digits)}x`);
 
 /** One line of a tool's error output: the first line mentioning an error, else the last line. */
 export function errorLine(text: string): string {
@@ -62,7 +62,7 @@ function ratio(steps: StepTable, step: StepName, other: ToolName): number | unde
   return ok(a) && ok(b) && b.wallS > 0 ? a.wallS / b.wallS : undefined;
 }
 
-function table(header: readonly string[], rows: readonly (readonly string[])[], numeric = true): string {
+export function table(header: readonly string[], rows: readonly (readonly string[])[], numeric = true): string {
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
   const rule = header.map((_, i) => (i > 0 && numeric ? '---:' : '---'));
   return [line(header), line(rule), ...rows.map(line)].join('\n');
