@@ -95,10 +95,6 @@ export class Frontier {
     return this.#stmts.needById.get(id) as NeedRow | undefined;
   }
 
-  get needCount(): number {
-    return this.#db.prepare('SELECT count(*) FROM need').pluck().get() as number;
-  }
-
   /**
    * Orders what is needed so that every blob comes after everything it names
    * that is also needed: rounds of a topological sort, done in SQL (as many

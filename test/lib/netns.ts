@@ -20,6 +20,23 @@ export interface TestHost {
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
+/**
+ * Why this machine cannot make test hosts (no iproute2, no permission to make
+ * namespaces), or undefined when it can: a test skips with this reason rather
+ * than fail on what the machine cannot do.
+ */
+export function testHostsUnavailable(): string | undefined {
+  const probe = `lbt-probe-${process.pid}`;
+  try {
+    ip('netns', 'add', probe);
+    ip('netns', 'del', probe);
+    return undefined;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
+    return `network namespaces are not available here: ${e.code === 'ENOENT' ? 'no `ip` command (iproute2)' : (e.stderr?.toString().trim() || e.message)}`;
+  }
+}
+
 export function makeTestHost(): TestHost {
   const tag = crypto.randomBytes(3).toString('hex');
   const netns = `lbt-${tag}`;

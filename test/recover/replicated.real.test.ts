@@ -16,7 +16,7 @@ import type { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
 import { type Daemon, until } from '../agent/daemon.ts';
 import { cleanup as cleanupDirs, lifeboat } from '../cli/run.ts';
 import { cleanup, DEFAULT_SOCKET, ensureEngine, removeImage, type SecondEngine, startSecondEngine, TEST_LABEL_KEY, TEST_LABELS, TEST_RUN_ID, testSpec, uniqueName } from '../docker/harness.ts';
-import { makeAgent, peer, replicaOf, run, status, type TestAgent, writeConfig } from '../replicate/agents.ts';
+import { Fleet, makeAgent, peer, replicaOf, status, type TestAgent, writeConfig } from '../replicate/agents.ts';
 import { importBusyboxImage } from './rootfs.ts';
 
 const APP = `lifeboat-test/replicated-app-${TEST_RUN_ID}:1`;
@@ -30,13 +30,9 @@ let appId: string;
 const volume = uniqueName('dr-data');
 const writer = uniqueName('dr-writer');
 let mountA: string;
-const daemons: Daemon[] = [];
+const fleet = new Fleet();
 
-function start(agent: TestAgent): Daemon {
-  const d = run(agent);
-  daemons.push(d);
-  return d;
-}
+const start = (agent: TestAgent): Daemon => fleet.start(agent);
 
 /** What a drill made and left on the engine (other test files share it, so only the drill's own objects count). */
 async function drillLeftovers(engine: DockerodeEngine): Promise<string[]> {
@@ -77,8 +73,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  for (const d of daemons) d.kill();
-  await Promise.all(daemons.map((d) => d.exited));
+  await fleet.stopAll();
   await engineB.removeContainer(writer, { force: true }).catch(() => undefined);
   await engineB.removeVolume(volume).catch(() => undefined);
   await cleanup(DEFAULT_SOCKET);

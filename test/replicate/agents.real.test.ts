@@ -15,7 +15,7 @@ import type { PushOutcome } from '../../src/replicate/replicator.ts';
 import { type Daemon, until } from '../agent/daemon.ts';
 import { cleanup as cleanupDirs, expectFailure, lifeboat, tempDir } from '../cli/run.ts';
 import { busyboxImage, cleanup, ensureEngine, type SecondEngine, startSecondEngine, TEST_LABELS, testSpec, uniqueName } from '../docker/harness.ts';
-import { makeAgent, packFiles, peer, replicaOf, run, type TestAgent, writeConfig } from './agents.ts';
+import { Fleet, makeAgent, packFiles, peer, replicaOf, type TestAgent, writeConfig } from './agents.ts';
 
 let engineA: DockerodeEngine;
 let engineB: DockerodeEngine;
@@ -27,7 +27,7 @@ const volA = uniqueName('repl-a');
 const volB = uniqueName('repl-b');
 let mountA: string;
 let mountB: string;
-const daemons: Daemon[] = [];
+const fleet = new Fleet();
 
 const volumeEntry = (name: string) => ['[[volume]]', `name = ${JSON.stringify(name)}`, 'continuous = true', 'debounce = "1s"'].join('\n');
 
@@ -57,8 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const d of daemons) d.kill();
-  await Promise.all(daemons.map((d) => d.exited));
+  await fleet.stopAll();
   await cleanup();
   if (second) {
     for (const c of await engineB.listContainers()) await engineB.removeContainer(c.id, { force: true }).catch(() => {});
@@ -68,11 +67,7 @@ afterAll(async () => {
   await cleanupDirs();
 });
 
-function start(agent: TestAgent): Daemon {
-  const d = run(agent);
-  daemons.push(d);
-  return d;
-}
+const start = (agent: TestAgent): Daemon => fleet.start(agent);
 
 async function healthy(d: Daemon): Promise<void> {
   await until('the agent answers', async () => (await d.get('/healthz')).status === 200, { daemon: d, timeoutMs: 30_000 });

@@ -107,6 +107,22 @@ export function run(agent: TestAgent, opts: Omit<DaemonOptions, 'password'> = {}
   return startDaemon(agent.config, agent.http, { ...opts, password: agent.password });
 }
 
+/** The agents a test file starts, all killed by stopAll() (its afterAll), whatever happened. */
+export class Fleet {
+  readonly #daemons: Daemon[] = [];
+
+  start(agent: TestAgent, opts: Omit<DaemonOptions, 'password'> = {}): Daemon {
+    const d = run(agent, opts);
+    this.#daemons.push(d);
+    return d;
+  }
+
+  async stopAll(): Promise<void> {
+    for (const d of this.#daemons) d.kill();
+    await Promise.all(this.#daemons.map((d) => d.exited));
+  }
+}
+
 export async function status(d: Daemon): Promise<StatusReport> {
   return JSON.parse((await d.get('/status')).body) as StatusReport;
 }

@@ -10,10 +10,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeTree, diffTrees } from '../../src/repo/testing/tree-compare.ts';
-import { type Daemon, until } from '../agent/daemon.ts';
+import { until } from '../agent/daemon.ts';
 import { cleanup as cleanupDirs, lifeboat, tempDir } from '../cli/run.ts';
-import { makeTestHost, type TestHost } from '../lib/netns.ts';
-import { makeAgent, packFiles, peer, replicaOf, run, type TestAgent, writeConfig } from './agents.ts';
+import { makeTestHost, type TestHost, testHostsUnavailable } from '../lib/netns.ts';
+import { Fleet, makeAgent, packFiles, peer, replicaOf, type TestAgent, writeConfig } from './agents.ts';
 
 const MiB = 1024 * 1024;
 const TOTAL = 48 * MiB;
@@ -22,9 +22,13 @@ let host: TestHost;
 let a: TestAgent & { setup: object };
 let b: TestAgent & { setup: object };
 let src: string;
-const daemons: Daemon[] = [];
+const fleet = new Fleet();
+
+const unavailable = testHostsUnavailable();
+if (unavailable) console.warn(`skipping the link-cut test: ${unavailable}`);
 
 beforeAll(async () => {
+  if (unavailable) return;
   host = makeTestHost();
   src = path.join(await tempDir('lifeboat-netns-src-'), 'data');
   await fsp.mkdir(src);
@@ -39,19 +43,16 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const d of daemons) d.kill();
-  await Promise.all(daemons.map((d) => d.exited));
+  await fleet.stopAll();
   host?.remove();
   await cleanupDirs();
 });
 
-describe('replication across a link cut in the middle of a transfer', () => {
+describe.skipIf(unavailable !== undefined)('replication across a link cut in the middle of a transfer', () => {
   it('fails on the idle timeout, resumes after the link is back without resending what the peer indexed, and the replica equals the source', async () => {
-    const db = run(b, { netns: host.netns });
-    daemons.push(db);
+    const db = fleet.start(b, { netns: host.netns });
     await until('B answers in its namespace', async () => (await db.get('/healthz')).status === 200, { daemon: db, timeoutMs: 30_000 });
-    const da = run(a);
-    daemons.push(da);
+    const da = fleet.start(a);
     const replica = replicaOf(b, a);
     await until('B holds 3 packs of the push', () => packFiles(replica) >= 3, { daemon: da, intervalMs: 20, timeoutMs: 60_000 });
     host.cut();
