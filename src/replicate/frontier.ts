@@ -5,6 +5,12 @@ import Database from 'better-sqlite3';
 import type { Db } from '../catalog/database.ts';
 import type { BlobId, BlobType } from '../repo/ids.ts';
 
+export interface Queued {
+  readonly id: BlobId;
+  readonly type: BlobType;
+  readonly counterpart: BlobId | null;
+}
+
 export interface NeedRow {
   readonly id: BlobId;
   readonly type: BlobType;
@@ -46,7 +52,7 @@ export class Frontier {
     this.#db.pragma('synchronous = OFF');
     this.#db.exec(`
       CREATE TABLE seen (id BLOB PRIMARY KEY) WITHOUT ROWID;
-      CREATE TABLE level (depth INTEGER NOT NULL, id BLOB NOT NULL, type INTEGER NOT NULL, PRIMARY KEY (depth, id)) WITHOUT ROWID;
+      CREATE TABLE level (depth INTEGER NOT NULL, id BLOB NOT NULL, type INTEGER NOT NULL, counterpart BLOB, PRIMARY KEY (depth, id)) WITHOUT ROWID;
       CREATE TABLE need (id BLOB PRIMARY KEY, type INTEGER NOT NULL, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw INTEGER NOT NULL, round INTEGER) WITHOUT ROWID;
       CREATE TABLE edge (parent BLOB NOT NULL, child BLOB NOT NULL, PRIMARY KEY (parent, child)) WITHOUT ROWID;
     `);
@@ -59,8 +65,8 @@ export class Frontier {
     const db = this.#db;
     this.#stmts = {
       markSeen: db.prepare('INSERT OR IGNORE INTO seen (id) VALUES (?)'),
-      addNext: db.prepare('INSERT OR IGNORE INTO level (depth, id, type) VALUES (?, ?, ?)'),
-      takeLevel: db.prepare('SELECT id, type FROM level WHERE depth = ? ORDER BY id LIMIT ?'),
+      addNext: db.prepare('INSERT OR IGNORE INTO level (depth, id, type, counterpart) VALUES (?, ?, ?, ?)'),
+      takeLevel: db.prepare('SELECT id, type, counterpart FROM level WHERE depth = ? ORDER BY id LIMIT ?'),
       dropTaken: db.prepare('DELETE FROM level WHERE depth = ? AND id <= ?'),
       addNeed: db.prepare('INSERT OR IGNORE INTO need (id, type, pack, offset, length, raw) VALUES (?, ?, ?, ?, ?, ?)'),
       addEdge: db.prepare('INSERT OR IGNORE INTO edge (parent, child) VALUES (?, ?)'),
@@ -69,14 +75,18 @@ export class Frontier {
     };
   }
 
-  /** Queues an id to ask about at `depth`, unless this push already queued it (at any depth). */
-  enqueue(depth: number, id: BlobId, type: BlobType): void {
-    if (this.#stmts.markSeen.run(id).changes > 0) this.#stmts.addNext.run(depth, id, type);
+  /**
+   * Queues an id to ask about at `depth`, unless this push already queued it
+   * (at any depth). `counterpart` is the blob at the same place in a snapshot
+   * the peer holds, if any: what of it is unchanged need not be asked about.
+   */
+  enqueue(depth: number, id: BlobId, type: BlobType, counterpart: BlobId | null = null): void {
+    if (this.#stmts.markSeen.run(id).changes > 0) this.#stmts.addNext.run(depth, id, type, counterpart);
   }
 
   /** Takes up to `limit` ids of a level, lowest first (the level only grows while a deeper one is taken). */
-  take(depth: number, limit: number): { id: BlobId; type: BlobType }[] {
-    const rows = this.#stmts.takeLevel.all(depth, limit) as { id: BlobId; type: BlobType }[];
+  take(depth: number, limit: number): Queued[] {
+    const rows = this.#stmts.takeLevel.all(depth, limit) as Queued[];
     if (rows.length > 0) this.#stmts.dropTaken.run(depth, rows.at(-1)!.id);
     return rows;
   }

@@ -135,6 +135,9 @@ describe('push', () => {
     const second = await pushOnce(t);
     // the block, its list, and the trees of b/, a/, the source directory and the snapshot's root
     expect(second).toMatchObject({ snapshots: 1, already: 1, blobs_sent: 6 });
+    // only what changed is asked about: the peer holds the first snapshot, so the 1,099 unchanged
+    // blocks of the file and the 20 files beside it are known to be there
+    expect(second.ids_queried).toBe(6);
     expect(second.bytes_sent).toBeLessThan(4 * KiB + 32 * KiB + 8 * KiB);
     await replicaHolds(s2.id, src);
   });

@@ -11,7 +11,7 @@ import { listSnapshots } from '../repo/snapshots.ts';
 import { readRepositoryConfig } from '../repo/store.ts';
 import { faultPoint } from '../util/fault.ts';
 import { decodeTree } from '../repo/tree.ts';
-import { Frontier, type NeedRow } from './frontier.ts';
+import { Frontier, type NeedRow, type Queued } from './frontier.ts';
 import type { RateLimiter } from './limiter.ts';
 import {
   type BlobMessage,
@@ -103,13 +103,14 @@ export async function push(conn: PeerConnection, repo: Repository, opts: PushOpt
     counts.already = all.length - pending.length;
     for (const snapshot of pending) {
       opts.signal?.throwIfAborted();
-      await discover(conn, repo, frontier, snapshot, counts);
+      await discover(conn, repo, frontier, snapshot, baseOf(snapshot, all, held), counts);
       await sendNeeded(conn, repo, frontier, opts, counts);
       await conn.send(Msg.commit, encodeCommit(snapshot));
       const committed = decodeCommitted(await expect(conn, Msg.committed));
       if (committed !== snapshot.id) throw new ProtocolError(`the peer committed ${committed.slice(0, 8)} for ${snapshot.id.slice(0, 8)}`);
       faultPoint('push-committed');
       frontier.clearNeeds();
+      held.add(snapshot.id);
       counts.snapshots++;
       opts.onCommitted?.(snapshot);
       opts.log.debug({ snapshot: snapshot.id, ...counts }, `snapshot ${snapshot.id.slice(0, 8)} replicated`);
@@ -155,10 +156,24 @@ export async function expect(conn: PeerConnection, type: MsgType, received?: Fra
   throw new ProtocolError(`the peer answered with message ${f.type}, expected ${type}`);
 }
 
+/**
+ * The snapshot of the same host and source, newest first, that the peer
+ * holds whole: what is at the same place in both is there already, and need
+ * not be asked about (so a push asks about what changed, not about every
+ * neighbour of a change).
+ */
+function baseOf(s: Snapshot, all: readonly Snapshot[], held: ReadonlySet<string>): Snapshot | undefined {
+  let base: Snapshot | undefined;
+  for (const x of all) {
+    if (x.id !== s.id && held.has(x.id) && x.host === s.host && x.source === s.source && (!base || x.time > base.time)) base = x;
+  }
+  return base;
+}
+
 /** Level by level from the snapshot's roots: what the peer lacks goes into the frontier with what it names. */
-async function discover(conn: PeerConnection, repo: Repository, frontier: Frontier, s: Snapshot, counts: { ids_queried: number }): Promise<void> {
-  frontier.enqueue(0, s.tree, BlobType.tree);
-  if (s.meta) frontier.enqueue(0, s.meta, BlobType.meta);
+async function discover(conn: PeerConnection, repo: Repository, frontier: Frontier, s: Snapshot, base: Snapshot | undefined, counts: { ids_queried: number }): Promise<void> {
+  if (!base?.tree.equals(s.tree)) frontier.enqueue(0, s.tree, BlobType.tree, base?.tree ?? null);
+  if (s.meta && !base?.meta?.equals(s.meta)) frontier.enqueue(0, s.meta, BlobType.meta);
   for (let depth = 0; ; depth++) {
     let asked = 0;
     for (let batch = frontier.take(depth, QUERY_BATCH); batch.length > 0; batch = frontier.take(depth, QUERY_BATCH)) {
@@ -170,8 +185,8 @@ async function discover(conn: PeerConnection, repo: Repository, frontier: Fronti
         if (!missing[i]) continue;
         const loc = repo.locate(r.id);
         if (!loc) throw new CorruptIndexError(`snapshot ${s.id.slice(0, 8)} needs blob ${r.id.toString('hex').slice(0, 16)}, which this repository lacks; run verify`);
-        const children = await childrenOf(repo, r.id, r.type);
-        for (const c of children) frontier.enqueue(depth + 1, c.id, c.type);
+        const children = await childrenOf(repo, r);
+        for (const c of children) if (!c.counterpart?.equals(c.id)) frontier.enqueue(depth + 1, c.id, c.type, c.counterpart);
         frontier.need({ id: r.id, type: r.type, pack: loc.pack, offset: loc.offset, length: loc.length, raw: loc.rawLength }, children.map((c) => c.id));
       }
     }
@@ -179,15 +194,26 @@ async function discover(conn: PeerConnection, repo: Repository, frontier: Fronti
   }
 }
 
-/** What a tree or list blob names, by opening it (the source has the keys; the peer never does). */
-async function childrenOf(repo: Repository, id: BlobId, type: BlobType): Promise<{ id: BlobId; type: BlobType }[]> {
-  const hexIds = (ids: readonly string[], t: BlobType) => ids.map((h) => ({ id: Buffer.from(h, 'hex') as BlobId, type: t }));
-  if (type === BlobType.list) return hexIds(decodeList(await repo.loadBlob(id, BlobType.list), 'a block list'), BlobType.data);
-  if (type !== BlobType.tree) return [];
-  const out: { id: BlobId; type: BlobType }[] = [];
-  for (const n of decodeTree(await repo.loadBlob(id, BlobType.tree), 'a tree').nodes) {
-    if (n.subtree) out.push(...hexIds([n.subtree], BlobType.tree));
-    out.push(...hexIds(n.blocks ?? [], BlobType.data), ...hexIds(n.lists ?? [], BlobType.list));
+/**
+ * What a tree or list blob names, by opening it (the source has the keys; the
+ * peer never does), each child with its counterpart: the child at the same
+ * place (same name, same position) in the blob's own counterpart.
+ */
+async function childrenOf(repo: Repository, r: Queued): Promise<Queued[]> {
+  const pair = (ids: readonly string[], theirs: readonly string[] | undefined, type: BlobType): Queued[] =>
+    ids.map((h, i) => ({ id: Buffer.from(h, 'hex') as BlobId, type, counterpart: theirs?.[i] === undefined ? null : (Buffer.from(theirs[i]!, 'hex') as BlobId) }));
+  if (r.type === BlobType.list) {
+    const list = (id: BlobId) => repo.loadBlob(id, BlobType.list).then((b) => decodeList(b, 'a block list'));
+    return pair(await list(r.id), r.counterpart ? await list(r.counterpart) : undefined, BlobType.data);
+  }
+  if (r.type !== BlobType.tree) return [];
+  const tree = (id: BlobId) => repo.loadBlob(id, BlobType.tree).then((b) => decodeTree(b, 'a tree'));
+  const theirs = new Map(r.counterpart ? (await tree(r.counterpart)).nodes.map((n) => [n.name, n]) : []);
+  const out: Queued[] = [];
+  for (const n of (await tree(r.id)).nodes) {
+    const t = theirs.get(n.name);
+    if (n.subtree) out.push(...pair([n.subtree], t?.subtree === undefined ? undefined : [t.subtree], BlobType.tree));
+    out.push(...pair(n.blocks ?? [], t?.blocks, BlobType.data), ...pair(n.lists ?? [], t?.lists, BlobType.list));
   }
   return out;
 }
