@@ -149,11 +149,19 @@ function helloOf(repo: Repository): Hello {
 export async function expect(conn: PeerConnection, type: MsgType, received?: Frame): Promise<Buffer> {
   const f = received ?? (await conn.receive());
   if (f.type === type) return f.payload;
-  if (f.type === Msg.error) {
-    const e = decodeError(f.payload);
-    throw new PeerRefusedError(e.code, `the peer refused: ${e.message} [${e.code}]`);
-  }
+  if (f.type === Msg.error) throw refusal(f.payload);
   throw new ProtocolError(`the peer answered with message ${f.type}, expected ${type}`);
+}
+
+function refusal(payload: Buffer): PeerRefusedError {
+  const e = decodeError(payload);
+  return new PeerRefusedError(e.code, `the peer refused: ${e.message} [${e.code}]`);
+}
+
+/** Stops a stream of blobs as soon as the peer has said no (its disk is full, say), rather than at the next flush. */
+function throwIfRefused(conn: PeerConnection): void {
+  const f = conn.peek(Msg.error);
+  if (f) throw refusal(f.payload);
 }
 
 /**
@@ -229,7 +237,12 @@ async function sendNeeded(conn: PeerConnection, repo: Repository, frontier: Fron
     if (opts.onSend) msg = opts.onSend(msg);
     const frame = encodeBlob(msg);
     await opts.limiter?.take(frame.length, opts.signal);
-    await conn.send(Msg.blob, frame);
+    throwIfRefused(conn);
+    await conn.send(Msg.blob, frame).catch((err: unknown) => {
+      // the peer hung up after saying why: its reason, not the broken pipe
+      throwIfRefused(conn);
+      throw err;
+    });
     faultPoint('push-blob');
     counts.blobs_sent++;
     counts.bytes_sent += stored.length;

@@ -132,10 +132,33 @@ export class Receiver {
       if (err instanceof PeerClosedError) return;
       const f = describeFailure(err);
       log.warn({ code: f.code, err: f.message }, `push from ${name} failed: ${f.message}`);
+      // the session's pack goes first: a full disk gets its space back before anything else
+      session?.close();
       await conn.send(Msg.error, encodeError({ code: f.code, message: f.message })).catch(() => {});
-      conn.close();
+      await lingerThenClose(conn);
     } finally {
       session?.close();
     }
+  }
+}
+
+/** How long a refused source gets to read the refusal before the connection is cut. */
+const LINGER_MS = 5_000;
+
+/**
+ * After an ERROR: the source may still be streaming blobs and reads the
+ * refusal only between them; closing at once could lose it to a reset. Read
+ * and drop what it sends until it hangs up, or LINGER_MS.
+ */
+async function lingerThenClose(conn: PeerConnection): Promise<void> {
+  conn.close();
+  const deadline = Date.now() + LINGER_MS;
+  const timer = setTimeout(() => conn.destroy(), LINGER_MS);
+  try {
+    while (Date.now() < deadline) await conn.receive();
+  } catch {
+    // the source hung up: done
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -94,6 +94,11 @@ export class PeerConnection {
     return new Promise((resolve, reject) => (this.#waiter = { resolve, reject }));
   }
 
+  /** A frame of this type among those received and not read yet (a refusal that came while we were sending). */
+  peek(type: number): Frame | undefined {
+    return this.#queue.find((f) => f.type === type);
+  }
+
   /** Sends a frame; resolves at once while the socket takes more, else when it drains. */
   send(type: number, payload: Uint8Array = new Uint8Array(0)): Promise<void> {
     if (this.#ended) return Promise.reject(this.#ended);
