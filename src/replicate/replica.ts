@@ -91,10 +91,6 @@ export class ReplicaSession {
     }
   }
 
-  get dir(): string {
-    return this.#store.dir;
-  }
-
   /** Ids of the snapshots the replica holds. */
   snapshots(): string[] {
     return listSnapshots(this.#store).map((s) => s.id);

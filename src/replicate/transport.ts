@@ -119,16 +119,6 @@ export class PeerConnection {
     });
   }
 
-  /** Resolves once the peer has closed, or the connection ended otherwise. */
-  closed(): Promise<void> {
-    if (this.#socket.closed) return Promise.resolve();
-    return new Promise((resolve) => this.#socket.once('close', () => resolve()));
-  }
-
-  get remoteAddress(): string | undefined {
-    return this.#socket.remoteAddress;
-  }
-
   /** Ends the connection after what was sent is flushed. */
   close(): void {
     this.#socket.end();

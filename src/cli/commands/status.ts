@@ -57,7 +57,7 @@ export async function offline(ctx: Context, opts: Pick<RepoOptions, 'passwordFil
 }
 
 /** The peers as the catalog knows them, when no agent runs to ask. */
-export async function offlinePeers(config: Config, catalog: AgentCatalog, snapshots: readonly Snapshot[] | null): Promise<PeerStatus[]> {
+async function offlinePeers(config: Config, catalog: AgentCatalog, snapshots: readonly Snapshot[] | null): Promise<PeerStatus[]> {
   if (config.peer.length === 0) return [];
   const [{ peerView, replicaOf }, { PeerStateStore }] = await Promise.all([import('../../replicate/replicator.ts'), import('../../replicate/peer-state.ts')]);
   const state = new PeerStateStore(catalog.db);
@@ -79,7 +79,7 @@ async function probeEngine(ctx: Context): Promise<StatusReport['engine']> {
 }
 
 /** The repository's snapshots, or why it could not be read. */
-export async function readSnapshots(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>): Promise<Snapshot[] | { error: string }> {
+async function readSnapshots(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>): Promise<Snapshot[] | { error: string }> {
   let repo: Repository;
   try {
     repo = await Repository.open(ctx.config.repository.path, readPassword(ctx, opts));
