@@ -6,7 +6,6 @@ import { agentMigrations } from './agent-schema.ts';
 import { type Db, openDatabase } from './database.ts';
 
 export type ObjectKind = 'container' | 'image' | 'volume' | 'network';
-export const OBJECT_KINDS: readonly ObjectKind[] = ['container', 'image', 'volume', 'network'];
 
 export interface ContainerRow {
   readonly id: string;

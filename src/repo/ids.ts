@@ -18,11 +18,6 @@ export const MAX_STORED_BLOB = 64 * 1024 * 1024;
 export const BlobType = { data: 0, tree: 1, list: 2, meta: 3 } as const;
 export type BlobType = (typeof BlobType)[keyof typeof BlobType];
 
-export function blobIdFromHex(hex: string): BlobId | undefined {
-  if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
-  return Buffer.from(hex, 'hex') as BlobId;
-}
-
 export function toHex(id: Uint8Array): string {
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
 }
