@@ -99,7 +99,7 @@ async function main(): Promise<void> {
         image: tag,
         cmd: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'],
         mounts: [{ type: 'volume', name: volume, source: '', destination: '/data', readOnly: false }],
-        healthcheck: { test: ['CMD-SHELL', 'test -s /data/db/data.db'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3 },
+        healthcheck: { test: ['CMD-SHELL', 'test -s /data/db/data.db'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3, startPeriodNs: 0 },
       }),
     );
     await engine.start(container);

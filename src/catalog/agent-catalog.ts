@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ContainerSpec, ContainerState, Mount } from '../docker/engine.ts';
+import { recordedSpec } from '../docker/runtime.ts';
 import { agentMigrations } from './agent-schema.ts';
 import { type Db, openDatabase } from './database.ts';
 
@@ -366,7 +367,7 @@ function toContainer(r: Raw): ContainerRow {
     state: r.state as ContainerState,
     labels: json(r.labels),
     mounts: json(r.mounts),
-    spec: r.spec === null ? null : json(r.spec),
+    spec: r.spec === null ? null : recordedSpec(json(r.spec)),
     created: r.created as string,
     firstSeen: r.first_seen as string,
     lastSeen: r.last_seen as string,

@@ -5,9 +5,10 @@ import { HookFailedError } from '../errors/errors.ts';
 import { flag, type QuiesceOptions, returnAbandoned, startOrder, withQuiesced } from './consistency.ts';
 import type { ContainerDetail, ContainerState } from './engine.ts';
 import { FakeEngine } from './fake-engine.ts';
+import { ENGINE_DEFAULTS } from './runtime.ts';
 import { openCatalog, spec, tempDir } from './testing/inventory-fixture.ts';
 
-function container(name: string, over: { labels?: Record<string, string>; networkMode?: string; links?: string[] } = {}): ContainerDetail {
+function container(name: string, over: { labels?: Record<string, string>; networkMode?: string; links?: string[]; ipcMode?: string } = {}): ContainerDetail {
   return {
     id: `id-${name}`,
     name,
@@ -17,19 +18,20 @@ function container(name: string, over: { labels?: Record<string, string>; networ
     labels: over.labels ?? {},
     mounts: [],
     created: '2026-01-01T00:00:00Z',
-    spec: { networkMode: over.networkMode ?? 'none', links: over.links ?? [] } as unknown as ContainerDetail['spec'],
+    spec: spec(name, 'img', { networkMode: over.networkMode ?? 'none', links: over.links ?? [], runtime: { ...ENGINE_DEFAULTS, ipcMode: over.ipcMode ?? '' } }),
   };
 }
 
 const names = (cs: ContainerDetail[]) => cs.map((c) => c.name);
 
 describe('startOrder', () => {
-  it('starts what a container shares a network namespace with, links to, or depends on first', () => {
+  it('starts what a container shares a namespace with, links to, or depends on first', () => {
     const db = container('db');
     const app = container('app', { links: ['db:database'] });
     const sidecar = container('a-sidecar', { networkMode: 'container:id-app' });
     const worker = container('worker', { labels: { 'lifeboat.depends-on': 'app, db' } });
-    expect(names(startOrder([worker, sidecar, app, db]))).toEqual(['db', 'app', 'a-sidecar', 'worker']);
+    const shm = container('a-shm', { ipcMode: 'container:worker' });
+    expect(names(startOrder([shm, worker, sidecar, app, db]))).toEqual(['db', 'app', 'a-sidecar', 'worker', 'a-shm']);
   });
 
   it('follows compose depends_on within one project only', () => {

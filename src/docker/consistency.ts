@@ -4,6 +4,7 @@ import type { AgentCatalog, QuiesceAction } from '../catalog/agent-catalog.ts';
 import { HookFailedError } from '../errors/errors.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { ContainerDetail, DockerEngine } from './engine.ts';
+import { namespaceOwners } from './runtime.ts';
 
 /** The labels, in offen/docker-volume-backup's vocabulary under the prefix lifeboat. */
 export const LABEL = {
@@ -227,8 +228,8 @@ async function runHook(engine: DockerEngine, c: ContainerDetail, which: 'pre' | 
 }
 
 /**
- * Dependencies first: a container sharing another's network namespace
- * (network mode container:X), linking to it, or naming it in compose's
+ * Dependencies first: a container sharing another's namespaces (network,
+ * IPC or PID mode container:X), linking to it, or naming it in compose's
  * depends_on (same project) or in lifeboat.depends-on comes after it. Ties
  * and cycles fall back to name order, so the order is always total.
  */
@@ -245,8 +246,7 @@ export function startOrder(containers: readonly ContainerDetail[]): ContainerDet
       const d = key === undefined ? undefined : byKey.get(key.replace(/^\//, ''));
       if (d && d !== c) needs.add(d);
     };
-    const mode = c.spec.networkMode;
-    if (mode.startsWith('container:')) add(mode.slice('container:'.length));
+    for (const owner of namespaceOwners(c.spec)) add(owner);
     for (const link of c.spec.links) add(link.split(':')[0]);
     for (const name of (c.labels[LABEL.dependsOn] ?? '').split(',')) add(name.trim() || undefined);
     const project = c.labels['com.docker.compose.project'];

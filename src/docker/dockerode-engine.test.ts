@@ -17,6 +17,7 @@ import {
   tlsFromEnvironment,
 } from './dockerode-engine.ts';
 import type { EngineEvent } from './engine.ts';
+import { ENGINE_DEFAULTS } from './runtime.ts';
 
 describe('parseDockerHost', () => {
   it('reads unix sockets, named pipes and tcp', () => {
@@ -175,12 +176,24 @@ describe('spec mapping', () => {
         Labels: { x: 'y' },
         ExposedPorts: { '80/tcp': {} },
         Healthcheck: { Test: ['CMD', 'true'], Interval: 1e9 },
+        Tty: true,
+        StopTimeout: null,
       },
       HostConfig: {
         NetworkMode: 'appnet',
         PortBindings: { '80/tcp': [{ HostIp: '', HostPort: '8080' }] },
         RestartPolicy: { Name: 'always', MaximumRetryCount: 0 },
         Links: ['/db:/web/database'],
+        CapAdd: ['net_admin'],
+        CapDrop: null,
+        Devices: [{ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rwm' }],
+        Init: false,
+        ShmSize: 67108864,
+        IpcMode: 'private',
+        Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 4096 }],
+        Memory: 268435456,
+        MemorySwap: 536870912,
+        PidsLimit: null,
       },
       Mounts: [
         { Type: 'bind', Source: '/etc/app', Destination: '/etc/app', RW: false },
@@ -214,7 +227,18 @@ describe('spec mapping', () => {
       ],
       links: ['db:database'],
       stopSignal: null,
-      healthcheck: { test: ['CMD', 'true'], intervalNs: 1e9, timeoutNs: 0, retries: 0 },
+      healthcheck: { test: ['CMD', 'true'], intervalNs: 1e9, timeoutNs: 0, retries: 0, startPeriodNs: 0 },
+      runtime: {
+        ...ENGINE_DEFAULTS,
+        capAdd: ['CAP_NET_ADMIN'],
+        devices: [{ pathOnHost: '/dev/fuse', pathInContainer: '/dev/fuse', cgroupPermissions: 'rwm' }],
+        init: false,
+        tty: true,
+        shmSizeBytes: 67108864,
+        ipcMode: 'private',
+        ulimits: [{ name: 'nofile', soft: 1024, hard: 4096 }],
+        resources: { ...ENGINE_DEFAULTS.resources, memoryBytes: 268435456, memorySwapBytes: 536870912 },
+      },
     });
     const body = createBodyFromSpec(spec);
     expect(body).toMatchObject({
@@ -230,10 +254,27 @@ describe('spec mapping', () => {
         RestartPolicy: { Name: 'always', MaximumRetryCount: 0 },
         NetworkMode: 'appnet',
         Links: ['db:database'],
+        CapAdd: ['CAP_NET_ADMIN'],
+        Devices: [{ PathOnHost: '/dev/fuse', PathInContainer: '/dev/fuse', CgroupPermissions: 'rwm' }],
+        Init: false,
+        ShmSize: 67108864,
+        IpcMode: 'private',
+        Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 4096 }],
+        Memory: 268435456,
+        MemorySwap: 536870912,
       },
       NetworkingConfig: { EndpointsConfig: { appnet: { Aliases: ['web', 'www'] } } },
+      Tty: true,
     });
     expect(body).not.toHaveProperty('Entrypoint');
+    // what is at the engine's default is left to the engine that creates it
+    expect(Object.keys(body.HostConfig as object).sort()).toEqual(
+      ['CapAdd', 'Devices', 'Init', 'IpcMode', 'Links', 'Memory', 'MemorySwap', 'Mounts', 'NetworkMode', 'PortBindings', 'RestartPolicy', 'ShmSize', 'Ulimits'],
+    );
+    expect(body).not.toHaveProperty('StopTimeout');
+    expect(body).not.toHaveProperty('OpenStdin');
+    const plain = createBodyFromSpec({ ...spec, links: [], runtime: ENGINE_DEFAULTS });
+    expect(Object.keys(plain.HostConfig as object).sort()).toEqual(['Mounts', 'NetworkMode', 'PortBindings', 'RestartPolicy']);
   });
 });
 

@@ -15,6 +15,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
 import { EngineRequestError, EngineUnavailableError, LifeboatError, UsageError } from '../errors/errors.ts';
+import { capability, type RuntimeSettings } from './runtime.ts';
 import type {
   ContainerDetail,
   ContainerHealth,
@@ -222,16 +223,127 @@ interface RawInspect {
     Labels?: Record<string, string> | null;
     ExposedPorts?: Record<string, unknown> | null;
     StopSignal?: string;
-    Healthcheck?: { Test?: string[] | null; Interval?: number; Timeout?: number; Retries?: number } | null;
+    StopTimeout?: number | null;
+    Tty?: boolean;
+    OpenStdin?: boolean;
+    Healthcheck?: { Test?: string[] | null; Interval?: number; Timeout?: number; Retries?: number; StartPeriod?: number } | null;
   };
-  HostConfig: {
-    NetworkMode?: string;
-    PortBindings?: Record<string, { HostIp?: string; HostPort?: string }[] | null> | null;
-    RestartPolicy?: { Name?: string; MaximumRetryCount?: number } | null;
-    Links?: string[] | null;
-  };
+  HostConfig: RawHostConfig;
   Mounts?: RawMount[] | null;
   NetworkSettings?: { Networks?: Record<string, { Aliases?: string[] | null }> | null } | null;
+}
+
+/** HostConfig as inspect reports it; the runtime settings are also what create takes, by the same names. */
+interface RawHostConfig {
+  NetworkMode?: string;
+  PortBindings?: Record<string, { HostIp?: string; HostPort?: string }[] | null> | null;
+  RestartPolicy?: { Name?: string; MaximumRetryCount?: number } | null;
+  Links?: string[] | null;
+  Privileged?: boolean;
+  CapAdd?: string[] | null;
+  CapDrop?: string[] | null;
+  SecurityOpt?: string[] | null;
+  Devices?: { PathOnHost?: string; PathInContainer?: string; CgroupPermissions?: string }[] | null;
+  ReadonlyRootfs?: boolean;
+  Init?: boolean | null;
+  ShmSize?: number;
+  Tmpfs?: Record<string, string> | null;
+  Sysctls?: Record<string, string> | null;
+  Ulimits?: { Name?: string; Soft?: number; Hard?: number }[] | null;
+  ExtraHosts?: string[] | null;
+  Dns?: string[] | null;
+  DnsSearch?: string[] | null;
+  DnsOptions?: string[] | null;
+  GroupAdd?: string[] | null;
+  IpcMode?: string;
+  PidMode?: string;
+  Memory?: number;
+  MemoryReservation?: number;
+  MemorySwap?: number;
+  NanoCpus?: number;
+  CpuShares?: number;
+  CpuQuota?: number;
+  CpuPeriod?: number;
+  CpusetCpus?: string;
+  CpusetMems?: string;
+  PidsLimit?: number | null;
+}
+
+function runtimeFromInspect(config: RawInspect['Config'], h: RawHostConfig): RuntimeSettings {
+  return {
+    privileged: h.Privileged ?? false,
+    capAdd: (h.CapAdd ?? []).map(capability),
+    capDrop: (h.CapDrop ?? []).map(capability),
+    securityOpt: [...(h.SecurityOpt ?? [])],
+    devices: (h.Devices ?? []).map((d) => ({ pathOnHost: d.PathOnHost ?? '', pathInContainer: d.PathInContainer ?? '', cgroupPermissions: d.CgroupPermissions ?? '' })),
+    readonlyRootfs: h.ReadonlyRootfs ?? false,
+    init: h.Init ?? null,
+    tty: config.Tty ?? false,
+    openStdin: config.OpenStdin ?? false,
+    stopTimeoutS: config.StopTimeout ?? null,
+    shmSizeBytes: h.ShmSize ?? 0,
+    tmpfs: { ...h.Tmpfs },
+    sysctls: { ...h.Sysctls },
+    ulimits: (h.Ulimits ?? []).map((u) => ({ name: u.Name ?? '', soft: u.Soft ?? 0, hard: u.Hard ?? 0 })),
+    extraHosts: [...(h.ExtraHosts ?? [])],
+    dns: [...(h.Dns ?? [])],
+    dnsSearch: [...(h.DnsSearch ?? [])],
+    dnsOptions: [...(h.DnsOptions ?? [])],
+    groupAdd: [...(h.GroupAdd ?? [])],
+    ipcMode: h.IpcMode ?? '',
+    pidMode: h.PidMode ?? '',
+    resources: {
+      memoryBytes: h.Memory ?? 0,
+      memoryReservationBytes: h.MemoryReservation ?? 0,
+      memorySwapBytes: h.MemorySwap ?? 0,
+      nanoCpus: h.NanoCpus ?? 0,
+      cpuShares: h.CpuShares ?? 0,
+      cpuQuota: h.CpuQuota ?? 0,
+      cpuPeriod: h.CpuPeriod ?? 0,
+      cpusetCpus: h.CpusetCpus ?? '',
+      cpusetMems: h.CpusetMems ?? '',
+      pidsLimit: h.PidsLimit ?? 0,
+    },
+  };
+}
+
+/** The create body's parts for runtime settings. What is at the engine's default is left out: the peer's engine applies its own. */
+function runtimeBody(r: RuntimeSettings): { config: Record<string, unknown>; host: Record<string, unknown> } {
+  const res = r.resources;
+  const host: Record<string, unknown> = {
+    Privileged: r.privileged,
+    CapAdd: r.capAdd,
+    CapDrop: r.capDrop,
+    SecurityOpt: r.securityOpt,
+    Devices: r.devices.map((d) => ({ PathOnHost: d.pathOnHost, PathInContainer: d.pathInContainer, CgroupPermissions: d.cgroupPermissions })),
+    ReadonlyRootfs: r.readonlyRootfs,
+    ShmSize: r.shmSizeBytes,
+    Tmpfs: r.tmpfs,
+    Sysctls: r.sysctls,
+    Ulimits: r.ulimits.map((u) => ({ Name: u.name, Soft: u.soft, Hard: u.hard })),
+    ExtraHosts: r.extraHosts,
+    Dns: r.dns,
+    DnsSearch: r.dnsSearch,
+    DnsOptions: r.dnsOptions,
+    GroupAdd: r.groupAdd,
+    IpcMode: r.ipcMode,
+    PidMode: r.pidMode,
+    Memory: res.memoryBytes,
+    MemoryReservation: res.memoryReservationBytes,
+    MemorySwap: res.memorySwapBytes,
+    NanoCpus: res.nanoCpus,
+    CpuShares: res.cpuShares,
+    CpuQuota: res.cpuQuota,
+    CpuPeriod: res.cpuPeriod,
+    CpusetCpus: res.cpusetCpus,
+    CpusetMems: res.cpusetMems,
+    PidsLimit: res.pidsLimit,
+  };
+  const config: Record<string, unknown> = { Tty: r.tty, OpenStdin: r.openStdin, StopTimeout: r.stopTimeoutS };
+  const isDefault = (v: unknown) => v === null || v === false || v === 0 || v === '' || (typeof v === 'object' && Object.keys(v!).length === 0);
+  const set = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => !isDefault(v)));
+  // false is a choice for init (an engine may default to true); null is the default
+  return { config: set(config), host: { ...set(host), ...(r.init === null ? {} : { Init: r.init }) } };
 }
 
 function mapMounts(raw: readonly RawMount[] | null | undefined): Mount[] {
@@ -289,8 +401,9 @@ export function specFromInspect(raw: RawInspect): ContainerSpec {
     }),
     stopSignal: raw.Config.StopSignal || null,
     healthcheck: hc
-      ? { test: [...(hc.Test ?? [])], intervalNs: hc.Interval ?? 0, timeoutNs: hc.Timeout ?? 0, retries: hc.Retries ?? 0 }
+      ? { test: [...(hc.Test ?? [])], intervalNs: hc.Interval ?? 0, timeoutNs: hc.Timeout ?? 0, retries: hc.Retries ?? 0, startPeriodNs: hc.StartPeriod ?? 0 }
       : null,
+    runtime: runtimeFromInspect(raw.Config, raw.HostConfig),
   };
 }
 
@@ -302,7 +415,9 @@ export function createBodyFromSpec(spec: ContainerSpec): Record<string, unknown>
   for (const b of spec.portBindings) (bindings[b.containerPort] ??= []).push({ HostIp: b.hostIp, HostPort: b.hostPort });
   const primary = primaryNetwork(spec);
   const primaryEntry = spec.networks.find((n) => n.name === primary);
+  const runtime = runtimeBody(spec.runtime);
   const body: Record<string, unknown> = {
+    ...runtime.config,
     Image: spec.image,
     Env: [...spec.env],
     WorkingDir: spec.workingDir,
@@ -321,6 +436,7 @@ export function createBodyFromSpec(spec: ContainerSpec): Record<string, unknown>
       RestartPolicy: { Name: spec.restartPolicy.name, MaximumRetryCount: spec.restartPolicy.maximumRetryCount },
       NetworkMode: spec.networkMode,
       ...(spec.links.length ? { Links: [...spec.links] } : {}),
+      ...runtime.host,
     },
   };
   if (spec.cmd !== null) body.Cmd = [...spec.cmd];
@@ -332,6 +448,7 @@ export function createBodyFromSpec(spec: ContainerSpec): Record<string, unknown>
       Interval: spec.healthcheck.intervalNs,
       Timeout: spec.healthcheck.timeoutNs,
       Retries: spec.healthcheck.retries,
+      StartPeriod: spec.healthcheck.startPeriodNs,
     };
   }
   if (primary && primaryEntry && primaryEntry.aliases.length > 0 && primary !== 'bridge') {
@@ -428,6 +545,8 @@ export class DockerodeEngine implements DockerEngine {
       osVersion: os === 'windows' ? windowsBuild(String(info.OSVersion ?? ''), kernel) : kernel,
       volumeDrivers: [...((info.Plugins as { Volume?: string[] | null } | undefined)?.Volume ?? [])],
       isolation: info.Isolation === 'process' || info.Isolation === 'hyperv' ? info.Isolation : null,
+      cpus: Number(info.NCPU ?? 0),
+      memoryBytes: Number(info.MemTotal ?? 0),
     };
   }
 

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { RuntimeSettings } from './runtime.ts';
 
 /**
  * The narrow view of a Docker engine that Lifeboat needs. The one
@@ -78,6 +79,9 @@ export interface EngineInfo {
   readonly volumeDrivers: readonly string[];
   /** Windows: the isolation containers get by default; null on Linux. */
   readonly isolation: 'process' | 'hyperv' | null;
+  /** CPUs the engine can give containers. */
+  readonly cpus: number;
+  readonly memoryBytes: number;
 }
 
 export type ContainerState = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -136,7 +140,17 @@ export interface ContainerSpec {
   /** Legacy links, "container:alias". */
   readonly links: readonly string[];
   readonly stopSignal: string | null;
-  readonly healthcheck: { readonly test: readonly string[]; readonly intervalNs: number; readonly timeoutNs: number; readonly retries: number } | null;
+  readonly healthcheck: Healthcheck | null;
+  readonly runtime: RuntimeSettings;
+}
+
+export interface Healthcheck {
+  readonly test: readonly string[];
+  readonly intervalNs: number;
+  readonly timeoutNs: number;
+  readonly retries: number;
+  /** Failures in this time after a start do not count against the retries (a database replaying its log); 0: none. */
+  readonly startPeriodNs: number;
 }
 
 /** A running container's healthcheck state, as `docker inspect` reports it. */

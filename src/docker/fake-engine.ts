@@ -35,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { EngineRequestError, EngineUnavailableError } from '../errors/errors.ts';
+import { capability, highestCpu, type RuntimeSettings } from './runtime.ts';
 import type {
   ContainerDetail,
   ContainerHealth,
@@ -163,6 +164,8 @@ export class FakeEngine implements DockerEngine {
       osVersion: os.release(),
       volumeDrivers: ['local'],
       isolation: null,
+      cpus: os.availableParallelism(),
+      memoryBytes: os.totalmem(),
       ...options.info,
     };
     for (const [name, driver] of [['bridge', 'bridge'], ['host', 'host'], ['none', 'null']] as const) {
@@ -321,8 +324,11 @@ export class FakeEngine implements DockerEngine {
       );
     }
     // The engine keeps container:<name> as container:<id> when that container exists (else as given: start fails).
-    const shared = spec.networkMode.startsWith('container:') ? this.#findContainer(spec.networkMode.slice('container:'.length)) : undefined;
-    const networkMode = shared ? `container:${shared.id}` : spec.networkMode || 'default';
+    const joined = (mode: string) => {
+      const owner = mode.startsWith('container:') ? this.#findContainer(mode.slice('container:'.length)) : undefined;
+      return owner ? `container:${owner.id}` : mode;
+    };
+    const networkMode = joined(spec.networkMode) || 'default';
     const netName = networkMode === 'default' ? 'bridge' : networkMode;
     if (!netName.startsWith('container:') && ![...this.#networks.values()].some((n) => n.name === netName)) {
       throw new EngineRequestError(`network ${netName} not found`);
@@ -334,6 +340,13 @@ export class FakeEngine implements DockerEngine {
     for (const extra of spec.networks) {
       if (![...this.#networks.values()].some((n) => n.name === extra.name)) throw new EngineRequestError(`network ${extra.name} not found`);
     }
+    const cpus = this.#info.cpus;
+    if (spec.runtime.resources.nanoCpus > cpus * 1e9) {
+      throw new EngineRequestError(`Range of CPUs is from 0.01 to ${cpus}.00, as there are only ${cpus} CPUs available`);
+    }
+    const cpuset = spec.runtime.resources.cpusetCpus;
+    const highest = cpuset ? highestCpu(cpuset) : -1;
+    if (highest === undefined || highest >= cpus) throw new EngineRequestError(`Requested CPUs are not available - requested ${cpuset}, available: 0-${cpus - 1}`);
     const mounts: Mount[] = [];
     for (const m of spec.mounts) {
       if (m.type === 'volume') {
@@ -381,6 +394,7 @@ export class FakeEngine implements DockerEngine {
       links: [...spec.links],
       stopSignal: spec.stopSignal ?? ic.stopSignal ?? null,
       healthcheck: spec.healthcheck ? { ...spec.healthcheck, test: [...spec.healthcheck.test] } : null,
+      runtime: asEngineKeeps(spec.runtime, joined),
     };
     const c: FakeContainer = {
       id,
@@ -424,6 +438,11 @@ export class FakeEngine implements DockerEngine {
     for (const m of c.spec.mounts) {
       if (m.type === 'volume' && m.name && !this.#volumes.has(m.name)) {
         throw new EngineRequestError(`error while mounting volume '${m.source}': volume ${m.name} not found`);
+      }
+    }
+    for (const d of c.spec.runtime.devices) {
+      if (!fs.existsSync(d.pathOnHost)) {
+        throw new EngineRequestError(`error gathering device information while adding custom device "${d.pathOnHost}": no such file or directory`);
       }
     }
     this.#doStart(c);
@@ -1002,6 +1021,21 @@ function mergeEnv(base: readonly string[], over: readonly string[]): string[] {
   const out = new Map<string, string>();
   for (const entry of [...base, ...over]) out.set(entry.split('=')[0]!, entry);
   return [...out.values()];
+}
+
+/** Runtime settings as dockerd 20.10 reports them back: its defaults filled in, capabilities spelled CAP_X, namespace owners by id. */
+function asEngineKeeps(r: RuntimeSettings, joined: (mode: string) => string): RuntimeSettings {
+  const res = r.resources;
+  return {
+    ...structuredClone(r),
+    capAdd: r.capAdd.map(capability),
+    capDrop: r.capDrop.map(capability),
+    shmSizeBytes: r.shmSizeBytes || 64 * 1024 * 1024,
+    ipcMode: joined(r.ipcMode || 'private'),
+    pidMode: joined(r.pidMode),
+    // a memory limit without a swap limit gets as much swap again
+    resources: { ...res, memorySwapBytes: res.memorySwapBytes || (res.memoryBytes > 0 ? 2 * res.memoryBytes : 0) },
+  };
 }
 
 function cloneSpec(spec: ContainerSpec): ContainerSpec {

@@ -2,6 +2,7 @@ import type { SavedImage } from '../backup/images.ts';
 import type { VolumeSnapshotMeta } from '../backup/volume.ts';
 import { startOrder } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState } from '../docker/engine.ts';
+import { recordedSpec } from '../docker/runtime.ts';
 import { CorruptDataError, NothingToRecoverError, UsageError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import { shortId, type Snapshot } from '../repo/snapshot.ts';
@@ -138,5 +139,6 @@ function volumeMeta(raw: unknown, s: Snapshot): VolumeSnapshotMeta {
   if (!m || m.kind !== 'volume' || !m.volume || !Array.isArray(m.containers) || !Array.isArray(m.images)) {
     throw new CorruptDataError(`snapshot ${shortId(s.id)} of volume ${s.volume} carries no volume metadata`);
   }
-  return m as VolumeSnapshotMeta;
+  const meta = m as VolumeSnapshotMeta;
+  return { ...meta, containers: meta.containers.map((c) => ({ ...c, spec: recordedSpec(c.spec) })) };
 }

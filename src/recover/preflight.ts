@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { imageTag } from '../backup/images.ts';
 import type { ContainerSpec, ContainerSummary, DockerEngine, EngineInfo, VolumeInfo } from '../docker/engine.ts';
+import { highestCpu, type RuntimeSettings } from '../docker/runtime.ts';
 import { SnapshotNotFoundError } from '../errors/errors.ts';
+import { formatBytes } from '../util/units.ts';
 import type { Repository } from '../repo/repository.ts';
 import { findSnapshot, snapshotsTagged } from '../repo/snapshots.ts';
 import type { PlannedContainer, RecoveryPlan } from './plan.ts';
@@ -124,6 +126,9 @@ export async function preflight(engine: DockerEngine, repo: Repository, plan: Re
           else warnings.push(`bind mount ${m.source} is this host's directory; its contents are not recovered`);
         }
       }
+      const runtime = runtimeProblems(spec.runtime, info);
+      blockers.push(...runtime.blockers);
+      warnings.push(...runtime.warnings);
       for (const dep of hardDependencies(spec)) blockers.push(...dependencyProblems(dep, c, plan, checks, target, containers));
       for (const b of spec.portBindings) {
         const p = hostPortOf(b);
@@ -256,7 +261,28 @@ async function checkVolume(
   return { name: v.name, target: name, driver: v.driver, snapshot: v.snapshot.id, time: v.snapshot.time, action, blockers, warnings };
 }
 
-/** Why a container's hard dependency (network mode container:X, a link to X) stops it, if it does. */
+/**
+ * What this host lacks of what a container was given. A missing device, or
+ * more CPUs than the host has, and the engine refuses the container; a
+ * memory limit above the host's memory only stops limiting it.
+ */
+function runtimeProblems(r: RuntimeSettings, info: EngineInfo): { blockers: string[]; warnings: string[] } {
+  const blockers: string[] = [];
+  const warnings: string[] = [];
+  if (info.os === 'linux') {
+    for (const d of r.devices) if (!fs.existsSync(d.pathOnHost)) blockers.push(`device ${d.pathOnHost} does not exist on this host`);
+  }
+  const { nanoCpus, cpusetCpus, memoryBytes } = r.resources;
+  if (info.cpus > 0 && nanoCpus > info.cpus * 1e9) blockers.push(`it was given ${nanoCpus / 1e9} CPUs (--cpus), and this engine has ${info.cpus}`);
+  const highest = cpusetCpus ? highestCpu(cpusetCpus) : undefined;
+  if (info.cpus > 0 && highest !== undefined && highest >= info.cpus) blockers.push(`it is pinned to CPUs ${cpusetCpus}, and this engine has CPUs 0-${info.cpus - 1}`);
+  if (info.memoryBytes > 0 && memoryBytes > info.memoryBytes) {
+    warnings.push(`its memory limit (${formatBytes(memoryBytes)}) is above this host's memory (${formatBytes(info.memoryBytes)})`);
+  }
+  return { blockers, warnings };
+}
+
+/** Why a container's hard dependency (a namespace mode container:X, a link to X) stops it, if it does. */
 function dependencyProblems(
   dep: string,
   c: PlannedContainer,

@@ -3,6 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeEngine } from '../docker/fake-engine.ts';
+import { ENGINE_DEFAULTS } from '../docker/runtime.ts';
 import { spec, volumeMount } from '../docker/testing/inventory-fixture.ts';
 import { deleteSnapshots, listSnapshots } from '../repo/snapshots.ts';
 import { openTestRepo, type TestRepo } from '../repo/testing/fixture.ts';
@@ -113,8 +114,12 @@ describe('recover (fake engines)', () => {
       portBindings: [{ containerPort: '80/tcp', hostIp: '127.0.0.1', hostPort: String(src.port) }],
       labels: { 'lifeboat.depends-on': 'db', 'lifeboat.recovered-from': HOST },
     });
-    expect((await b.inspectContainer('side'))!.spec.networkMode).toBe(`container:${ids.db}`);
-    expect((await b.inspectContainer('db'))!.spec.env).toEqual(['ROLE=db']);
+    const side = (await b.inspectContainer('side'))!.spec;
+    expect([side.networkMode, side.runtime.ipcMode, side.runtime.pidMode]).toEqual(Array(3).fill(`container:${ids.db}`));
+    const db = (await b.inspectContainer('db'))!.spec;
+    expect(db.env).toEqual(['ROLE=db']);
+    expect(db.runtime).toEqual((await src.a.inspectContainer('db'))!.spec.runtime);
+    expect(db.runtime).toMatchObject({ capAdd: ['CAP_IPC_LOCK'], resources: { memoryBytes: 512 * 1024 * 1024, pidsLimit: 200 } });
     expect((await b.inspectContainer('idle'))!.state).toBe('created');
 
     for (const c of r.containers.filter((x) => x.outcome === 'started')) {
@@ -194,7 +199,7 @@ describe('recover (fake engines)', () => {
     expect(forced.complete).toBe(true);
   });
 
-  it('blocks on what this engine lacks: a bind mount source, a volume driver, an image in no snapshot', async () => {
+  it('blocks on what this engine lacks: a bind mount source, a volume driver, a device, CPUs, an image in no snapshot', async () => {
     const binder = await src.a.createContainer(
       spec('binder', 'app:1', { networkMode: 'none', mounts: [volumeMount('data', '/data'), { type: 'bind', source: src.workDir, destination: '/w', readOnly: false }] }),
     );
@@ -210,6 +215,17 @@ describe('recover (fake engines)', () => {
       'volume cache: volume driver local is not available on this engine (it has other)',
       'container cacher: volume cache: volume driver local is not available on this engine (it has other)',
     ]);
+
+    const missing = path.join(src.workDir, 'no-such-device');
+    const resources = { ...ENGINE_DEFAULTS.resources, nanoCpus: 2e9, memoryBytes: 2 ** 31 };
+    await src.a.createContainer(
+      spec('tuned', 'app:1', { networkMode: 'none', mounts: [volumeMount('data', '/data')], runtime: { ...ENGINE_DEFAULTS, devices: [{ pathOnHost: missing, pathInContainer: '/dev/x', cgroupPermissions: 'rwm' }], resources } }),
+    );
+    await src.backup('data');
+    const small = new FakeEngine({ root: await t.temp.make(), info: { cpus: 1, memoryBytes: 2 ** 30 } });
+    const tuned = await recover(small, t.repo, HOST, options({ dryRun: true, containers: ['tuned'] }));
+    expect(tuned.blockers).toEqual([`container tuned: device ${missing} does not exist on this host`, 'container tuned: it was given 2 CPUs (--cpus), and this engine has 1']);
+    expect(tuned.warnings).toContain("container tuned: its memory limit (2.00 GiB) is above this host's memory (1.00 GiB)");
 
     deleteSnapshots(t.repo, listSnapshots(t.repo).filter((s) => s.tags.includes('image')).map((s) => s.id));
     const noImage = await run({ dryRun: true, containers: ['cacher'] });

@@ -1,5 +1,6 @@
 import { LABEL } from '../docker/consistency.ts';
 import type { ContainerSpec } from '../docker/engine.ts';
+import { namespaceOwners } from '../docker/runtime.ts';
 import { RECOVERY_LABEL } from './labels.ts';
 import type { PlannedContainer, PlannedVolume, RecoveryPlan } from './plan.ts';
 
@@ -33,28 +34,28 @@ export function plannedBy(plan: RecoveryPlan, ref: string): PlannedContainer | u
   return plan.containers.find((c) => c.sourceId === key || c.name === key);
 }
 
-/** The container a spec needs to exist before it can be created: network mode container:X and link targets. */
+/** The containers a spec needs to exist before it can be created: the owners of namespaces it joins (mode container:X) and link targets. */
 export function hardDependencies(spec: ContainerSpec): string[] {
-  const deps = spec.links.map((l) => l.split(':')[0]!.replace(/^\//, ''));
-  if (spec.networkMode.startsWith('container:')) deps.unshift(spec.networkMode.slice('container:'.length));
-  return deps;
+  return [...namespaceOwners(spec), ...spec.links.map((l) => l.split(':')[0]!.replace(/^\//, ''))];
 }
 
 /** The spec with its container references renamed; an unplanned reference is kept (preflight reports it). */
-function renamed(spec: ContainerSpec, plan: RecoveryPlan, rename: (name: string) => string): Pick<ContainerSpec, 'networkMode' | 'links' | 'hostname'> {
+function renamed(spec: ContainerSpec, plan: RecoveryPlan, rename: (name: string) => string): Pick<ContainerSpec, 'networkMode' | 'links' | 'hostname' | 'runtime'> {
   const ref = (r: string) => {
     const c = plannedBy(plan, r);
     return c ? rename(c.name) : r;
   };
+  const mode = (m: string) => (m.startsWith('container:') ? `container:${ref(m.slice('container:'.length))}` : m);
   const shared = spec.networkMode.startsWith('container:');
   return {
-    networkMode: shared ? `container:${ref(spec.networkMode.slice('container:'.length))}` : spec.networkMode,
+    networkMode: mode(spec.networkMode),
     links: spec.links.map((l) => {
       const [target = '', alias = ''] = l.split(':');
       return `${ref(target)}:${alias}`;
     }),
     // The engine refuses a hostname for a container that shares another's network namespace.
     hostname: shared ? '' : spec.hostname,
+    runtime: { ...spec.runtime, ipcMode: mode(spec.runtime.ipcMode), pidMode: mode(spec.runtime.pidMode) },
   };
 }
 

@@ -11,7 +11,45 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec, DockerEngine, EngineEvent } from '../../src/docker/engine.ts';
 import { EngineRequestError } from '../../src/errors/errors.ts';
+import { ENGINE_DEFAULTS, type RuntimeSettings } from '../../src/docker/runtime.ts';
 import { TEST_LABELS, testSpec, uniqueName } from './harness.ts';
+
+/** Runtime settings a container created with --network none may have, each away from its default. */
+const RICH_RUNTIME: RuntimeSettings = {
+  privileged: false,
+  capAdd: ['NET_ADMIN', 'CAP_SYS_PTRACE'],
+  capDrop: ['mknod'],
+  securityOpt: ['no-new-privileges'],
+  devices: [{ pathOnHost: '/dev/null', pathInContainer: '/dev/lbt-null', cgroupPermissions: 'rwm' }],
+  readonlyRootfs: true,
+  init: false,
+  tty: true,
+  openStdin: true,
+  stopTimeoutS: 7,
+  shmSizeBytes: 32 * 1024 * 1024,
+  tmpfs: { '/run': 'size=1m' },
+  sysctls: { 'net.ipv4.ip_forward': '1' },
+  ulimits: [{ name: 'nofile', soft: 1024, hard: 2048 }],
+  extraHosts: ['db.example:10.0.0.5'],
+  dns: ['10.0.0.53'],
+  dnsSearch: ['example'],
+  dnsOptions: ['ndots:2'],
+  groupAdd: ['1234'],
+  ipcMode: 'shareable',
+  pidMode: '',
+  resources: {
+    memoryBytes: 64 * 1024 * 1024,
+    memoryReservationBytes: 32 * 1024 * 1024,
+    memorySwapBytes: 0,
+    nanoCpus: 500_000_000,
+    cpuShares: 512,
+    cpuQuota: 0,
+    cpuPeriod: 0,
+    cpusetCpus: '0',
+    cpusetMems: '',
+    pidsLimit: 50,
+  },
+};
 
 export interface ConformanceTarget {
   readonly engine: DockerEngine;
@@ -171,7 +209,8 @@ export function describeEngineConformance(name: string, makeTarget: () => Promis
         ],
         restartPolicy: { name: 'on-failure', maximumRetryCount: 3 },
         stopSignal: 'SIGINT',
-        healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 5_000_000_000, timeoutNs: 2_000_000_000, retries: 2 },
+        healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 5_000_000_000, timeoutNs: 2_000_000_000, retries: 2, startPeriodNs: 3_000_000_000 },
+        runtime: RICH_RUNTIME,
       });
       const id = await engine.createContainer(wanted);
       expect(id).toMatch(/^[0-9a-f]{64}$/);
@@ -187,6 +226,12 @@ export function describeEngineConformance(name: string, makeTarget: () => Promis
           { type: 'tmpfs', source: '', destination: '/scratch', readOnly: false },
         ],
         networks: [{ name: 'none', aliases: [] }],
+        runtime: {
+          ...RICH_RUNTIME,
+          capAdd: ['CAP_NET_ADMIN', 'CAP_SYS_PTRACE'],
+          capDrop: ['CAP_MKNOD'],
+          resources: { ...RICH_RUNTIME.resources, memorySwapBytes: 2 * RICH_RUNTIME.resources.memoryBytes },
+        },
       });
       expect(detail).toMatchObject({ id, name, image: t.image, state: 'created', labels: wanted.labels, mounts: detail!.spec.mounts });
       expect(detail!.imageId).toBe((await engine.inspectImage(t.image))!.id);
@@ -386,14 +431,35 @@ export function describeEngineConformance(name: string, makeTarget: () => Promis
       }
     });
 
-    it('keeps network mode container:<name> as container:<id>', async () => {
-      const first = await engine.createContainer(spec({ name: uniqueName('netns') }));
-      const second = await engine.createContainer(spec({ name: uniqueName('joiner'), networkMode: `container:${(await engine.inspectContainer(first))!.name}`, networks: [] }));
+    it('keeps network, IPC and PID mode container:<name> as container:<id>, and its defaults for a spec that leaves them', async () => {
+      const first = await engine.createContainer(spec({ name: uniqueName('netns'), runtime: { ...ENGINE_DEFAULTS, ipcMode: 'shareable' } }));
+      const owner = `container:${(await engine.inspectContainer(first))!.name}`;
+      const second = await engine.createContainer(
+        spec({ name: uniqueName('joiner'), networkMode: owner, networks: [], runtime: { ...ENGINE_DEFAULTS, ipcMode: owner, pidMode: owner } }),
+      );
       try {
-        expect((await engine.inspectContainer(second))!.spec.networkMode).toBe(`container:${first}`);
+        const joiner = (await engine.inspectContainer(second))!.spec;
+        expect(joiner.networkMode).toBe(`container:${first}`);
+        expect(joiner.runtime).toEqual({ ...ENGINE_DEFAULTS, shmSizeBytes: 64 * 1024 * 1024, ipcMode: `container:${first}`, pidMode: `container:${first}` });
       } finally {
         await engine.removeContainer(second, { force: true });
         await engine.removeContainer(first, { force: true });
+      }
+    });
+
+    it('refuses more CPUs than it has at create, and a device this host lacks at start', async () => {
+      const { cpus } = await engine.info();
+      expect(cpus).toBeGreaterThan(0);
+      const limits = { ...ENGINE_DEFAULTS.resources };
+      for (const resources of [{ ...limits, nanoCpus: (cpus + 1) * 1e9 }, { ...limits, cpusetCpus: String(cpus) }]) {
+        await expect(engine.createContainer(spec({ name: uniqueName('cpus'), runtime: { ...ENGINE_DEFAULTS, resources } }))).rejects.toBeInstanceOf(EngineRequestError);
+      }
+      const devices = [{ pathOnHost: path.join(tmp, 'no-such-device'), pathInContainer: '/dev/lbt', cgroupPermissions: 'rwm' }];
+      const id = await engine.createContainer(spec({ name: uniqueName('device'), runtime: { ...ENGINE_DEFAULTS, devices } }));
+      try {
+        await expect(engine.start(id)).rejects.toBeInstanceOf(EngineRequestError);
+      } finally {
+        await engine.removeContainer(id, { force: true });
       }
     });
 
@@ -402,7 +468,7 @@ export function describeEngineConformance(name: string, makeTarget: () => Promis
         spec({
           name: uniqueName('health'),
           cmd: ['sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait'],
-          healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3 },
+          healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3, startPeriodNs: 0 },
         }),
       );
       const plain = await engine.createContainer(spec({ name: uniqueName('nohealth'), cmd: ['sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait'] }));

@@ -17,6 +17,7 @@ import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
 import type { ContainerSpec } from '../../src/docker/engine.ts';
+import { ENGINE_DEFAULTS } from '../../src/docker/runtime.ts';
 
 export const DEFAULT_SOCKET = '/var/run/docker.sock';
 export const TEST_LABEL_KEY = 'lifeboat.test';
@@ -67,6 +68,7 @@ export function testSpec(over: Partial<ContainerSpec> & { name: string }): Conta
     links: [],
     stopSignal: null,
     healthcheck: null,
+    runtime: ENGINE_DEFAULTS,
     ...over,
     labels: { ...over.labels, ...TEST_LABELS },
   };

@@ -16,6 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import tarFs from 'tar-fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
+import { ENGINE_DEFAULTS, type RuntimeSettings } from '../../src/docker/runtime.ts';
 import { cleanup as cleanupDirs, expectFailure, lifeboat, ok, tempDir } from '../cli/run.ts';
 import { importBusyboxImage } from './rootfs.ts';
 import { cleanup, DEFAULT_SOCKET, ensureEngine, removeImage, type SecondEngine, startSecondEngine, TEST_LABEL_KEY, TEST_LABELS, TEST_RUN_ID, testSpec, uniqueName } from '../docker/harness.ts';
@@ -39,6 +40,8 @@ const names = { writer: uniqueName('writer'), checker: uniqueName('checker'), ar
 let appId: string;
 let armId: string;
 const snapshots: { id: string; time: string }[] = [];
+/** The writer's runtime settings as engine A reported them: recovery must give it the same on B. */
+let writerRuntime: RuntimeSettings;
 
 const cliB = (args: string[]) => lifeboat(['--config', configB, ...args, '--json'], { timeoutMs: 180_000 });
 
@@ -88,16 +91,28 @@ beforeAll(async () => {
       image: APP,
       cmd: ['sh', '-c', 'trap "exit 0" TERM; echo started >> /data/starts; while true; do date > /data/tick; sleep 1 & wait $!; done'],
       mounts: data(false),
+      runtime: {
+        ...ENGINE_DEFAULTS,
+        capAdd: ['NET_ADMIN'],
+        capDrop: ['MKNOD'],
+        securityOpt: ['no-new-privileges'],
+        ulimits: [{ name: 'nofile', soft: 512, hard: 1024 }],
+        shmSizeBytes: 16 * 1024 * 1024,
+        ipcMode: 'shareable',
+        resources: { ...ENGINE_DEFAULTS.resources, memoryBytes: 64 * 1024 * 1024, pidsLimit: 64 },
+      },
     }),
   );
+  writerRuntime = (await engineA.inspectContainer(writer))!.spec.runtime;
   const checker = await engineA.createContainer(
     testSpec({
       name: names.checker,
       image: APP,
       cmd: ['sh', '-c', WAIT],
       networkMode: `container:${names.writer}`,
+      runtime: { ...ENGINE_DEFAULTS, ipcMode: `container:${names.writer}` },
       mounts: data(true),
-      healthcheck: { test: ['CMD-SHELL', 'test -s /data/starts'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3 },
+      healthcheck: { test: ['CMD-SHELL', 'test -s /data/starts'], intervalNs: 1_000_000_000, timeoutNs: 5_000_000_000, retries: 3, startPeriodNs: 0 },
     }),
   );
   const armapp = await engineA.createContainer(testSpec({ name: names.armapp, image: ARM, cmd: ['sh', '-c', WAIT], mounts: data(true) }));
@@ -191,8 +206,10 @@ describe('recover and drill between two real engines', () => {
     expect(await b.inspectImage(armId)).toBeUndefined();
     const writer = (await b.inspectContainer(names.writer))!;
     expect(writer).toMatchObject({ state: 'running', imageId: appId, labels: { 'lifeboat.recovered-from': HOST_A } });
+    expect(writer.spec.runtime).toEqual(writerRuntime);
+    expect(writer.spec.runtime).toMatchObject({ capAdd: ['CAP_NET_ADMIN'], resources: { memoryBytes: 64 * 1024 * 1024, pidsLimit: 64 } });
     const checker = (await b.inspectContainer(names.checker))!;
-    expect(checker.spec.networkMode).toBe(`container:${writer.id}`);
+    expect([checker.spec.networkMode, checker.spec.runtime.ipcMode]).toEqual([`container:${writer.id}`, `container:${writer.id}`]);
     await waitFor('the recovered checker to be healthy', async () => (await b.inspectContainer(names.checker))?.health === 'healthy');
 
     const mountpoint = (await b.inspectVolume(volume))!.mountpoint;

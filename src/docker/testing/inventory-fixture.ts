@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AgentCatalog, type HistoryRow } from '../../catalog/agent-catalog.ts';
 import type { ContainerSpec, DockerEngine, EngineEvent, Mount } from '../engine.ts';
+import { ENGINE_DEFAULTS } from '../runtime.ts';
 
 export function tempDir(prefix = 'lifeboat-inv-'): { dir: string; cleanup: () => void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -34,6 +35,7 @@ export function spec(name: string, image: string, over: Partial<ContainerSpec> =
     links: [],
     stopSignal: null,
     healthcheck: null,
+    runtime: ENGINE_DEFAULTS,
     ...over,
   };
 }

@@ -11,6 +11,7 @@ import { backupVolume } from '../../backup/volume.ts';
 import { AgentCatalog } from '../../catalog/agent-catalog.ts';
 import type { ContainerSpec } from '../../docker/engine.ts';
 import { FakeEngine } from '../../docker/fake-engine.ts';
+import { ENGINE_DEFAULTS } from '../../docker/runtime.ts';
 import { spec, volumeMount } from '../../docker/testing/inventory-fixture.ts';
 import type { Snapshot } from '../../repo/snapshot.ts';
 import type { TestRepo } from '../../repo/testing/fixture.ts';
@@ -42,8 +43,9 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Host A: volume data (files, a subdirectory) used by db, side (network mode
- * container:db), web (on network appnet, publishing a port, with a
+ * Host A: volume data (files, a subdirectory) used by db (with runtime
+ * settings: a capability, limits, shareable IPC), side (network, IPC and PID
+ * mode container:db), web (on network appnet, publishing a port, with a
  * healthcheck, depending on db by label), idle (never started) and armapp
  * (an arm64 image); volume cache used by cacher. Both volumes backed up once.
  */
@@ -66,15 +68,25 @@ export async function sourceHost(t: TestRepo): Promise<SourceHost> {
     ids[name] = await a.createContainer(spec(name, over.image ?? 'app:1', { networkMode: 'none', mounts: [volumeMount('data', '/data')], ...over }));
     if (start) await a.start(ids[name]);
   };
-  await run('db', { env: ['ROLE=db'] });
-  await run('side', { networkMode: `container:${ids.db}` });
+  await run('db', {
+    env: ['ROLE=db'],
+    runtime: {
+      ...ENGINE_DEFAULTS,
+      capAdd: ['CAP_IPC_LOCK'],
+      ulimits: [{ name: 'memlock', soft: -1, hard: -1 }],
+      shmSizeBytes: 256 * 1024 * 1024,
+      ipcMode: 'shareable',
+      resources: { ...ENGINE_DEFAULTS.resources, memoryBytes: 512 * 1024 * 1024, pidsLimit: 200 },
+    },
+  });
+  await run('side', { networkMode: `container:${ids.db}`, runtime: { ...ENGINE_DEFAULTS, ipcMode: `container:${ids.db}`, pidMode: `container:${ids.db}` } });
   await run('web', {
     networkMode: 'appnet',
     networks: [{ name: 'appnet', aliases: ['www'] }],
     labels: { 'lifeboat.depends-on': 'db' },
     exposedPorts: ['80/tcp'],
     portBindings: [{ containerPort: '80/tcp', hostIp: '127.0.0.1', hostPort: String(port) }],
-    healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 1e9, timeoutNs: 1e9, retries: 3 },
+    healthcheck: { test: ['CMD-SHELL', 'true'], intervalNs: 1e9, timeoutNs: 1e9, retries: 3, startPeriodNs: 0 },
   });
   await run('idle', {}, false);
   await run('armapp', { image: 'arm:1' });
