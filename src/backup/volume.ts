@@ -71,16 +71,21 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
   const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, ...archive } = opts;
-  const images = await saveImages(engine, repo, infos, { ...archive, workDir });
-
-  const meta: VolumeSnapshotMeta = {
-    kind: 'volume',
-    volume: { name: volume.name, driver: volume.driver, labels: volume.labels },
-    containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
-    images,
-  };
-  const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log, journal }, () =>
-    backup(repo, { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
-  );
-  return { snapshot, report, images };
+  // From saving (or reusing) the images to the snapshot that names them: forgetUnusedImages, exclusive, cannot come between.
+  const lock = repo.lock('shared');
+  try {
+    const images = await saveImages(engine, repo, infos, { ...archive, workDir });
+    const meta: VolumeSnapshotMeta = {
+      kind: 'volume',
+      volume: { name: volume.name, driver: volume.driver, labels: volume.labels },
+      containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
+      images,
+    };
+    const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log, journal }, () =>
+      backup(repo, { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
+    );
+    return { snapshot, report, images };
+  } finally {
+    lock.release();
+  }
 }

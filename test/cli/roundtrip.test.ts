@@ -169,6 +169,7 @@ describe.concurrent('on their own repositories', () => {
       const out = await okJson(['forget', '--repo', repo, '--keep-last', '1', '--prune']);
       expect(out.removed.sort()).toEqual(ids.slice(0, 2).sort());
       expect(out.kept.map((k: { id: string }) => k.id)).toEqual([ids[2]]);
+      expect(out.unused_images).toEqual([]);
       expect(out.prune.bytes_freed).toBeGreaterThan(2 * 1024 * 1024 - 1);
 
       expect((await okJson<{ id: string }[]>(['snapshots', '--repo', repo])).map((s) => s.id)).toEqual([ids[2]]);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/errors.ts';
+import { forgetUnusedImages } from '../../backup/image-retention.ts';
 import { forget } from '../../repo/forget.ts';
 import type { RetentionPolicy } from '../../repo/retention.ts';
 import { shortId } from '../../repo/snapshot.ts';
@@ -46,22 +47,27 @@ export function registerForget(program: Command): void {
       if (Object.values(policy).every((v) => v === undefined)) {
         throw new UsageError('forget needs a policy: --keep-last N or another --keep-* option, or [retention] in the config');
       }
+      const dryRun = opts.dryRun ?? false;
       const result = await withRepo(ctx, opts, async (repo) => {
-        const decisions = forget(repo, policy, { dryRun: opts.dryRun ?? false });
-        const removed = decisions.filter((d) => !d.keep).map((d) => d.snapshot.id);
-        return { decisions, removed, pruned: opts.prune && !opts.dryRun ? await runPrune(ctx, repo) : undefined };
+        const decisions = forget(repo, policy, { dryRun });
+        const dropped = new Set(decisions.filter((d) => !d.keep).map((d) => d.snapshot.id));
+        const images = (await forgetUnusedImages(repo, { dryRun, without: dropped })).map((s) => s.id);
+        const removed = [...dropped, ...images];
+        return { decisions, removed, images, pruned: opts.prune && !dryRun ? await runPrune(ctx, repo) : undefined };
       });
+      const gone = new Set(result.removed);
       ctx.out(
         {
-          kept: result.decisions.filter((d) => d.keep).map((d) => ({ id: d.snapshot.id, reasons: d.reasons })),
+          kept: result.decisions.filter((d) => !gone.has(d.snapshot.id)).map((d) => ({ id: d.snapshot.id, reasons: d.reasons })),
           removed: result.removed,
-          dry_run: opts.dryRun ?? false,
+          unused_images: result.images,
+          dry_run: dryRun,
           prune: result.pruned ?? null,
         },
         () =>
           [
-            `${opts.dryRun ? 'would remove' : 'removed'} ${result.removed.length} snapshots, kept ${result.decisions.length - result.removed.length}`,
-            ...result.removed.map((id) => `  ${opts.dryRun ? 'would remove' : 'removed'} ${shortId(id)}`),
+            `${dryRun ? 'would remove' : 'removed'} ${result.removed.length} snapshots (${result.images.length} of images no snapshot uses any more), kept ${result.decisions.length - result.removed.length}`,
+            ...result.removed.map((id) => `  ${dryRun ? 'would remove' : 'removed'} ${shortId(id)}`),
             ...(result.pruned ? [describePrune(result.pruned)] : []),
           ].join('\n'),
       );
