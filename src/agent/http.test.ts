@@ -42,9 +42,11 @@ async function serve(endpoints: Endpoints): Promise<string> {
 }
 
 function metricsFor(opts: { engineUp: boolean }): AgentMetrics {
+  // fixed before any scrape, so the age a scrape reports is at least 90 s whatever the clock does between the calls
+  const lastSnapshotTime = new Date(Date.now() - 90_000).toISOString();
   return new AgentMetrics({
     volumes: () => [
-      { name: 'pgdata', lastSnapshotTime: new Date(Date.now() - 90_000).toISOString(), dirtyPaths: 3, journalTrusted: true },
+      { name: 'pgdata', lastSnapshotTime, dirtyPaths: 3, journalTrusted: true },
       { name: 'never', lastSnapshotTime: null, dirtyPaths: null, journalTrusted: null },
     ],
     engineUp: () => opts.engineUp,
