@@ -16,12 +16,18 @@ const HEADER = 4;
 /** Received chunks below this size are merged (see #append). */
 const SMALL_CHUNK = 16 * 1024;
 
-export function encodeFrame(type: number, payload: Uint8Array): Buffer {
+/** A frame whose payload is `parts` back to back: each part is copied once, into the frame. */
+export function encodeFrame(type: number, ...parts: readonly Uint8Array[]): Buffer {
   if (!Number.isInteger(type) || type < 0 || type > 255) throw new RangeError(`frame type ${type} is not a byte`);
-  const out = Buffer.allocUnsafe(HEADER + 1 + payload.byteLength);
-  out.writeUInt32BE(1 + payload.byteLength, 0);
+  const length = parts.reduce((n, p) => n + p.byteLength, 0);
+  const out = Buffer.allocUnsafe(HEADER + 1 + length);
+  out.writeUInt32BE(1 + length, 0);
   out[HEADER] = type;
-  out.set(payload, HEADER + 1);
+  let o = HEADER + 1;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
   return out;
 }
 
@@ -42,8 +48,7 @@ export class FrameDecoder {
     const frames: Frame[] = [];
     for (;;) {
       if (this.#buffered < HEADER) break;
-      const head = this.#peek(HEADER);
-      const length = head.readUInt32BE(0);
+      const length = this.#peekLength();
       if (length === 0) throw new ProtocolError('peer sent an empty frame');
       if (length > this.#maxFrame) throw new ProtocolError(`peer sent a frame of ${length} bytes, above the limit of ${this.#maxFrame}`);
       if (this.#buffered < HEADER + length) break;
@@ -80,17 +85,46 @@ export class FrameDecoder {
     }
   }
 
-  #peek(n: number): Buffer {
-    if (this.#chunks[0]!.length < n) this.#chunks = [Buffer.concat(this.#chunks)];
-    return this.#chunks[0]!.subarray(0, n);
+  /** The length in the header at the front, read across chunks without joining them. */
+  #peekLength(): number {
+    const first = this.#chunks[0]!;
+    if (first.length >= HEADER) return first.readUInt32BE(0);
+    const head = Buffer.allocUnsafe(HEADER);
+    let o = 0;
+    for (const c of this.#chunks) {
+      o += c.copy(head, o, 0, Math.min(c.length, HEADER - o));
+      if (o === HEADER) break;
+    }
+    return head.readUInt32BE(0);
   }
 
+  /**
+   * The next n bytes: a view of the first chunk when it holds them all, else a
+   * copy of exactly those bytes. What follows them stays where it is, so no
+   * byte is copied twice (joining everything buffered copied the start of the
+   * next frame along, and copied it again when that frame completed).
+   */
   #take(n: number): Buffer {
-    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.#chunks = rest.length > 0 ? [rest] : [];
-    this.#buffered = rest.length;
+    const chunks = this.#chunks;
+    this.#buffered -= n;
+    const first = chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) chunks.shift();
+      else chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let o = 0;
+    let used = 0;
+    while (o < n) {
+      const c = chunks[used]!;
+      const k = Math.min(c.length, n - o);
+      c.copy(out, o, 0, k);
+      o += k;
+      if (k < c.length) chunks[used] = c.subarray(k);
+      else used++;
+    }
+    chunks.splice(0, used);
     return out;
   }
 }

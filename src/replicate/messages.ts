@@ -197,8 +197,9 @@ export interface BlobMessage {
 
 const BLOB_HEAD = 1 + BLOB_ID_BYTES + 4 + 32 + 4;
 
-export function encodeBlob(b: BlobMessage): Buffer {
-  const out = Buffer.allocUnsafe(BLOB_HEAD + b.refs.length * BLOB_ID_BYTES + b.stored.length);
+/** The message as its head and its stored bytes, left where they are: the frame copies them once (see encodeFrame). */
+export function encodeBlob(b: BlobMessage): [head: Buffer, stored: Buffer] {
+  const out = Buffer.allocUnsafe(BLOB_HEAD + b.refs.length * BLOB_ID_BYTES);
   let o = 0;
   out[o++] = b.type;
   o += b.id.copy(out, o);
@@ -206,8 +207,7 @@ export function encodeBlob(b: BlobMessage): Buffer {
   o += b.sha256.copy(out, o);
   o = out.writeUInt32BE(b.refs.length, o);
   for (const r of b.refs) o += r.copy(out, o);
-  b.stored.copy(out, o);
-  return out;
+  return [out, b.stored];
 }
 
 export function decodeBlob(p: Buffer): BlobMessage {

@@ -296,7 +296,7 @@ describe('a hostile or broken source', () => {
   });
 
   it('refuses a blob it never asked for, a frame before hello, and a frame too large to buffer', async () => {
-    const blob = encodeBlob({ type: BlobType.data, id: Buffer.alloc(32, 1) as never, rawLength: 1, sha256: Buffer.alloc(32), refs: [], stored: Buffer.alloc(64) });
+    const blob = Buffer.concat(encodeBlob({ type: BlobType.data, id: Buffer.alloc(32, 1) as never, rawLength: 1, sha256: Buffer.alloc(32), refs: [], stored: Buffer.alloc(64) }));
     expect(await talk([[Msg.blob, blob]])).toMatch(/not hello/);
     expect(await talk([[Msg.hello, await hello()], [Msg.blob, blob]])).toMatch(/never asked for/);
     const store = Store.openStore(replicaDir(peerState, source.id));

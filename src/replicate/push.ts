@@ -189,9 +189,11 @@ async function discover(conn: PeerConnection, repo: Repository, frontier: Fronti
       counts.ids_queried += batch.length;
       await conn.send(Msg.query, encodeIds(batch));
       const missing = decodeAnswer(await expect(conn, Msg.answer), batch.length);
+      // in one read transaction: a lookup on its own opens and ends one, most of its cost
+      const located = repo.db.transaction(() => batch.map((r, i) => (missing[i] ? repo.locate(r.id) : undefined)))();
       for (const [i, r] of batch.entries()) {
         if (!missing[i]) continue;
-        const loc = repo.locate(r.id);
+        const loc = located[i];
         if (!loc) throw new CorruptIndexError(`snapshot ${s.id.slice(0, 8)} needs blob ${r.id.toString('hex').slice(0, 16)}, which this repository lacks; run verify`);
         const children = await childrenOf(repo, r);
         for (const c of children) if (!c.counterpart?.equals(c.id)) frontier.enqueue(depth + 1, c.id, c.type, c.counterpart);
@@ -235,10 +237,10 @@ async function sendNeeded(conn: PeerConnection, repo: Repository, frontier: Fron
     const refs = row.type === BlobType.tree || row.type === BlobType.list ? frontier.refs(row.id) : [];
     let msg: BlobMessage = { type: row.type, id: row.id, rawLength: row.raw, sha256: crypto.createHash('sha256').update(stored).digest(), refs, stored };
     if (opts.onSend) msg = opts.onSend(msg);
-    const frame = encodeBlob(msg);
-    await opts.limiter?.take(frame.length, opts.signal);
+    const [head, body] = encodeBlob(msg);
+    await opts.limiter?.take(head.length + body.length, opts.signal);
     throwIfRefused(conn);
-    await conn.send(Msg.blob, frame).catch((err: unknown) => {
+    await conn.send(Msg.blob, head, body).catch((err: unknown) => {
       // the peer hung up after saying why: its reason, not the broken pipe
       throwIfRefused(conn);
       throw err;
@@ -247,11 +249,27 @@ async function sendNeeded(conn: PeerConnection, repo: Repository, frontier: Fron
     counts.blobs_sent++;
     counts.bytes_sent += stored.length;
   };
-  for (const run of frontier.sendRuns(READ_RUN)) {
+  // The next run is read while this one is sent, so sending does not wait on the disk; into
+  // two buffers in turn, as a fresh one faults in its pages on every read. Each run is sent
+  // (its frames copied) before its buffer is read into again.
+  const buffers = [Buffer.allocUnsafe(READ_RUN), Buffer.allocUnsafe(READ_RUN)];
+  let turn = 0;
+  const runs = frontier.sendRuns(READ_RUN);
+  const readNext = () => {
+    const { done, value: run } = runs.next();
+    if (done) return undefined;
     const first = run[0]!;
     const last = run.at(-1)!;
-    const bytes = await repo.readStored({ pack: first.pack, offset: first.offset, length: last.offset + last.length - first.offset });
-    for (const row of run) await send(row, bytes.subarray(row.offset - first.offset, row.offset - first.offset + row.length));
+    const into = buffers[turn++ % 2];
+    const read = repo.readStored({ pack: first.pack, offset: first.offset, length: last.offset + last.length - first.offset }, into).then((bytes) => ({ run, bytes }));
+    read.catch(() => {}); // awaited below; a push failing meanwhile must not leave it unhandled
+    return read;
+  };
+  for (let next = readNext(); next; ) {
+    const { run, bytes } = await next;
+    next = readNext();
+    const start = run[0]!.offset;
+    for (const row of run) await send(row, bytes.subarray(row.offset - start, row.offset - start + row.length));
   }
   for (let round = 0; ; round++) {
     await conn.send(Msg.flush);

@@ -112,7 +112,7 @@ export class Receiver {
             const missing: string[] = [];
             for (const r of decodeIds(f.payload)) {
               const b = await session.fetch(r);
-              if (b) await conn.send(Msg.blob, encodeBlob(b));
+              if (b) await conn.send(Msg.blob, ...encodeBlob(b));
               else missing.push(r.id.toString('hex'));
             }
             await conn.send(Msg.fetched, encodeFetched(missing));
@@ -133,11 +133,11 @@ export class Receiver {
       const f = describeFailure(err);
       log.warn({ code: f.code, err: f.message }, `push from ${name} failed: ${f.message}`);
       // the session's pack goes first: a full disk gets its space back before anything else
-      session?.close();
+      await session?.close();
       await conn.send(Msg.error, encodeError({ code: f.code, message: f.message })).catch(() => {});
       await lingerThenClose(conn);
     } finally {
-      session?.close();
+      await session?.close();
     }
   }
 }

@@ -99,10 +99,10 @@ export class PeerConnection {
     return this.#queue.find((f) => f.type === type);
   }
 
-  /** Sends a frame; resolves at once while the socket takes more, else when it drains. */
-  send(type: number, payload: Uint8Array = new Uint8Array(0)): Promise<void> {
+  /** Sends a frame of the payload `parts` back to back; resolves at once while the socket takes more, else when it drains. */
+  send(type: number, ...parts: readonly Uint8Array[]): Promise<void> {
     if (this.#ended) return Promise.reject(this.#ended);
-    const frame = encodeFrame(type, payload);
+    const frame = encodeFrame(type, ...parts);
     this.bytesSent += frame.length;
     if (this.#socket.write(frame)) return Promise.resolve();
     return new Promise((resolve, reject) => {

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
-import { CorruptIndexError } from '../errors/errors.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { CorruptIndexError, NoSpaceError } from '../errors/errors.ts';
 import { type BlobId, BlobType } from './ids.ts';
 import { decodeTrailer, encodeTrailer, type PackEntry, PackWriter, packPath, readPackTrailer } from './pack.ts';
 import { TempDirs } from './testing/fixture.ts';
@@ -142,6 +142,80 @@ describe('PackWriter', () => {
     w.append(crypto.randomBytes(32) as BlobId, BlobType.data, crypto.randomBytes(2 << 20), 1);
     w.abort();
     expect(await fsp.readdir(path.dirname(packPath(dir, w.name)))).toEqual([]);
+  });
+
+  it('writes the same pack behind, on the thread pool, as synchronously; drain bounds what is queued', async () => {
+    const dir = await temp.make();
+    // small and large blobs: batches end on the byte and on the blob count, and one blob is a batch alone
+    const blobs = [...Array.from({ length: 600 }, (_, i) => crypto.randomBytes(29 + i * 7)), crypto.randomBytes(3 << 20), crypto.randomBytes(100)];
+    const ids = blobs.map(() => crypto.randomBytes(32) as BlobId);
+    const sync = new PackWriter(dir);
+    const behind = new PackWriter(dir, { writeBehind: true });
+    for (const [i, b] of blobs.entries()) {
+      sync.append(ids[i]!, BlobType.data, b, b.length);
+      behind.append(ids[i]!, BlobType.data, b, b.length);
+      await behind.drain(1 << 20);
+    }
+    expect(() => behind.finish()).toThrow(/finishAsync/);
+    const [a, b] = [sync.finish(), await behind.finishAsync()];
+    expect(b.size).toBe(a.size);
+    expect((await fsp.readFile(packPath(dir, b.name))).equals(await fsp.readFile(packPath(dir, a.name)))).toBe(true);
+  });
+
+  it('finishes a pack whose writes come back short, either way', async () => {
+    const dir = await temp.make();
+    // at most 1000 bytes of the first buffer a call, as a file system may
+    const writevSync = fs.writevSync;
+    const writev = fs.writev;
+    vi.spyOn(fs, 'writevSync').mockImplementation((fd, buffers, position) => writevSync(fd, [(buffers[0] as Buffer).subarray(0, 1000)], position));
+    vi.spyOn(fs, 'writev').mockImplementation(((fd: number, buffers: NodeJS.ArrayBufferView[], position: number, cb: (err: Error | null, n: number) => void) =>
+      writev(fd, [(buffers[0] as Buffer).subarray(0, 1000)], position, cb)) as unknown as typeof fs.writev);
+    try {
+      const blobs = [crypto.randomBytes(2500), crypto.randomBytes(5), crypto.randomBytes(1 << 20)];
+      const sync = new PackWriter(dir);
+      const behind = new PackWriter(dir, { writeBehind: true });
+      for (const b of blobs) for (const w of [sync, behind]) w.append(crypto.randomBytes(32) as BlobId, BlobType.data, b, b.length);
+      for (const done of [sync.finish(), await behind.finishAsync()]) {
+        const file = packPath(dir, done.name);
+        expect(readPackTrailer(file, done.name).map((e) => e.length)).toEqual(blobs.map((b) => b.length));
+        expect((await fsp.readFile(file)).subarray(0, 2505 + (1 << 20)).equals(Buffer.concat(blobs))).toBe(true);
+      }
+      // a call per 1000 bytes: the short writes were taken up where they stopped
+      expect(vi.mocked(fs.writevSync).mock.calls.length).toBeGreaterThan(1000);
+      expect(vi.mocked(fs.writev).mock.calls.length).toBeGreaterThan(1000);
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+
+  it('writing behind, a failed write is thrown by drain, append and finishAsync, and abort removes the file once queued writes end', async () => {
+    const dir = await temp.make();
+    const writes: (() => void)[] = [];
+    vi.spyOn(fs, 'writev').mockImplementation(((_fd: number, _buffers: unknown, _position: number, cb: (err: Error | null, n: number) => void) =>
+      writes.push(() => cb(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }), 0))) as unknown as typeof fs.writev);
+    try {
+      const w = new PackWriter(dir, { writeBehind: true });
+      w.append(crypto.randomBytes(32) as BlobId, BlobType.data, crypto.randomBytes(2 << 20), 1);
+      expect(writes).toHaveLength(1);
+      const aborted = w.abort();
+      // the write is still queued: the file stays (its descriptor open) until it ends
+      expect(fs.existsSync(`${packPath(dir, w.name)}.tmp`)).toBe(true);
+      writes.shift()!();
+      await aborted;
+      expect(await fsp.readdir(path.dirname(packPath(dir, w.name)))).toEqual([]);
+
+      const v = new PackWriter(dir, { writeBehind: true });
+      v.append(crypto.randomBytes(32) as BlobId, BlobType.data, crypto.randomBytes(2 << 20), 1);
+      const drained = v.drain();
+      writes.shift()!();
+      await expect(drained).rejects.toBeInstanceOf(NoSpaceError);
+      expect(() => v.append(crypto.randomBytes(32) as BlobId, BlobType.data, crypto.randomBytes(10), 1)).toThrow(NoSpaceError);
+      await expect(v.finishAsync()).rejects.toBeInstanceOf(NoSpaceError);
+      await v.abort();
+      expect(await fsp.readdir(path.dirname(packPath(dir, v.name)))).toEqual([]);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 
   it('readPackTrailer names the pack of a damaged file', async () => {

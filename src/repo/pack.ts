@@ -21,7 +21,9 @@ export const TRAILER_ENTRY_BYTES = 1 + BLOB_ID_BYTES + 4 + 4;
 export const TRAILER_FOOTER_BYTES = 4 + 4 + MAGIC.length;
 const ENTRY_BYTES = TRAILER_ENTRY_BYTES;
 const FOOTER_BYTES = TRAILER_FOOTER_BYTES;
-const STAGE_BYTES = 1 << 20;
+/** A batch of blobs is written once it holds this many bytes, or this many blobs (well under IOV_MAX). */
+const BATCH_BYTES = 1 << 20;
+const BATCH_BUFFERS = 256;
 
 export interface PackEntry {
   readonly id: BlobId;
@@ -40,24 +42,39 @@ export function newPackName(): string {
 }
 
 /**
- * Appends sealed blobs to a new pack through a 1 MiB staging buffer. Synchronous:
- * it runs on the worker threads, where blocking is the point, and for the few
- * tree blobs the main thread writes.
+ * Appends sealed blobs to a new pack. Blobs are held by reference and written
+ * together, about 1 MiB at a time, with one writev: no copy of the bytes. By
+ * default the writes are synchronous: on the worker threads blocking is the
+ * point, and the main thread writes only a few tree blobs. A daemon taking a
+ * stream of blobs on its event loop (a replica receiving a push) writes
+ * behind instead: each batch goes to the thread pool while appending goes on,
+ * so the loop never waits on the disk; it bounds what is queued with drain()
+ * and ends with finishAsync().
  */
 export class PackWriter {
   readonly name: string;
   readonly entries: PackEntry[] = [];
   readonly #fd: number;
+  #fdOpen = true;
   readonly #final: string;
   readonly #tmp: string;
-  readonly #stage = Buffer.allocUnsafe(STAGE_BYTES);
-  #staged = 0;
+  readonly #behind: boolean;
+  /** Blobs appended and not handed to the file yet. */
+  #batch: Uint8Array[] = [];
+  #batched = 0;
   #size = 0;
+  /** Where the next write goes: bytes handed to the file so far. */
+  #position = 0;
+  /** Write behind: writes queued on the thread pool (none ever rejects), the bytes they hold, the first failure. */
+  readonly #writes = new Set<Promise<void>>();
+  #queued = 0;
+  #failure: unknown;
 
-  constructor(repoDir: string) {
+  constructor(repoDir: string, opts: { writeBehind?: boolean } = {}) {
     this.name = newPackName();
     this.#final = packPath(repoDir, this.name);
     this.#tmp = `${this.#final}.tmp`;
+    this.#behind = opts.writeBehind ?? false;
     this.#fd = this.#io(() => {
       fs.mkdirSync(path.dirname(this.#final), { recursive: true, mode: 0o700 });
       return fs.openSync(this.#tmp, 'wx', 0o600);
@@ -78,7 +95,9 @@ export class PackWriter {
     return this.#size;
   }
 
+  /** `stored` is held by reference: the caller must not change it until the pack is finished (or, writing behind, drained). */
   append(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): PackEntry {
+    if (this.#failure !== undefined) throw this.#failure;
     const entry = { id, type, offset: this.#size, length: stored.byteLength, rawLength };
     this.entries.push(entry);
     this.#write(stored);
@@ -88,29 +107,54 @@ export class PackWriter {
   }
 
   #write(data: Uint8Array): void {
-    if (this.#staged + data.byteLength > STAGE_BYTES) this.#flush();
-    if (data.byteLength >= STAGE_BYTES) this.#io(() => writeAllSync(this.#fd, data));
-    else {
-      this.#stage.set(data, this.#staged);
-      this.#staged += data.byteLength;
-    }
+    this.#batch.push(data);
+    this.#batched += data.byteLength;
+    if (this.#batched >= BATCH_BYTES || this.#batch.length >= BATCH_BUFFERS) this.#flush();
   }
 
+  /** Hands the batch to the file, after what was handed before: now, or queued on the thread pool (a failure kept for drain). */
   #flush(): void {
-    if (this.#staged === 0) return;
-    this.#io(() => writeAllSync(this.#fd, this.#stage.subarray(0, this.#staged)));
-    this.#staged = 0;
+    const batch = this.#batch;
+    const bytes = this.#batched;
+    if (bytes === 0) return;
+    this.#batch = [];
+    this.#batched = 0;
+    const position = this.#position;
+    this.#position += bytes;
+    if (!this.#behind) {
+      this.#io(() => {
+        for (let done = 0; done < bytes; ) done += fs.writevSync(this.#fd, unwritten(batch, done), position + done);
+      });
+      return;
+    }
+    this.#queued += bytes;
+    const write: Promise<void> = writevAll(this.#fd, batch, position)
+      .catch((err: unknown) => {
+        this.#failure ??= noSpace(err, `pack ${this.name}`);
+      })
+      .finally(() => {
+        this.#queued -= bytes;
+        this.#writes.delete(write);
+      });
+    this.#writes.add(write);
+  }
+
+  /** Write behind: waits until at most `maxQueued` bytes are still queued; throws what a write failed with. */
+  async drain(maxQueued = 0): Promise<void> {
+    while (this.#queued > maxQueued) await Promise.race(this.#writes);
+    if (this.#failure !== undefined) throw this.#failure;
   }
 
   /** Writes the trailer, fsyncs, and moves the pack into place. Only then may the index name it. */
   finish(): FinishedPack {
+    if (this.#behind) throw new Error(`pack ${this.name} writes behind: it must end with finishAsync()`);
     this.#write(encodeTrailer(this.entries));
     this.#flush();
     const size = this.#io(() => {
       fs.fsyncSync(this.#fd);
       return fs.fstatSync(this.#fd).size;
     });
-    fs.closeSync(this.#fd);
+    this.#closeFd();
     faultPoint('pack-synced');
     this.#io(() => {
       fs.renameSync(this.#tmp, this.#final);
@@ -120,15 +164,17 @@ export class PackWriter {
     return { name: this.name, size, entries: this.entries };
   }
 
-  /** finish() for the main thread of a daemon: the fsyncs, which take tens of milliseconds, do not hold the event loop. */
+  /** finish() for the main thread of a daemon: the writes and fsyncs, which take tens of milliseconds, do not hold the event loop. */
   async finishAsync(): Promise<FinishedPack> {
+    if (this.#failure !== undefined) throw this.#failure;
     this.#write(encodeTrailer(this.entries));
     this.#flush();
+    await this.drain();
     const size = await this.#ioAsync(async () => {
       await new Promise<void>((resolve, reject) => fs.fsync(this.#fd, (err) => (err ? reject(err) : resolve())));
       return fs.fstatSync(this.#fd).size;
     });
-    fs.closeSync(this.#fd);
+    this.#closeFd();
     faultPoint('pack-synced');
     await this.#ioAsync(async () => {
       await fsp.rename(this.#tmp, this.#final);
@@ -148,13 +194,24 @@ export class PackWriter {
     }
   }
 
-  abort(): void {
-    try {
-      fs.closeSync(this.#fd);
-    } catch {
-      // already closed by finish()
-    }
+  /**
+   * Drops the pack (once finished, nothing: the file is in place). Resolves
+   * once the file is gone: at return for a writer that writes synchronously;
+   * one that writes behind first lets its queued writes end, as its
+   * descriptor must not be closed (and its number reused) under them.
+   */
+  abort(): Promise<void> {
+    if (this.#writes.size > 0) return this.drain().then(() => this.abort(), () => this.abort());
+    this.#closeFd();
     fs.rmSync(this.#tmp, { force: true });
+    return Promise.resolve();
+  }
+
+  /** Closes the descriptor once: closing a number twice could close another file that got it meanwhile. */
+  #closeFd(): void {
+    if (!this.#fdOpen) return;
+    this.#fdOpen = false;
+    fs.closeSync(this.#fd);
   }
 }
 
@@ -164,9 +221,19 @@ export interface FinishedPack {
   readonly entries: readonly PackEntry[];
 }
 
-function writeAllSync(fd: number, data: Uint8Array): void {
-  let o = 0;
-  while (o < data.byteLength) o += fs.writeSync(fd, data, o, data.byteLength - o);
+async function writevAll(fd: number, batch: readonly Uint8Array[], position: number): Promise<void> {
+  const bytes = batch.reduce((n, b) => n + b.byteLength, 0);
+  for (let done = 0; done < bytes; ) {
+    done += await new Promise<number>((resolve, reject) => fs.writev(fd, unwritten(batch, done), position + done, (err, n) => (err ? reject(err) : resolve(n))));
+  }
+}
+
+/** What of `batch` is left after its first `done` bytes were written (a write may be short). */
+function unwritten(batch: readonly Uint8Array[], done: number): readonly Uint8Array[] {
+  if (done === 0) return batch;
+  let i = 0;
+  while (done >= batch[i]!.byteLength) done -= batch[i++]!.byteLength;
+  return [batch[i]!.subarray(done), ...batch.slice(i + 1)];
 }
 
 export function syncDir(dir: string): void {

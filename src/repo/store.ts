@@ -50,13 +50,16 @@ export class Store {
     this.dir = dir;
     this.id = id;
     this.db = db;
+    // The pack's name by a subquery: the same lookup as a JOIN took about four
+    // times as long with this SQLite (~12 µs), and a push locates every blob it
+    // sends. A blob whose pack row is gone has no location, as with the JOIN.
     const locate = db.prepare(
-      `SELECT b.type AS type, p.name AS pack, b.offset AS offset, b.length AS length, b.raw_length AS rawLength
-       FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.id = ?`,
+      `SELECT type, (SELECT name FROM packs WHERE id = blobs.pack) AS pack, offset, length, raw_length AS rawLength
+       FROM blobs WHERE id = ?`,
     );
     this.#locate = (blob) => {
       const row = locate.get(blob) as Record<string, unknown> | undefined;
-      return row && blobRow<{ pack: string }>(row);
+      return row && row.pack !== null ? blobRow<{ pack: string }>(row) : undefined;
     };
     const has = db.prepare('SELECT 1 FROM blobs WHERE id = ?').pluck();
     this.#has = (blob) => has.get(blob);
@@ -80,10 +83,14 @@ export class Store {
     return this.#locate(id);
   }
 
-  /** Raw stored bytes of a blob, still sealed. Reads share one descriptor per pack. */
-  async readStored(loc: Pick<BlobLocation, 'pack' | 'offset' | 'length'>): Promise<Buffer> {
+  /**
+   * Raw stored bytes of a blob, still sealed. Reads share one descriptor per
+   * pack. Into `into` when it is large enough (a view of it is returned): a
+   * reader of many runs reuses its buffers rather than fault in fresh pages.
+   */
+  async readStored(loc: Pick<BlobLocation, 'pack' | 'offset' | 'length'>, into?: Buffer): Promise<Buffer> {
     if (loc.length > MAX_STORED_BLOB || loc.length < 0) throw new CorruptIndexError(`the index gives a blob in pack ${loc.pack} ${loc.length} bytes, more than any blob may have`);
-    const buf = Buffer.allocUnsafe(loc.length);
+    const buf = into && into.length >= loc.length ? into.subarray(0, loc.length) : Buffer.allocUnsafe(loc.length);
     const fd = this.#packFd(loc.pack);
     const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
       fs.read(fd, buf, 0, loc.length, loc.offset, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),

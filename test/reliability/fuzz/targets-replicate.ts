@@ -86,7 +86,7 @@ const blobMessage = fc
   .record({ type: fc.constantFrom(BlobType.data, BlobType.tree, BlobType.list, BlobType.meta), id: id32, raw: fc.nat(), refs: fc.array(id32, { maxLength: 4 }), stored: fc.uint8Array({ minLength: 0, maxLength: 200 }) })
   .map((b) => {
     const stored = Buffer.from(b.stored);
-    return encodeBlob({ type: b.type, id: b.id, rawLength: b.raw, sha256: crypto.createHash('sha256').update(stored).digest(), refs: b.type === BlobType.tree || b.type === BlobType.list ? b.refs : [], stored });
+    return Buffer.concat(encodeBlob({ type: b.type, id: b.id, rawLength: b.raw, sha256: crypto.createHash('sha256').update(stored).digest(), refs: b.type === BlobType.tree || b.type === BlobType.list ? b.refs : [], stored }));
   });
 
 registerTarget({
@@ -161,12 +161,12 @@ registerTarget<{ hello: Buffer; steps: Step[] }, SessionCtx>({
           const stored = crypto.randomBytes(SEAL_OVERHEAD + step.size);
           const sha = crypto.createHash('sha256').update(stored).digest();
           if (step.damage) stored[0]! ^= 1;
-          await s.accept(decodeBlob(encodeBlob({ type: step.type, id: step.id, rawLength: step.size, sha256: sha, refs: step.type === BlobType.tree || step.type === BlobType.list ? step.refs : [], stored })));
+          await s.accept(decodeBlob(Buffer.concat(encodeBlob({ type: step.type, id: step.id, rawLength: step.size, sha256: sha, refs: step.type === BlobType.tree || step.type === BlobType.list ? step.refs : [], stored }))));
         }
       }
       await s.flush();
     } finally {
-      session?.close();
+      await session?.close();
       // nothing outside the replica's own directory
       const outside = [...fs.readdirSync(home).filter((n) => n !== 'replicas'), ...(fs.existsSync(path.dirname(dir)) ? fs.readdirSync(path.dirname(dir)).filter((n) => n !== 'source') : [])];
       if (outside.length > 0) throw new Error(`wrote outside the replica: ${outside.join(', ')}`);
