@@ -1,3 +1,4 @@
+import type Database from 'better-sqlite3';
 import { CorruptIndexError } from '../errors/errors.ts';
 import { BLOB_ID_BYTES, type BlobType, BlobType as BT } from './ids.ts';
 
@@ -41,4 +42,22 @@ export function blobRow<T extends Partial<{ pack: string }>>(r: Record<string, u
   if (!BLOB_TYPES.has(r.type) || !count(r.offset) || !count(r.length) || !count(r.rawLength)) throw damaged('a blob row is malformed');
   if (r.pack !== undefined && (typeof r.pack !== 'string' || !PACK_NAME.test(r.pack))) throw damaged('a blob row names no valid pack');
   return r as unknown as BlobRow & T;
+}
+
+/**
+ * Where blobs are stored, by id, on an index connection (a store's, or a
+ * worker's read-only one). The pack's name by a subquery: the same lookup as
+ * a JOIN took about four times as long with this SQLite (~12 µs), and a push
+ * or a restore locates every blob. A blob whose pack row is gone has no
+ * location, as with the JOIN.
+ */
+export function blobLocator(db: Database.Database): (id: Buffer) => (BlobRow & { pack: string }) | undefined {
+  const locate = db.prepare(
+    `SELECT type, (SELECT name FROM packs WHERE id = blobs.pack) AS pack, offset, length, raw_length AS rawLength
+     FROM blobs WHERE id = ?`,
+  );
+  return (blob) => {
+    const row = locate.get(blob) as Record<string, unknown> | undefined;
+    return row && row.pack !== null ? blobRow<{ pack: string }>(row) : undefined;
+  };
 }

@@ -5,6 +5,7 @@ import { type MasterKeys } from '../repo/crypto.ts';
 import type { BlobId, BlobType } from '../repo/ids.ts';
 import { encodeTrailer, PackWriter, packPath } from '../repo/pack.ts';
 import type { BlobLocation } from '../repo/repository.ts';
+import { blobLocator } from '../repo/rows.ts';
 import type { PackReport, WorkerInit } from './protocol.ts';
 
 /**
@@ -18,7 +19,7 @@ export class WorkerContext {
   readonly repoDir: string;
   readonly #packSize: number;
   readonly #has: Database.Statement;
-  readonly #locate: Database.Statement;
+  readonly #locate: (id: BlobId) => BlobLocation | undefined;
   /**
    * Ids this worker packed that the index cannot show yet: its open pack's,
    * and those of finished packs until the main thread acknowledges indexing
@@ -38,10 +39,7 @@ export class WorkerContext {
     const db = new Database(path.join(init.repoDir, 'index.db'), { readonly: true, fileMustExist: true });
     db.pragma('busy_timeout = 10000');
     this.#has = db.prepare('SELECT 1 FROM blobs WHERE id = ?').pluck();
-    this.#locate = db.prepare(
-      `SELECT b.type AS type, p.name AS pack, b.offset AS offset, b.length AS length, b.raw_length AS rawLength
-       FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.id = ?`,
-    );
+    this.#locate = blobLocator(db);
   }
 
   /** True when the repository has the blob or this worker is writing it. */
@@ -50,7 +48,7 @@ export class WorkerContext {
   }
 
   locate(id: BlobId): BlobLocation | undefined {
-    return this.#locate.get(id) as BlobLocation | undefined;
+    return this.#locate(id);
   }
 
   write(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): void {
