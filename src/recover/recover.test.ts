@@ -217,14 +217,18 @@ describe('recover (fake engines)', () => {
     ]);
 
     const missing = path.join(src.workDir, 'no-such-device');
-    const resources = { ...ENGINE_DEFAULTS.resources, nanoCpus: 2e9, memoryBytes: 2 ** 31 };
+    const resources = { ...ENGINE_DEFAULTS.resources, nanoCpus: 2e9, cpusetCpus: '0-1', memoryBytes: 2 ** 31 };
     await src.a.createContainer(
       spec('tuned', 'app:1', { networkMode: 'none', mounts: [volumeMount('data', '/data')], runtime: { ...ENGINE_DEFAULTS, devices: [{ pathOnHost: missing, pathInContainer: '/dev/x', cgroupPermissions: 'rwm' }], resources } }),
     );
     await src.backup('data');
     const small = new FakeEngine({ root: await t.temp.make(), info: { cpus: 1, memoryBytes: 2 ** 30 } });
     const tuned = await recover(small, t.repo, HOST, options({ dryRun: true, containers: ['tuned'] }));
-    expect(tuned.blockers).toEqual([`container tuned: device ${missing} does not exist on this host`, 'container tuned: it was given 2 CPUs (--cpus), and this engine has 1']);
+    expect(tuned.blockers).toEqual([
+      `container tuned: device ${missing} does not exist on this host`,
+      'container tuned: it was given 2 CPUs (--cpus), and this engine has 1',
+      'container tuned: it is pinned to CPUs 0-1, and this engine has CPUs 0-0',
+    ]);
     expect(tuned.warnings).toContain("container tuned: its memory limit (2.00 GiB) is above this host's memory (1.00 GiB)");
 
     deleteSnapshots(t.repo, listSnapshots(t.repo).filter((s) => s.tags.includes('image')).map((s) => s.id));
