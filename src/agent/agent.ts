@@ -175,7 +175,8 @@ export class Agent {
    */
   static async start(opts: AgentOptions): Promise<Agent> {
     const { config, log } = opts;
-    const repo = await Repository.open(config.repository.path, opts.password);
+    // the agent writes backups: it leaves the reserve of free space to prune and verify
+    const repo = await Repository.open(config.repository.path, opts.password, { reserve: 'keep' });
     let catalog: AgentCatalog | undefined;
     let server: http.Server | undefined;
     let replicator: Replicator | undefined;
@@ -509,6 +510,7 @@ export class Agent {
         log: this.#log,
         quiesceJournal: this.#catalog,
         onWarning: (p: string, err: Error) => this.#log.warn({ volume, path: p, err: err.message }, 'skipped an entry it could not read'),
+        onDamage: (message: string) => this.#log.error({ volume }, `repository damaged: ${message}`),
         ...(take ? { changes: take } : {}),
       };
       // `changes` is the journal's take (backupVolume examines only its paths when it is in paths mode)

@@ -2,8 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { noSpace, SourceError } from '../errors/errors.ts';
-import { BlockListBuilder } from '../repo/content.ts';
+import { CorruptDataError, CorruptIndexError, noSpace, SourceError } from '../errors/errors.ts';
+import { BlockListBuilder, decodeList, listRefs } from '../repo/content.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
 import { entriesFromTrailer } from '../repo/pack.ts';
@@ -11,7 +11,7 @@ import type { Repository } from '../repo/repository.ts';
 import type { Snapshot, SnapshotStats } from '../repo/snapshot.ts';
 import { latestSnapshotOf, saveSnapshot } from '../repo/snapshots.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
-import { byName, decodeTree, encodeTree, type Tree, type TreeNode } from '../repo/tree.ts';
+import { byName, decodeTree, encodeTree, type Tree, type TreeNode, treeRefs } from '../repo/tree.ts';
 import { BlobWriter } from '../repo/writer.ts';
 import { faultPoint } from '../util/fault.ts';
 import { RESCAN } from '../watch/rescan.ts';
@@ -19,7 +19,7 @@ import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
-import type { PackReport, StoreItem, StoreResult } from '../workers/protocol.ts';
+import type { PackReport, SeenFile, StoreItem, StoreResult } from '../workers/protocol.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
 
 export interface BackupOptions {
@@ -41,6 +41,8 @@ export interface BackupOptions {
   readonly pool: RepoWorkers;
   /** Told about every entry that could not be read; the backup goes on without it. */
   readonly onWarning?: (path: string, err: Error) => void;
+  /** Told about damage found in the repository that the backup worked around (packs gone, their blocks stored again). */
+  readonly onDamage?: (message: string) => void;
   readonly onProgress?: (p: Progress) => void;
 }
 
@@ -54,6 +56,14 @@ export interface Progress {
 const SMALL = 1 * MiB;
 /** A large file is cut into ranges of this size (fixed blocks only) so every worker reads a part. */
 const RANGE = 8 * MiB;
+/** Reads of a file that changes while it is read, before it is reported instead of stored. */
+const READ_ATTEMPTS = 3;
+
+/** How one read of a file ended: its block ids, or why they cannot be used. */
+type ReadOutcome =
+  | { readonly kind: 'read'; readonly content: { blocks: string[] } | { lists: string[] } }
+  | { readonly kind: 'error'; readonly message: string }
+  | { readonly kind: 'changed'; readonly why: string };
 
 /**
  * Walks a directory into a snapshot. Files whose size, mtime, ctime and inode
@@ -74,9 +84,18 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   const writer = new BlobWriter(repo, opts.packSize);
   const archiver = new Archiver(repo, writer, opts);
   try {
+    const lost = repo.forgetMissingPacks();
+    if (lost.length > 0) {
+      // What the lost packs held must come back from the source: every file is looked at, and
+      // one whose blocks the index no longer has is read again, changed or not.
+      archiver.vouchForContent();
+      opts.onDamage?.(
+        `${lost.length} packs the index named are missing from ${repo.dir} (${lost.slice(0, 3).join(', ')}${lost.length > 3 ? ', ...' : ''}): what they held is stored again from the source where it still is; older snapshots that used the rest are damaged until \`lifeboat repair\` fetches it from a peer (\`lifeboat verify\` names them)`,
+      );
+    }
     const parent = latestSnapshotOf(repo, opts.host, source);
-    const parentRoot = parent ? (await archiver.loadTree(parent.tree, 'parent root')).nodes[0] : undefined;
-    if (parentRoot && opts.changes?.mode === 'paths') archiver.useJournal(opts.changes.paths);
+    const parentRoot = parent ? (await archiver.parentTree(parent.tree, 'the parent snapshot\'s root'))?.nodes[0] : undefined;
+    if (parentRoot && opts.changes?.mode === 'paths' && lost.length === 0) archiver.useJournal(opts.changes.paths);
     const rootNode = await (await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot)).done;
     faultPoint('backup-walked');
     const tree = archiver.saveTree({ nodes: [rootNode] });
@@ -159,6 +178,8 @@ const childPath = (rel: string, name: string) => (rel === '' ? name : `${rel}/${
 class Archiver {
   readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = { files_new: 0, files_changed: 0, bytes_read: 0, errors: 0, examined: 0 };
   #journal: Journal | undefined;
+  /** Unchanged files count as such only when the index has every block they name (the repository lost some). */
+  #vouch = false;
   readonly #repo: Repository;
   readonly #writer: BlobWriter;
   readonly #opts: BackupOptions;
@@ -177,6 +198,26 @@ class Archiver {
     this.#journal = journalOf(paths);
   }
 
+  vouchForContent(): void {
+    this.#vouch = true;
+  }
+
+  /**
+   * A tree of the parent snapshot, or undefined when the repository cannot
+   * give it (damaged or lost): the backup goes on as if there were no parent
+   * there, reading what is below, and says so. A damaged parent must not stop
+   * every backup after it.
+   */
+  async parentTree(id: BlobId, where: string): Promise<Tree | undefined> {
+    try {
+      return await this.loadTree(id, where);
+    } catch (err) {
+      if (!(err instanceof CorruptIndexError || err instanceof CorruptDataError)) throw err;
+      this.#opts.onDamage?.(`${where} cannot be read (${err.message}): backed up as new, without comparing`);
+      return undefined;
+    }
+  }
+
   /** Resolves once no worker job is in flight. */
   settled(): Promise<void> {
     return this.#jobs.settled();
@@ -187,17 +228,17 @@ class Archiver {
   }
 
   saveTree(tree: Tree): BlobId {
-    return this.#saveBlob(BlobType.tree, encodeTree(tree));
+    return this.#saveBlob(BlobType.tree, encodeTree(tree), () => treeRefs(tree));
   }
 
   saveMeta(meta: unknown): BlobId {
     return this.#saveBlob(BlobType.meta, Buffer.from(JSON.stringify(meta)));
   }
 
-  /** Trees, lists and meta are sealed here on the main thread: they are few and small. */
-  #saveBlob(type: BlobType, plain: Buffer): BlobId {
+  /** Trees, lists and meta are sealed here on the main thread: they are few and small. `refs`: what the blob names, for its pack's trailer. */
+  #saveBlob(type: BlobType, plain: Buffer, refs?: () => readonly BlobId[]): BlobId {
     const id = blobId(this.#repo.keys, plain);
-    if (!this.#writer.has(id)) this.#writer.add(id, type, seal(this.#repo.keys, id, type, plain, { level: this.#opts.compressionLevel }), plain.length);
+    if (!this.#writer.has(id)) this.#writer.add(id, type, seal(this.#repo.keys, id, type, plain, { level: this.#opts.compressionLevel }), plain.length, refs?.());
     return id;
   }
 
@@ -217,10 +258,13 @@ class Archiver {
   async walkDir(dir: string, rel: string, name: string, stat: FileStat, previous: TreeNode | undefined, whole = false): Promise<Later<TreeNode>> {
     const j = whole || previous?.type !== 'dir' || previous.files === undefined ? undefined : this.#journal;
     if (j?.rescan.has(rel)) return this.walkDir(dir, rel, name, stat, previous, true);
-    if (j && !touched(j, rel)) return { done: Promise.resolve(previous!) };
+    if (j && !touched(j, rel) && this.#reusable(previous!)) return { done: Promise.resolve(previous!) };
     const before = new Map<string, TreeNode>();
     if (previous?.type === 'dir' && previous.subtree) {
-      for (const n of (await this.loadTree(Buffer.from(previous.subtree, 'hex') as BlobId, dir)).nodes) before.set(n.name, n);
+      const parent = await this.parentTree(Buffer.from(previous.subtree, 'hex') as BlobId, `the parent snapshot's tree of ${dir}`);
+      // without the parent's entries the journal cannot say what is here: look at all of it
+      if (!parent) return this.walkDir(dir, rel, name, stat, undefined, true);
+      for (const n of parent.nodes) before.set(n.name, n);
     }
     // Metadata calls are synchronous: from the dentry cache they cost microseconds,
     // a tenth of a promise round trip, and the walk of a million files is made of them.
@@ -240,7 +284,7 @@ class Archiver {
       const full = path.join(dir, child);
       const cRel = childPath(rel, child);
       const prev = before.get(child);
-      if (j && prev && !touched(j, cRel)) {
+      if (j && prev && !touched(j, cRel) && this.#reusable(prev)) {
         pending.push(Promise.resolve(prev));
         continue;
       }
@@ -286,52 +330,126 @@ class Archiver {
       before.size === size &&
       before.mtime === String(st.mtimeNs) &&
       before.ctime === String(st.ctimeNs) &&
-      before.ino === String(st.ino)
+      before.ino === String(st.ino) &&
+      (!this.#vouch || (await this.#contentPresent(before)))
     ) {
       return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
-    // Each part's ids are taken as it completes, in order, not gathered: memory holds the parts
-    // in flight and one list of ids, whatever the file's size.
-    const content = new BlockListBuilder((list) => toHex(this.#saveBlob(BlobType.list, list)));
-    let read = 0;
-    let error: string | null = null;
-    let taken: Promise<void> = Promise.resolve();
-    await this.#read(full, size, (part) => {
-      taken = taken.then(() => part).then((r) => {
-        if (error !== null) return;
-        if (r.error !== null) {
-          error = r.error;
-          return;
-        }
-        read += r.bytesRead;
-        for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) content.add(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
-      });
-    });
-    const node = taken.then(() => {
-      if (error !== null) {
-        this.#warn(full, new Error(error));
-        return undefined;
-      }
-      if (before) this.counts.files_changed++;
-      else this.counts.files_new++;
-      // Size as read, metadata as before the read: a file written meanwhile has a newer mtime and is read again next time.
-      return nodeFromStat(name, 'file', st, { ...content.finish(), size: read });
-    });
+    const first = await this.#readOnce(full, st, true);
+    const node = this.#settle(full, name, st, before, first.done);
     node.catch(() => {});
     return { done: node };
   }
 
-  /** Splits a file into worker items, batched when small, ranges when large and fixed-block; hands each to `take` once dispatched. */
-  async #read(full: string, size: number, take: (part: Promise<StoreResult>) => void): Promise<void> {
+  /** An entry the journal says is untouched is taken as it was, unless it is a directory whose tree the index lost. */
+  #reusable(node: TreeNode): boolean {
+    return node.type !== 'dir' || node.subtree === undefined || this.#writer.has(Buffer.from(node.subtree, 'hex') as BlobId);
+  }
+
+  /** Whether the index has every block (and list) an unchanged file names. */
+  async #contentPresent(node: TreeNode): Promise<boolean> {
+    const has = (hex: string) => this.#writer.has(Buffer.from(hex, 'hex') as BlobId);
+    if (node.blocks) return node.blocks.every(has);
+    for (const hex of node.lists ?? []) {
+      if (!has(hex)) return false;
+      if (!decodeList(await this.#repo.loadBlob(Buffer.from(hex, 'hex') as BlobId, BlobType.list), node.name).every(has)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A file's node once its read is in. Every part of the read checked that it
+   * read the very file the lstat saw, unchanged from its open to its end; a
+   * file that changed meanwhile is read again from a fresh lstat (the blocks
+   * the failed read stored are merely unreferenced, for prune). After
+   * READ_ATTEMPTS reads that each saw a change it is reported, and the snapshot
+   * keeps the entry the parent snapshot has, which existed, or leaves it out:
+   * never blocks of versions that did not coexist, nor content under the
+   * metadata of another version.
+   */
+  async #settle(full: string, name: string, st: FileStat, before: TreeNode | undefined, first: Promise<ReadOutcome>): Promise<TreeNode | undefined> {
+    let stat = st;
+    let outcome = await first;
+    for (let reads = 1; outcome.kind === 'changed' && reads < READ_ATTEMPTS; reads++) {
+      try {
+        stat = fs.lstatSync(full, { bigint: true });
+      } catch (err) {
+        this.#warn(full, err as Error); // gone: as if the walk had not found it
+        return undefined;
+      }
+      if (!stat.isFile()) {
+        if (!stat.isDirectory()) return this.#special(full, name, stat); // what is there now, whole
+        outcome = { kind: 'changed', why: 'replaced by a directory' };
+        break;
+      }
+      // A job of its own: the walk may have sent its last shared batch already.
+      outcome = await (await this.#readOnce(full, stat, false)).done;
+    }
+    if (outcome.kind === 'error') {
+      this.#warn(full, new Error(outcome.message));
+      return undefined;
+    }
+    if (outcome.kind === 'changed') {
+      const kept = before ? 'kept as it was in the parent snapshot' : 'left out of the snapshot';
+      this.#warn(full, new Error(`changed while it was read (${READ_ATTEMPTS} reads, the last: ${outcome.why}); ${kept}`));
+      return before;
+    }
+    if (before) this.counts.files_changed++;
+    else this.counts.files_new++;
+    // Every part found the file as this lstat saw it: size, times and content are one version.
+    return nodeFromStat(name, 'file', stat, outcome.content);
+  }
+
+  /**
+   * Reads a file once, as `st` saw it: resolves once its parts are dispatched,
+   * with a promise of the outcome. Each part's ids are taken as it completes,
+   * in order, not gathered: memory holds the parts in flight and one list of
+   * ids, whatever the file's size. Once a part found the file changed (or
+   * unreadable), the rest of it is not dispatched, and ids are no longer taken.
+   */
+  async #readOnce(full: string, st: FileStat, shared: boolean): Promise<Later<ReadOutcome>> {
+    const content = new BlockListBuilder((list) => toHex(this.#saveBlob(BlobType.list, list, () => listRefs(list))));
+    let failed: ReadOutcome | undefined;
+    let taken: Promise<void> = Promise.resolve();
+    const take = (part: Promise<StoreResult>) => {
+      taken = taken.then(() => part).then((r) => {
+        if (r.changed !== null) {
+          if (failed?.kind !== 'changed') failed = { kind: 'changed', why: r.changed }; // read again, whatever else failed
+        } else if (r.error !== null) {
+          failed ??= { kind: 'error', message: r.error };
+        } else if (failed === undefined) {
+          for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) content.add(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
+        }
+      });
+      // When a part fails, the read stops dispatching and throws (pace) before `done` is made: not an unhandled rejection
+      // (that ends the process, and an abandoned backup's containers with it); the failure reaches the walk through the batcher.
+      taken.catch(() => {});
+    };
+    await this.#read(full, st, shared, take, () => failed !== undefined);
+    const done = taken.then((): ReadOutcome => failed ?? { kind: 'read', content: content.finish() });
+    done.catch(() => {});
+    return { done };
+  }
+
+  /**
+   * Splits a file into worker items, batched when small (`shared`), ranges when
+   * large and fixed-block; hands each to `take` once dispatched, until `stop`.
+   * Every item carries what the lstat saw, for the worker to compare with what
+   * it opens.
+   */
+  async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean): Promise<void> {
+    const size = Number(st.size);
+    const seen: SeenFile = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
     if (size <= SMALL) {
-      take(this.#jobs.add({ path: full, start: 0, end: null }, size));
+      const item: StoreItem = { path: full, start: 0, end: size, seen };
+      take(shared ? this.#jobs.add(item, size) : this.#jobs.alone(item));
       await this.#jobs.pace();
       return;
     }
     const { kind, size: block } = this.#opts.splitter;
     const range = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
-    for (let start = 0; start === 0 || start < size; start += range) {
-      take(this.#jobs.alone({ path: full, start, end: start + range >= size ? null : start + range }));
+    for (let start = 0; start < size && !stop(); start += range) {
+      take(this.#jobs.alone({ path: full, start, end: Math.min(start + range, size), seen }));
       await this.#jobs.pace();
     }
   }

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import tarFs from 'tar-fs';
 import type { DockerEngine, ImageInfo } from '../docker/engine.ts';
 import type { Repository } from '../repo/repository.ts';
-import type { Snapshot } from '../repo/snapshot.ts';
+import { IMAGE_TAG, type Snapshot } from '../repo/snapshot.ts';
 import { snapshotsTagged } from '../repo/snapshots.ts';
 import { backup, type BackupOptions } from './archiver.ts';
 
@@ -60,7 +60,7 @@ async function saveOne(
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   try {
     await pipeline(await engine.saveImage(image.id), tarFs.extract(dir));
-    return await backup(repo, { ...opts, source: dir, tags: ['image', imageTag(image.id)], meta: { kind: 'image', image } });
+    return await backup(repo, { ...opts, source: dir, tags: [IMAGE_TAG, imageTag(image.id)], meta: { kind: 'image', image } });
   } finally {
     await fsp.rm(dir, { recursive: true, force: true });
   }

@@ -32,6 +32,12 @@ export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'vol
   readonly log: Logger;
   /** The agent catalog's record of containers paused or stopped, so none stays so after a crash. */
   readonly quiesceJournal: QuiesceJournal;
+  /**
+   * Once aborted (Ctrl-C on the CLI), the backup stops between its steps and
+   * nothing more is paused or stopped; the reading itself stops through the
+   * worker pool, which the caller abandons (AbortableWorkers).
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface VolumeBackupResult {
@@ -62,6 +68,7 @@ export function exclusionOf(volume: VolumeInfo, containers: readonly ContainerDe
 export async function backupVolume(engine: DockerEngine, repo: Repository, opts: VolumeBackupOptions): Promise<VolumeBackupResult> {
   // What an interrupted backup left paused or stopped goes back first (its containers may be this volume's).
   await returnAbandoned(engine, opts.quiesceJournal, opts.log);
+  opts.signal?.throwIfAborted();
   const volume = await engine.inspectVolume(opts.volume);
   if (!volume) throw new VolumeNotFoundError(opts.volume);
   const containers = await containersUsing(engine, volume.name);
@@ -70,18 +77,19 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
 
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
-  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, ...archive } = opts;
+  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, signal, ...archive } = opts;
   // From saving (or reusing) the images to the snapshot that names them: forgetUnusedImages, exclusive, cannot come between.
   const lock = repo.lock('shared');
   try {
     const images = await saveImages(engine, repo, infos, { ...archive, workDir });
+    signal?.throwIfAborted();
     const meta: VolumeSnapshotMeta = {
       kind: 'volume',
       volume: { name: volume.name, driver: volume.driver, labels: volume.labels },
       containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
       images,
     };
-    const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log, journal }, () =>
+    const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, () =>
       backup(repo, { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
     );
     return { snapshot, report, images };

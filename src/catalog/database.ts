@@ -12,6 +12,12 @@ export interface OpenOptions {
   readonly readonly?: boolean;
   /** Name used in error messages ("repository index", "agent catalog"). */
   readonly what: string;
+  /**
+   * The file must already hold a database its migrations made: an empty one
+   * (truncated to nothing, or replaced) is damage to report, not a new
+   * database to create.
+   */
+  readonly existing?: boolean;
 }
 
 /**
@@ -25,6 +31,10 @@ export function openDatabase(file: string, opts: OpenOptions): Db {
   try {
     const db = guard(new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false }), typed);
     db.pragma('busy_timeout = 10000');
+    if (opts.existing && db.pragma('user_version', { simple: true }) === 0) {
+      db.close();
+      throw new CorruptIndexError(`${opts.what} ${file} is empty: it was truncated or replaced`);
+    }
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
@@ -50,6 +60,8 @@ function typedFailure(err: unknown, what: string): unknown {
   const damaged =
     code.startsWith('SQLITE_CORRUPT') ||
     code === 'SQLITE_NOTADB' ||
+    // a file that is not what its header or its WAL says (cut short, swapped under SQLite)
+    code.startsWith('SQLITE_IOERR_SHORT_READ') ||
     // a header flipped to a write version SQLite does not know makes the file read-only
     code.startsWith('SQLITE_READONLY') ||
     // the schema's own text damaged: tables or columns the code relies on are gone

@@ -3,8 +3,11 @@ import { readPasswordFile } from '../config/password.ts';
 import type { Config } from '../config/schema.ts';
 import { PasswordMissingError, UsageError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
+import { AbortableWorkers } from '../agent/workers.ts';
 import { Repository } from '../repo/repository.ts';
+import type { OpenOptions } from '../repo/store.ts';
 import { RepoWorkers } from '../workers/pool.ts';
+import type { Interrupt } from './interrupt.ts';
 
 /** What every command receives: parsed global options, the config (or its defaults), output helpers. */
 export interface Context {
@@ -60,24 +63,43 @@ export function repoPath(ctx: Context, opts: RepoOptions): string {
   throw new UsageError('no repository: pass --repo DIR or --config FILE');
 }
 
-export async function openRepo(ctx: Context, opts: RepoOptions): Promise<Repository> {
-  return Repository.open(repoPath(ctx, opts), readPassword(ctx, opts));
+export async function openRepo(ctx: Context, opts: RepoOptions, open: OpenOptions = {}): Promise<Repository> {
+  return Repository.open(repoPath(ctx, opts), readPassword(ctx, opts), open);
 }
 
 export function compressionLevel(ctx: Context): number {
   return ctx.config.repository.compression === 'off' ? 0 : ctx.config.repository.compression_level;
 }
 
-export function makePool(ctx: Context, repo: Repository): RepoWorkers {
-  return new RepoWorkers(repo, { workers: ctx.config.backup.workers, level: compressionLevel(ctx), packSize: ctx.config.repository.pack_size });
+/**
+ * The command's worker pool. Under an Interrupt, the first signal abandons it
+ * as the agent abandons a backup: every job in flight and to come fails, so
+ * the work fails at once and its cleanup runs (see AbortableWorkers).
+ */
+export function makePool(ctx: Context, repo: Repository, interrupt?: Interrupt): RepoWorkers {
+  const opts = { workers: ctx.config.backup.workers, level: compressionLevel(ctx), packSize: ctx.config.repository.pack_size };
+  if (!interrupt) return new RepoWorkers(repo, opts);
+  const pool = new AbortableWorkers(repo, opts);
+  interrupt.onInterrupt((reason) => void pool.abort(reason));
+  return pool;
 }
 
-/** Runs fn with an open repository and a worker pool, closing both whatever happens. */
-export async function withRepo<T>(ctx: Context, opts: RepoOptions, fn: (repo: Repository, pool: () => RepoWorkers) => Promise<T>): Promise<T> {
-  const repo = await openRepo(ctx, opts);
+/**
+ * Runs fn with an open repository and a worker pool (abandoned on an
+ * interrupt, when given), closing both whatever happens. A command that
+ * writes data (a backup) keeps the repository's reserve of free space.
+ */
+export async function withRepo<T>(
+  ctx: Context,
+  opts: RepoOptions,
+  fn: (repo: Repository, pool: () => RepoWorkers) => Promise<T>,
+  run: { interrupt?: Interrupt; open?: OpenOptions } = {},
+): Promise<T> {
+  const { interrupt } = run;
+  const repo = await openRepo(ctx, opts, run.open);
   let pool: RepoWorkers | undefined;
   try {
-    return await fn(repo, () => (pool ??= makePool(ctx, repo)));
+    return await fn(repo, () => (pool ??= makePool(ctx, repo, interrupt)));
   } finally {
     await pool?.close();
     repo.close();

@@ -16,6 +16,7 @@ import { registerRun } from './commands/run.ts';
 import { registerService } from './commands/service.ts';
 import { registerSnapshots } from './commands/snapshots.ts';
 import { registerStatus } from './commands/status.ts';
+import { registerUnlock } from './commands/unlock.ts';
 import { registerVerify } from './commands/verify.ts';
 import pkg from '../../package.json' with { type: 'json' };
 
@@ -31,7 +32,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import type { AgentCatalog, QuiesceAction } from '../catalog/agent-catalog.ts';
+import type { AgentCatalog, QuiesceAction, QuiescedRow } from '../catalog/agent-catalog.ts';
 import { HookFailedError } from '../errors/errors.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { ContainerDetail, DockerEngine } from './engine.ts';
@@ -30,6 +30,11 @@ export interface QuiesceOptions {
   readonly log: Logger;
   /** Where each pause and stop is noted before it happens and cleared once undone, so a crash cannot leave it in place. */
   readonly journal: QuiesceJournal;
+  /**
+   * Once aborted (Ctrl-C on the CLI), nothing more is paused or stopped and
+   * the work is not begun: what was is returned, and the abort's reason thrown.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface ContainerAction {
@@ -54,7 +59,8 @@ export interface QuiesceReport {
  * ones started (dependencies first; as their state then asks: an engine that
  * restarted meanwhile left the paused ones exited too), then backup-post
  * commands run. Only containers that were running are touched: one that was
- * stopped stays so.
+ * stopped stays so. An abort (opts.signal) stops it between steps: what it
+ * had paused or stopped is returned, and the abort's reason thrown.
  *
  * Every pause and stop is noted in the journal before the engine is asked and
  * cleared once undone. A container this process cannot return (the engine went
@@ -69,10 +75,12 @@ export async function withQuiesced<T>(
 ): Promise<{ result: T; report: QuiesceReport }> {
   const running = startOrder(containers.filter((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude)));
   for (const c of running) await runHook(engine, c, 'pre', opts);
+  opts.signal?.throwIfAborted();
 
   const owner = processToken();
   const quiesced: { c: ContainerDetail; action: QuiesceAction; at: number }[] = [];
   const quiesce = async (c: ContainerDetail, action: QuiesceAction, ask: () => Promise<void>) => {
+    opts.signal?.throwIfAborted();
     opts.log.info({ container: c.name }, `${action === 'paused' ? 'pausing' : 'stopping'} for the backup`);
     opts.journal.noteQuiesced({ container: c.id, name: c.name, action, owner });
     // Returned afterwards even when asking failed: the engine may have done it anyway.
@@ -89,6 +97,7 @@ export async function withQuiesced<T>(
       if (flag(c.labels, LABEL.pause) && !flag(c.labels, LABEL.stop)) await quiesce(c, 'paused', () => engine.pause(c.id));
     }
     faultPoint('quiesced');
+    opts.signal?.throwIfAborted();
     result = await work();
   } catch (error) {
     failed = { error };
@@ -170,6 +179,15 @@ export async function returnAbandoned(engine: DockerEngine, journal: QuiesceJour
     }
   }
   return done;
+}
+
+/**
+ * The containers this process has paused or stopped and not returned yet, as
+ * the journal has them: what exiting now would leave so.
+ */
+export function quiescedByThisProcess(journal: Pick<AgentCatalog, 'quiesced'>): QuiescedRow[] {
+  const me = processToken();
+  return journal.quiesced().filter((r) => r.owner === me);
 }
 
 /** Unpauses or starts a container, as its state needs. */

@@ -87,11 +87,10 @@ export class SnapshotNotFoundError extends LifeboatError {
   }
 }
 
+/** A snapshot reference that names more than one: a short prefix, or "latest" over several sources. */
 export class AmbiguousSnapshotError extends LifeboatError {
   readonly code = 'LB_ERR_SNAPSHOT_AMBIGUOUS';
-  constructor(ref: string, count: number) {
-    super(`snapshot prefix ${JSON.stringify(ref)} matches ${count} snapshots; give more characters`);
-  }
+  override readonly exitCode = 2;
 }
 
 export class TargetNotEmptyError extends LifeboatError {
@@ -219,6 +218,15 @@ export class DrillFailedError extends LifeboatError {
   readonly code = 'LB_ERR_DRILL_FAILED';
 }
 
+/**
+ * SIGINT or SIGTERM stopped a command (src/cli/interrupt.ts). It put back
+ * what it had changed first (containers it paused or stopped, the repository
+ * lock); the message says what it could not.
+ */
+export class InterruptedError extends LifeboatError {
+  readonly code = 'LB_ERR_INTERRUPTED';
+}
+
 /** A push to a peer failed; the code is the failure's own (the network's, or the peer's refusal). */
 export class ReplicationFailedError extends LifeboatError {
   readonly code: string;
@@ -238,12 +246,18 @@ export class ReplicaMismatchError extends LifeboatError {
   readonly code = 'LB_ERR_REPLICA_MISMATCH';
 }
 
+/** Prune could not account for what some snapshot needs (a tree or list no pack holds intact), so it deleted nothing. */
+export class PruneRefusedError extends LifeboatError {
+  readonly code = 'LB_ERR_PRUNE_REFUSED';
+}
+
 /** The file system holding the repository is full (or over quota). */
 export class NoSpaceError extends LifeboatError {
   readonly code = 'LB_ERR_NO_SPACE';
 }
 
-const NO_SPACE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+// SQLITE_IOERR_SHMSIZE: SQLite could not grow its shared-memory file, which on a full disk is what opening needs first
+const NO_SPACE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE']);
 
 /** `err` as a NoSpaceError naming what could not be written when it says the disk is full; any other error as it is. */
 export function noSpace(err: unknown, what: string): unknown {

@@ -25,6 +25,13 @@ export interface DrillOptions {
   readonly settleMs?: number;
   /** Stops waiting and cleans up (the agent shutting down, Ctrl+C). */
   readonly signal?: AbortSignal;
+  /** The run id (drillRunId()); the caller makes it to name the drill's leftovers should it be killed. Default a new one. */
+  readonly runId?: string;
+}
+
+/** A new drill run id: the prefix of every name a drill uses, and its lifeboat.drill label. */
+export function drillRunId(): string {
+  return `lbdrill-${randomBytes(3).toString('hex')}`;
 }
 
 /** A drill's outcome: plain JSON, for `drill --json`, the agent's status and its metrics. */
@@ -92,7 +99,7 @@ export interface DrillVolume {
  */
 export async function drill(engine: DockerEngine, repo: Repository, host: string, opts: DrillOptions): Promise<DrillResult> {
   const startedAt = Date.now();
-  const runId = `lbdrill-${randomBytes(3).toString('hex')}`;
+  const runId = opts.runId ?? drillRunId();
   const plan = await buildPlan(repo, { host: opts.onlyHostSnapshots ? host : null });
   const target = drillTarget(plan, host, runId);
   const pre = await preflight(engine, repo, plan, target);

@@ -20,6 +20,8 @@ export interface RecoverOptions extends Omit<PlanOptions, 'host'> {
   readonly log: Logger;
   /** Epoch milliseconds recovery times are measured from; default now. The CLI passes its process start. */
   readonly startedAt?: number;
+  /** Once aborted (Ctrl-C), nothing more is started: what is left is skipped with the reason "aborted". */
+  readonly signal?: AbortSignal;
 }
 
 /** This engine's platform, as reports print it. */
@@ -109,7 +111,8 @@ export async function recover(engine: DockerEngine, repo: Repository, host: stri
   const plan = await buildPlan(repo, { host: opts.onlyHostSnapshots ? host : null, ...(opts.at ? { at: opts.at } : {}), ...(opts.containers ? { containers: opts.containers } : {}) });
   const target = recoveryTarget(plan, host, opts.force ?? false);
   const pre = await preflight(engine, repo, plan, target);
-  const applied = opts.dryRun ? undefined : await applyPlan(engine, repo, plan, pre, target, { pool: opts.pool, workDir: opts.workDir, log: opts.log, startedAt });
+  const apply = { pool: opts.pool, workDir: opts.workDir, log: opts.log, startedAt, ...(opts.signal ? { signal: opts.signal } : {}) };
+  const applied = opts.dryRun ? undefined : await applyPlan(engine, repo, plan, pre, target, apply);
   return report(host, plan, pre, applied, startedAt);
 }
 

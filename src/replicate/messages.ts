@@ -3,6 +3,7 @@ import { ProtocolError } from '../errors/errors.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType } from '../repo/ids.ts';
 import { repositoryConfigSchema } from '../repo/store.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
+import { parseRecord, toRecord } from '../repo/snapshot-record.ts';
 
 /**
  * The peer protocol's messages, one per frame (frames.ts). Control messages
@@ -56,25 +57,6 @@ export type Welcome = z.infer<typeof welcomeSchema>;
 const flushedSchema = z.strictObject({ rejected: z.array(hex64).max(QUERY_BATCH) });
 export type Flushed = z.infer<typeof flushedSchema>;
 
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const statsSchema = z.record(z.string().max(64), count);
-
-/** The clear row of a snapshot: all a peer stores besides sealed blobs. */
-const snapshotSchema = z.strictObject({
-  id: hex64,
-  time: z.iso.datetime(),
-  host: z.string().min(1).max(255),
-  source: z.string().min(1).max(4096),
-  volume: z.string().min(1).max(255).nullable(),
-  parent: hex64.nullable(),
-  tree: hex64,
-  meta: hex64.nullable(),
-  tags: z.array(z.string().max(512)).max(64),
-  splitter: z.strictObject({ kind: z.enum(['fixed', 'cdc']), size: z.number().int().min(4096).max(8 * 1024 * 1024) }),
-  stats: statsSchema,
-});
-export type SnapshotRow = z.infer<typeof snapshotSchema>;
-
 const committedSchema = z.strictObject({ snapshot: hex64 });
 const errorSchema = z.strictObject({ code: z.string().regex(/^LB_ERR_[A-Z0-9_]+$/).max(64), message: z.string().max(4096) });
 export type ErrorMessage = z.infer<typeof errorSchema>;
@@ -108,32 +90,8 @@ export const decodeError = (p: Buffer): ErrorMessage => json(errorSchema, 'error
 export const encodeFetched = (missing: readonly string[]): Buffer => encodeJson({ missing });
 export const decodeFetched = (p: Buffer): string[] => json(fetchedSchema, 'fetched', p).missing;
 
-export function encodeCommit(s: Snapshot): Buffer {
-  const row: SnapshotRow = {
-    id: s.id,
-    time: s.time,
-    host: s.host,
-    source: s.source,
-    volume: s.volume,
-    parent: s.parent,
-    tree: s.tree.toString('hex'),
-    meta: s.meta ? s.meta.toString('hex') : null,
-    tags: [...s.tags],
-    splitter: { kind: s.splitter.kind, size: s.splitter.size },
-    stats: { ...s.stats },
-  };
-  return encodeJson(row);
-}
-
-export function decodeCommit(p: Buffer): Snapshot {
-  const r = json(snapshotSchema, 'commit', p);
-  return {
-    ...r,
-    tree: Buffer.from(r.tree, 'hex') as BlobId,
-    meta: r.meta === null ? null : (Buffer.from(r.meta, 'hex') as BlobId),
-    stats: r.stats as unknown as Snapshot['stats'],
-  };
-}
+export const encodeCommit = (s: Snapshot): Buffer => encodeJson(toRecord(s));
+export const decodeCommit = (p: Buffer): Snapshot => parseRecord(p, (why) => new ProtocolError(`peer sent a malformed commit message: ${why}`));
 
 const BLOB_TYPES: ReadonlySet<number> = new Set(Object.values(BlobType));
 const ENTRY = 1 + BLOB_ID_BYTES;

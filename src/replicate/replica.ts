@@ -10,6 +10,7 @@ import { type FinishedPack, listPackFiles, PackWriter, packPath } from '../repo/
 import type { RepositoryLock } from '../repo/lock.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { listSnapshots, saveSnapshot } from '../repo/snapshots.ts';
+import { snapshotsDir } from '../repo/snapshot-record.ts';
 import { openIndex, readRepositoryConfig, Store, writeFileDurable } from '../repo/store.ts';
 import { commitPack } from '../repo/writer.ts';
 import { faultPoint } from '../util/fault.ts';
@@ -109,7 +110,8 @@ export class ReplicaSession {
       throw new ReplicaMismatchError(`this peer's replica of the source is of repository ${config.id}, and the source now offers repository ${hello.config.id}; move ${dir} aside to replicate the new one`);
     }
     await addKeys(dir, hello);
-    const store = Store.openStore(dir);
+    // a push writes data: it leaves the reserve for the peer's own prune
+    const store = Store.openStore(dir, { reserve: 'keep' });
     try {
       const session = new ReplicaSession(store, opts.packSize);
       await session.#removeStaleTemp();
@@ -165,7 +167,7 @@ export class ReplicaSession {
       return;
     }
     const pack = (this.#pack ??= { writer: new PackWriter(this.#store.dir, { writeBehind: true }), refs: [] });
-    pack.writer.append(b.id, b.type, b.stored, b.rawLength);
+    pack.writer.append(b.id, b.type, b.stored, b.rawLength, b.refs);
     this.#pending.add(key);
     for (const r of b.refs) pack.refs.push([b.id, r]);
     this.#stats.blobs++;
@@ -309,7 +311,8 @@ export class ReplicaSession {
 async function create(dir: string, hello: Hello): Promise<void> {
   await fsp.mkdir(path.join(dir, 'keys'), { recursive: true, mode: 0o700 });
   await fsp.mkdir(path.join(dir, 'packs'), { recursive: true, mode: 0o700 });
-  openIndex(dir, true).close();
+  await fsp.mkdir(snapshotsDir(dir), { recursive: true, mode: 0o700 });
+  openIndex(dir, hello.config.id, { create: true }).close();
   await addKeys(dir, hello);
   // config.json last, as init does: its presence makes the directory a repository.
   await writeFileDurable(path.join(dir, 'config.json'), JSON.stringify(hello.config, null, 2));

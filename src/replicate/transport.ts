@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { PeerClosedError, PeerIdentityError, PeerTimeoutError, PeerUnreachableError } from '../errors/errors.ts';
@@ -138,28 +139,151 @@ export interface PeerServerOptions {
   readonly onPeer: (conn: PeerConnection, name: string) => void;
   readonly log: Logger;
   readonly maxFrame?: number;
+  /** How long an authenticated connection may stay silent (its hello included); default DEFAULT_IDLE_TIMEOUT_MS. */
   readonly idleTimeoutMs?: number;
+  /** How long a connection has to complete the TLS handshake and prove a configured id; default DEFAULT_HANDSHAKE_TIMEOUT_MS. */
+  readonly handshakeTimeoutMs?: number;
+  /** Connections not yet authenticated held at once; past it, new ones are closed at once. Default DEFAULT_MAX_UNAUTHENTICATED. */
+  readonly maxUnauthenticated?: number;
+  /** The window of the rate limit on the log lines about refused and failed connections (tests); default 60 s. */
+  readonly logWindowMs?: number;
 }
 
-/** Accepts connections from configured peers only; anyone else is dropped at the handshake and logged. */
+/** A TLS 1.3 handshake is one round trip: ten seconds is generous even on a poor link, and short for a connection that says nothing. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Peers are a handful of agents: 64 handshakes at once is far more than they make, and bounds what strangers can hold. */
+export const DEFAULT_MAX_UNAUTHENTICATED = 64;
+/** [replication] timeout's default, for a server given none. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** Lines of one kind logged per window; the rest are counted and told in one line at the window's end. */
+const LOG_BURST = 5;
+
+/**
+ * Accepts connections from configured peers only; anyone else is dropped at
+ * the handshake and logged. A connection that has not completed the TLS
+ * handshake and proved a configured id within the handshake timeout is
+ * closed, as is every connection that arrives while the cap of such
+ * connections is reached (it never reaches TLS). Once authenticated, the
+ * idle timeout applies: a peer that sends nothing, its hello included, is
+ * dropped. Refusals and failed handshakes are logged with the remote
+ * address, a few lines per minute and then a count, so a flood of
+ * connections does not flood the log.
+ */
 export async function listenForPeers(opts: PeerServerOptions): Promise<tls.Server> {
-  const server = tls.createServer({ ...TLS, cert: opts.identity.certPem, key: opts.identity.keyPem, requestCert: true });
+  const handshakeTimeout = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const cap = opts.maxUnauthenticated ?? DEFAULT_MAX_UNAUTHENTICATED;
+  const conn = { ...opts, idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS };
+  const server = tls.createServer({ ...TLS, cert: opts.identity.certPem, key: opts.identity.keyPem, requestCert: true, handshakeTimeout });
+  const window = opts.logWindowMs ?? 60_000;
+  const logged = {
+    refused: new ThrottledLog(opts.log, window, (n, remotes) => [
+      { count: n, remotes, cap },
+      `refused ${n} more connections over the cap of ${cap} not yet authenticated in the last ${window / 1000} s`,
+    ]),
+    handshake: new ThrottledLog(opts.log, window, (n, remotes) => [
+      { count: n, remotes },
+      `${n} more peer connections failed their TLS handshake or timed out in the last ${window / 1000} s`,
+    ]),
+    stranger: new ThrottledLog(opts.log, window, (n, remotes) => [{ count: n, remotes }, `refused ${n} more agents whose id is not configured in the last ${window / 1000} s`]),
+  };
+  server.on('close', () => {
+    for (const l of Object.values(logged)) l.flush();
+  });
+
+  // Connections open and not yet authenticated: every one the TCP listener took, less those that proved a configured id.
+  let open = 0;
+  let authenticated = 0;
+  // The TLS server's own listener starts the handshake; it runs only for connections under the cap, so the rest cost nothing.
+  const handshake = server.listeners('connection') as ((socket: net.Socket) => void)[];
+  if (handshake.length === 0) throw new Error('tls.Server has no connection listener to start handshakes with');
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: net.Socket) => {
+    if (open - authenticated >= cap) {
+      logged.refused.note({ remote: remoteOf(socket), cap }, `refused a connection: ${cap} connections are already waiting to authenticate`);
+      socket.destroy();
+      return;
+    }
+    open++;
+    socket.once('close', () => open--);
+    for (const start of handshake) start.call(server, socket);
+  });
+
   server.on('secureConnection', (socket) => {
     const cert = socket.getPeerX509Certificate();
     const id = cert ? certificateId(cert.raw) : null;
     const name = id === null ? undefined : opts.peers.get(id);
     if (name === undefined) {
-      opts.log.warn({ remote: socket.remoteAddress, id }, id === null ? 'refused a connection without a certificate' : 'refused a peer whose id is not configured');
+      logged.stranger.note({ remote: remoteOf(socket), id }, id === null ? 'refused a connection without a certificate' : 'refused a peer whose id is not configured');
       socket.destroy();
       return;
     }
-    opts.onPeer(new PeerConnection(socket, id!, opts), name);
+    authenticated++;
+    socket.once('close', () => authenticated--);
+    opts.onPeer(new PeerConnection(socket, id!, conn), name);
   });
-  // A failed handshake (no TLS, old TLS) is the client's problem; log it and go on.
+  // A failed handshake (no TLS, old TLS, silence past the timeout) is the client's problem: log it, close it, go on.
+  // (With a listener here, Node leaves the socket open: without the destroy, a silent connection stays forever.)
   server.on('tlsClientError', (err, socket) => {
-    opts.log.warn({ remote: socket.remoteAddress, err: err.message }, 'a peer connection failed its TLS handshake');
+    logged.handshake.note({ remote: remoteOf(socket), err: err.message }, 'a peer connection failed its TLS handshake');
+    socket.destroy();
   });
   return listenOn(server, opts.listen, 'replication.listen');
+}
+
+function remoteOf(socket: net.Socket): string {
+  const a = socket.remoteAddress;
+  if (a === undefined) return 'unknown';
+  return `${a.includes(':') ? `[${a}]` : a}:${socket.remotePort}`;
+}
+
+/**
+ * Warnings of one kind, at most LOG_BURST per window; beyond that they are
+ * counted, and one line at the window's end says how many and from where.
+ */
+class ThrottledLog {
+  readonly #log: Logger;
+  readonly #windowMs: number;
+  readonly #summary: (count: number, remotes: string[]) => [object, string];
+  #windowStart = -Infinity;
+  #lines = 0;
+  #suppressed = 0;
+  readonly #remotes = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(log: Logger, windowMs: number, summary: (count: number, remotes: string[]) => [object, string]) {
+    this.#log = log;
+    this.#windowMs = windowMs;
+    this.#summary = summary;
+  }
+
+  note(fields: { remote: string } & Record<string, unknown>, msg: string): void {
+    const now = performance.now();
+    if (now - this.#windowStart >= this.#windowMs) {
+      this.flush();
+      this.#windowStart = now;
+      this.#lines = 0;
+    }
+    if (this.#lines < LOG_BURST) {
+      this.#lines++;
+      this.#log.warn(fields, msg);
+      return;
+    }
+    this.#suppressed++;
+    // a few addresses are enough to tell one flooding host from many
+    if (this.#remotes.size < 10) this.#remotes.add(fields.remote.replace(/:\d+$/, ''));
+    this.#timer ??= setTimeout(() => this.flush(), this.#windowStart + this.#windowMs - now).unref();
+  }
+
+  /** Logs the count of what was held back, if anything. */
+  flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#suppressed === 0) return;
+    const [fields, msg] = this.#summary(this.#suppressed, [...this.#remotes]);
+    this.#suppressed = 0;
+    this.#remotes.clear();
+    this.#log.warn(fields, msg);
+  }
 }
 
 export interface ConnectOptions {

@@ -14,6 +14,16 @@ export function encodeList(hexIds: readonly string[]): Buffer {
   return out;
 }
 
+/** The distinct block ids a list blob names. */
+export function listRefs(plain: Buffer): BlobId[] {
+  const seen = new Map<string, BlobId>();
+  for (let o = 0; o + BLOB_ID_BYTES <= plain.length; o += BLOB_ID_BYTES) {
+    const id = plain.subarray(o, o + BLOB_ID_BYTES) as BlobId;
+    seen.set(id.toString('latin1'), id);
+  }
+  return [...seen.values()];
+}
+
 export function decodeList(plain: Buffer, where: string): string[] {
   if (plain.length === 0 || plain.length % BLOB_ID_BYTES !== 0 || plain.length > LIST_SPAN * BLOB_ID_BYTES) {
     throw new CorruptDataError(`block list of ${where} is malformed (${plain.length} bytes)`);

@@ -1,5 +1,6 @@
 import { CorruptDataError } from '../errors/errors.ts';
 import { unseal } from './crypto.ts';
+import { blobRefs } from './refs.ts';
 import type { BlobId, BlobType } from './ids.ts';
 import { PackWriter } from './pack.ts';
 import type { Repository } from './repository.ts';
@@ -33,13 +34,14 @@ export class BlobMender {
   offer(b: StoredBlob): boolean {
     const key = b.id.toString('latin1');
     if (this.#taken.has(key)) return true;
+    let refs: readonly BlobId[];
     try {
-      unseal(this.#repo.keys, b.id, b.type, b.stored, true, b.rawLength);
+      refs = blobRefs(b.type, unseal(this.#repo.keys, b.id, b.type, b.stored, true, b.rawLength));
     } catch (err) {
       if (err instanceof CorruptDataError) return false;
       throw err;
     }
-    this.#pack.append(b.id, b.type, b.stored, b.rawLength);
+    this.#pack.append(b.id, b.type, b.stored, b.rawLength, refs);
     this.#taken.add(key);
     return true;
   }

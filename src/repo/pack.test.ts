@@ -2,21 +2,23 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CorruptIndexError, NoSpaceError } from '../errors/errors.ts';
 import { type BlobId, BlobType } from './ids.ts';
-import { decodeTrailer, encodeTrailer, type PackEntry, PackWriter, packPath, readPackTrailer } from './pack.ts';
+import { decodeTrailer, encodeTrailer, NO_REFS, type PackEntry, PackWriter, packPath, readPackTrailer, readPackTrailerAsync } from './pack.ts';
 import { TempDirs } from './testing/fixture.ts';
 
 const NAME = 'ab0123456789abcdef0123456789abcd';
 
 /** A whole pack in memory: the blobs' bytes back to back, then the trailer. */
-function buildPack(blobs: { type: BlobType; length: number; rawLength: number }[]): { file: Buffer; entries: PackEntry[] } {
+function buildPack(blobs: { type: BlobType; length: number; rawLength: number; refs?: number }[]): { file: Buffer; entries: PackEntry[] } {
   const entries: PackEntry[] = [];
   let offset = 0;
   for (const b of blobs) {
-    entries.push({ id: crypto.randomBytes(32) as BlobId, type: b.type, offset, length: b.length, rawLength: b.rawLength });
+    const refs = Array.from({ length: b.type === BlobType.data ? 0 : (b.refs ?? 0) }, () => crypto.randomBytes(32) as BlobId);
+    entries.push({ id: crypto.randomBytes(32) as BlobId, type: b.type, offset, length: b.length, rawLength: b.rawLength, refs: refs.length > 0 ? refs : NO_REFS });
     offset += b.length;
   }
   return { file: Buffer.concat([crypto.randomBytes(offset), encodeTrailer(entries)]), entries };
@@ -38,10 +40,35 @@ function expectCorrupt(fn: () => unknown, why?: RegExp): void {
 }
 
 const blobArb = fc.record({
-  type: fc.constantFrom(BlobType.data, BlobType.tree),
+  type: fc.constantFrom(BlobType.data, BlobType.tree, BlobType.list),
   length: fc.integer({ min: 29, max: 3000 }),
   rawLength: fc.integer({ min: 0, max: 0xffffffff }),
+  refs: fc.integer({ min: 0, max: 5 }),
 });
+
+/** A pack of the first format (LBP1: entries, count, crc, magic; no edges), as older versions wrote it. */
+function buildV1Pack(blobs: { type: BlobType; length: number; rawLength: number }[]): { file: Buffer; entries: PackEntry[] } {
+  const entries: PackEntry[] = [];
+  const table: Buffer[] = [];
+  let offset = 0;
+  for (const b of blobs) {
+    const id = crypto.randomBytes(32) as BlobId;
+    entries.push({ id, type: b.type, offset, length: b.length, rawLength: b.rawLength });
+    const e = Buffer.alloc(41);
+    e[0] = b.type;
+    id.copy(e, 1);
+    e.writeUInt32LE(b.length, 33);
+    e.writeUInt32LE(b.rawLength, 37);
+    table.push(e);
+    offset += b.length;
+  }
+  const t = Buffer.concat(table);
+  const footer = Buffer.alloc(12);
+  footer.writeUInt32LE(blobs.length, 0);
+  footer.writeUInt32LE(zlib.crc32(t), 4);
+  footer.write('LBP1', 8);
+  return { file: Buffer.concat([crypto.randomBytes(offset), t, footer]), entries };
+}
 
 describe('pack trailer', () => {
   it('decodes what it encodes, offsets included (property)', () => {
@@ -53,6 +80,28 @@ describe('pack trailer', () => {
       }),
       { numRuns: 100 },
     );
+  });
+
+  it('reads packs of the first format, whose trees name nothing it can tell (refs unknown)', () => {
+    const { file, entries } = buildV1Pack([
+      { type: BlobType.data, length: 100, rawLength: 90 },
+      { type: BlobType.tree, length: 50, rawLength: 300 },
+    ]);
+    const back = decode(file);
+    expect(back.map((e) => ({ ...e, id: e.id.toString('hex') }))).toEqual(entries.map((e) => ({ ...e, id: e.id.toString('hex') })));
+    expect(back.every((e) => e.refs === undefined)).toBe(true);
+  });
+
+  it('keeps what each tree and list names, and refuses a data blob said to name anything', () => {
+    const { file, entries } = buildPack([
+      { type: BlobType.tree, length: 100, rawLength: 90, refs: 3 },
+      { type: BlobType.data, length: 50, rawLength: 50 },
+      { type: BlobType.list, length: 70, rawLength: 70, refs: 1 },
+    ]);
+    const back = decode(file);
+    expect(back.map((e) => e.refs!.map((r) => r.toString('hex')))).toEqual(entries.map((e) => e.refs!.map((r) => r.toString('hex'))));
+    const lying = encodeTrailer([{ ...entries[1]!, offset: 0, refs: [crypto.randomBytes(32) as BlobId] }]);
+    expectCorrupt(() => decode(Buffer.concat([file.subarray(100, 150), lying])), /names other blobs/);
   });
 
   it('refuses any single flipped byte in the trailer, naming the pack', () => {
@@ -79,7 +128,7 @@ describe('pack trailer', () => {
   it('refuses a wrong magic, a short file, an impossible count, and lengths that do not add up', () => {
     const { file, entries } = buildPack([{ type: BlobType.data, length: 64, rawLength: 64 }]);
     const magic = Buffer.from(file);
-    magic.write('LBP2', file.length - 4);
+    magic.write('LBPX', file.length - 4);
     expectCorrupt(() => decode(magic), /magic/);
     expectCorrupt(() => decode(Buffer.from('LBP1')), /too short/);
     const count = Buffer.from(file);
@@ -120,6 +169,22 @@ describe('PackWriter', () => {
     );
     const bytes = await fsp.readFile(file);
     for (const [i, e] of entries.entries()) expect(bytes.subarray(e.offset, e.offset + e.length).equals(blobs[i]!)).toBe(true);
+  });
+
+  it('readPackTrailerAsync agrees, for a trailer in the last read and for one larger than it', async () => {
+    const dir = await temp.make();
+    for (const refs of [2, 3000]) {
+      const w = new PackWriter(dir);
+      w.append(crypto.randomBytes(32) as BlobId, BlobType.data, crypto.randomBytes(100_000), 100_000);
+      w.append(crypto.randomBytes(32) as BlobId, BlobType.tree, crypto.randomBytes(300), 900, Array.from({ length: refs }, () => crypto.randomBytes(32) as BlobId));
+      const done = w.finish();
+      const file = packPath(dir, done.name);
+      const read = await readPackTrailerAsync(file, done.name);
+      expect(read.size).toBe(done.size);
+      const show = (es: readonly PackEntry[]) => es.map((e) => [e.id.toString('hex'), e.type, e.offset, e.length, e.rawLength, e.refs!.map((r) => r.toString('hex'))]);
+      expect(show(read.entries)).toEqual(show(done.entries));
+      expect(show(readPackTrailer(file, done.name))).toEqual(show(done.entries));
+    }
   });
 
   // Found by test/reliability/secrets.test.ts: the packs/xx directories were 0755.

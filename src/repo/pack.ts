@@ -10,20 +10,32 @@ import { type BlobId, type BlobType, BLOB_ID_BYTES, BlobType as BT } from './ids
 /**
  * A pack is blobs back to back, then a trailer that lists them, so the index
  * can be rebuilt from packs alone. The trailer holds only what a peer without
- * the password may see (HMAC ids, types, lengths) and a CRC, so a replica can
- * write and check packs it cannot decrypt; each blob authenticates itself.
+ * the password may see (HMAC ids, types, lengths, and which blob ids each
+ * tree and list blob names) and a CRC, so a replica can write, check and
+ * prune packs it cannot decrypt; each blob authenticates itself.
  *
- *   blob 0 | blob 1 | ... | entries (41 bytes each) | count u32 | crc32 u32 | "LBP1"
+ *   blob 0 | ... | entries (41 B each) | edges (36 B each) | edge count u32 | count u32 | crc32 u32 | "LBP2"
  *   entry: type u8 | id [32] | length u32 | raw length u32
+ *   edge:  entry index u32 | child id [32]       (crc32 covers entries, edges and the edge count)
+ *
+ * In an LBP2 pack the edges of a tree or list entry are all it names, so
+ * what a snapshot needs can be marked from trailers alone. Packs of the first
+ * format ("LBP1": no edges, no edge count) are still read; their trees' edges
+ * are unknown.
  */
-const MAGIC = Buffer.from('LBP1');
+const MAGIC = Buffer.from('LBP2');
+const MAGIC_V1 = Buffer.from('LBP1');
 export const TRAILER_ENTRY_BYTES = 1 + BLOB_ID_BYTES + 4 + 4;
-export const TRAILER_FOOTER_BYTES = 4 + 4 + MAGIC.length;
+export const TRAILER_EDGE_BYTES = 4 + BLOB_ID_BYTES;
+export const TRAILER_FOOTER_BYTES = 4 + 4 + 4 + MAGIC.length;
+const V1_FOOTER_BYTES = 4 + 4 + MAGIC_V1.length;
 const ENTRY_BYTES = TRAILER_ENTRY_BYTES;
-const FOOTER_BYTES = TRAILER_FOOTER_BYTES;
+const EDGE_BYTES = TRAILER_EDGE_BYTES;
 /** A batch of blobs is written once it holds this many bytes, or this many blobs (well under IOV_MAX). */
 const BATCH_BYTES = 1 << 20;
 const BATCH_BUFFERS = 256;
+/** What a data or meta blob names. */
+export const NO_REFS: readonly BlobId[] = Object.freeze([]);
 
 export interface PackEntry {
   readonly id: BlobId;
@@ -31,6 +43,8 @@ export interface PackEntry {
   readonly offset: number;
   readonly length: number;
   readonly rawLength: number;
+  /** The blob ids a tree or list names; undefined when unknown (a pack of the first format). */
+  readonly refs?: readonly BlobId[];
 }
 
 export function packPath(repoDir: string, name: string): string {
@@ -95,10 +109,14 @@ export class PackWriter {
     return this.#size;
   }
 
-  /** `stored` is held by reference: the caller must not change it until the pack is finished (or, writing behind, drained). */
-  append(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): PackEntry {
+  /**
+   * `stored` is held by reference: the caller must not change it until the
+   * pack is finished (or, writing behind, drained). `refs`: every blob id a
+   * tree or list blob names (the trailer's promise).
+   */
+  append(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number, refs: readonly BlobId[] = NO_REFS): PackEntry {
     if (this.#failure !== undefined) throw this.#failure;
-    const entry = { id, type, offset: this.#size, length: stored.byteLength, rawLength };
+    const entry = { id, type, offset: this.#size, length: stored.byteLength, rawLength, refs };
     this.entries.push(entry);
     this.#write(stored);
     this.#size += stored.byteLength;
@@ -247,7 +265,8 @@ export function syncDir(dir: string): void {
 }
 
 export function encodeTrailer(entries: readonly PackEntry[]): Buffer {
-  const out = Buffer.alloc(entries.length * ENTRY_BYTES + FOOTER_BYTES);
+  const edges = entries.reduce((n, e) => n + (e.refs?.length ?? 0), 0);
+  const out = Buffer.alloc(entries.length * ENTRY_BYTES + edges * EDGE_BYTES + TRAILER_FOOTER_BYTES);
   let o = 0;
   for (const e of entries) {
     out[o] = e.type;
@@ -256,29 +275,78 @@ export function encodeTrailer(entries: readonly PackEntry[]): Buffer {
     out.writeUInt32LE(e.rawLength, o + 5 + BLOB_ID_BYTES);
     o += ENTRY_BYTES;
   }
-  out.writeUInt32LE(entries.length, o);
-  out.writeUInt32LE(zlib.crc32(out.subarray(0, o)), o + 4);
-  MAGIC.copy(out, o + 8);
+  entries.forEach((e, i) => {
+    for (const child of e.refs ?? NO_REFS) {
+      out.writeUInt32LE(i, o);
+      out.set(child, o + 4);
+      o += EDGE_BYTES;
+    }
+  });
+  out.writeUInt32LE(edges, o);
+  out.writeUInt32LE(entries.length, o + 4);
+  out.writeUInt32LE(zlib.crc32(out.subarray(0, o + 4)), o + 8);
+  MAGIC.copy(out, o + 12);
   return out;
 }
 
-/** Parses and checks a pack's trailer; any inconsistency is a CorruptIndexError naming the pack. */
+interface Footer {
+  readonly v1: boolean;
+  readonly footer: Buffer;
+  readonly count: number;
+  readonly edgeCount: number;
+  readonly tableBytes: number;
+}
+
+/** Reads and checks the footer through `tail`; the table's size follows from it. */
+function readFooter(name: string, fileSize: number, tail: (offset: number, length: number) => Buffer): Footer {
+  const bad = (why: string) => new CorruptIndexError(`pack ${name} is damaged: ${why}`);
+  if (fileSize < V1_FOOTER_BYTES) throw bad('too short for a trailer');
+  const magic = tail(fileSize - 4, 4);
+  const v1 = magic.equals(MAGIC_V1);
+  if (!v1 && !magic.equals(MAGIC)) throw bad('trailer magic missing');
+  const footerBytes = v1 ? V1_FOOTER_BYTES : TRAILER_FOOTER_BYTES;
+  if (fileSize < footerBytes) throw bad('too short for a trailer');
+  const footer = tail(fileSize - footerBytes, footerBytes);
+  const edgeCount = v1 ? 0 : footer.readUInt32LE(0);
+  const count = footer.readUInt32LE(footerBytes - 12);
+  const tableBytes = count * ENTRY_BYTES + edgeCount * EDGE_BYTES;
+  if (tableBytes + footerBytes > fileSize) throw bad(`trailer claims ${count} blobs and ${edgeCount} edges`);
+  return { v1, footer, count, edgeCount, tableBytes };
+}
+
+/** How many bytes at the end of a pack its trailer takes, from its last bytes (at least the footer's). */
+function trailerSize(name: string, fileSize: number, last: Buffer): number {
+  const base = fileSize - last.length;
+  const f = readFooter(name, fileSize, (offset, length) => last.subarray(offset - base, offset - base + length));
+  return f.tableBytes + f.footer.length;
+}
+
+/** Parses and checks a pack's trailer, either format; any inconsistency is a CorruptIndexError naming the pack. */
 export function decodeTrailer(name: string, fileSize: number, tail: (offset: number, length: number) => Buffer): PackEntry[] {
   const bad = (why: string) => new CorruptIndexError(`pack ${name} is damaged: ${why}`);
-  if (fileSize < FOOTER_BYTES) throw bad('too short for a trailer');
-  const footer = tail(fileSize - FOOTER_BYTES, FOOTER_BYTES);
-  if (!footer.subarray(8).equals(MAGIC)) throw bad('trailer magic missing');
-  const count = footer.readUInt32LE(0);
-  const trailerBytes = count * ENTRY_BYTES;
-  if (trailerBytes + FOOTER_BYTES > fileSize) throw bad(`trailer claims ${count} blobs`);
-  const table = tail(fileSize - FOOTER_BYTES - trailerBytes, trailerBytes);
-  if (zlib.crc32(table) !== footer.readUInt32LE(4)) throw bad('trailer checksum mismatch');
+  const { v1, footer, count, edgeCount, tableBytes } = readFooter(name, fileSize, tail);
+  const footerBytes = footer.length;
+  const table = tail(fileSize - footerBytes - tableBytes, tableBytes);
+  const crc = v1 ? zlib.crc32(table) : zlib.crc32(footer.subarray(0, 4), zlib.crc32(table));
+  if (crc !== footer.readUInt32LE(footerBytes - 8)) throw bad('trailer checksum mismatch');
+  // by entry index; an entry of an LBP2 pack without edges names nothing
+  const refs = new Map<number, BlobId[]>();
+  for (let k = 0, o = count * ENTRY_BYTES; k < edgeCount; k++, o += EDGE_BYTES) {
+    const parent = table.readUInt32LE(o);
+    if (parent >= count) throw bad(`edge ${k} names blob ${parent} of ${count}`);
+    const child = Buffer.from(table.subarray(o + 4, o + EDGE_BYTES)) as BlobId;
+    const list = refs.get(parent);
+    if (list) list.push(child);
+    else refs.set(parent, [child]);
+  }
   const entries: PackEntry[] = [];
   let offset = 0;
   for (let i = 0; i < count; i++) {
     const o = i * ENTRY_BYTES;
     const type = table[o]!;
     if (!Object.values(BT).includes(type as BlobType)) throw bad(`blob ${i} has unknown type ${type}`);
+    const mine = refs.get(i);
+    if (mine && type !== BT.tree && type !== BT.list) throw bad(`blob ${i} of type ${type} names other blobs`);
     const length = table.readUInt32LE(o + 1 + BLOB_ID_BYTES);
     entries.push({
       type: type as BlobType,
@@ -286,10 +354,11 @@ export function decodeTrailer(name: string, fileSize: number, tail: (offset: num
       offset,
       length,
       rawLength: table.readUInt32LE(o + 5 + BLOB_ID_BYTES),
+      ...(v1 ? {} : { refs: mine ?? NO_REFS }),
     });
     offset += length;
   }
-  if (offset !== fileSize - FOOTER_BYTES - trailerBytes) throw bad('blob lengths do not add up to the pack size');
+  if (offset !== fileSize - footerBytes - tableBytes) throw bad('blob lengths do not add up to the pack size');
   return entries;
 }
 
@@ -314,6 +383,28 @@ export function readPackTrailer(file: string, name: string): PackEntry[] {
     });
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** readPackTrailer off the event loop: for a daemon reading the trailers of every pack (prune, verify, an index rebuild). */
+export async function readPackTrailerAsync(file: string, name: string): Promise<{ size: number; entries: PackEntry[] }> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    // one read takes a data pack's whole trailer (~10 KiB); a larger one takes a second
+    let span = Math.min(size, 64 * 1024);
+    let tail = Buffer.allocUnsafe(span);
+    await fh.read(tail, 0, span, size - span);
+    const need = trailerSize(name, size, tail);
+    if (need > span) {
+      span = need;
+      tail = Buffer.allocUnsafe(span);
+      await fh.read(tail, 0, span, size - span);
+    }
+    const base = size - span;
+    return { size, entries: decodeTrailer(name, size, (offset, length) => tail.subarray(offset - base, offset - base + length)) };
+  } finally {
+    await fh.close();
   }
 }
 

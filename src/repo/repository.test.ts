@@ -99,7 +99,11 @@ describe('snapshot lookup', () => {
     saveSnapshot(t.repo, b);
     expect(findSnapshot(t.repo, a.id)).toEqual(a);
     expect(findSnapshot(t.repo, 'abcd1').id).toBe(a.id);
-    expect(findSnapshot(t.repo, 'latest').id).toBe(b.id);
+    // "latest" is of one source: over two it is ambiguous, and a filter chooses
+    expect(() => findSnapshot(t.repo, 'latest')).toThrow(AmbiguousSnapshotError);
+    expect(findSnapshot(t.repo, 'latest', { host: 'other' }).id).toBe(b.id);
+    expect(findSnapshot(t.repo, 'latest', { host: 'h', path: '/s' }).id).toBe(a.id);
+    expect(() => findSnapshot(t.repo, 'latest', { host: 'nobody' })).toThrow(SnapshotNotFoundError);
     expect(() => findSnapshot(t.repo, 'abcd')).toThrow(AmbiguousSnapshotError);
     expect(() => findSnapshot(t.repo, 'abc')).toThrow(SnapshotNotFoundError);
     expect(() => findSnapshot(t.repo, 'ffff')).toThrow(SnapshotNotFoundError);

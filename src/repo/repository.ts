@@ -6,7 +6,8 @@ import { CorruptIndexError, NotARepositoryError, RepositoryExistsError, WrongPas
 import { type MasterKeys, unseal } from './crypto.ts';
 import { type BlobId, type BlobType } from './ids.ts';
 import { generateMasterKeys, parseKeyFile, unwrapKeys, wrapKeys } from './keys.ts';
-import { FORMAT_VERSION, openIndex, readRepositoryConfig, Store, writeFileDurable } from './store.ts';
+import { snapshotsDir } from './snapshot-record.ts';
+import { FORMAT_VERSION, type OpenOptions, openIndex, readRepositoryConfig, Store, writeFileDurable } from './store.ts';
 
 export type { BlobLocation } from './store.ts';
 export { writeFileDurable } from './store.ts';
@@ -29,21 +30,29 @@ export class Repository extends Store {
     if (existing.length > 0) throw new RepositoryExistsError(abs);
     await fsp.mkdir(path.join(abs, 'keys'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(path.join(abs, 'packs'), { mode: 0o700 });
+    await fsp.mkdir(snapshotsDir(abs), { mode: 0o700 });
+    const config = { lifeboat_repository: FORMAT_VERSION, id: crypto.randomBytes(16).toString('hex'), created: new Date().toISOString() };
     const keys = generateMasterKeys();
     const keyName = crypto.randomBytes(8).toString('hex');
     await writeFileDurable(path.join(abs, 'keys', `${keyName}.json`), JSON.stringify(wrapKeys(keys, password), null, 2));
-    const config = { lifeboat_repository: FORMAT_VERSION, id: crypto.randomBytes(16).toString('hex'), created: new Date().toISOString() };
-    const db = openIndex(abs, true);
+    const db = openIndex(abs, config.id, { create: true });
     // config.json last: its presence is what makes the directory a repository.
     await writeFileDurable(path.join(abs, 'config.json'), JSON.stringify(config, null, 2));
     return new Repository(abs, config.id, keys, db);
   }
 
-  static async open(dir: string, password: string): Promise<Repository> {
+  static async open(dir: string, password: string, opts: OpenOptions = {}): Promise<Repository> {
     const abs = path.resolve(dir);
     const config = readRepositoryConfig(abs);
     const keys = await unlock(abs, password);
-    return new Repository(abs, config.id, keys, openIndex(abs));
+    return Store.checked(new Repository(abs, config.id, keys, openIndex(abs, config.id, opts)));
+  }
+
+  /** The master keys a password opens, without opening the index (what an index rebuild needs). */
+  static async keysOf(dir: string, password: string): Promise<MasterKeys> {
+    const abs = path.resolve(dir);
+    readRepositoryConfig(abs);
+    return unlock(abs, password);
   }
 
   /** Loads and decodes one blob on this thread; for trees and small reads. */

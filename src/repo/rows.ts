@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { CorruptIndexError } from '../errors/errors.ts';
-import { BLOB_ID_BYTES, type BlobType, BlobType as BT } from './ids.ts';
+import { BLOB_ID_BYTES, type BlobId, type BlobType, BlobType as BT } from './ids.ts';
 
 /**
  * Rows read back from index.db, checked before use: SQLite keeps any value
@@ -29,7 +29,7 @@ export function packRow(r: Record<string, unknown>): PackRow {
 }
 
 export interface BlobRow {
-  readonly id: Buffer;
+  readonly id: BlobId;
   readonly type: BlobType;
   readonly offset: number;
   readonly length: number;
@@ -60,4 +60,14 @@ export function blobLocator(db: Database.Database): (id: Buffer) => (BlobRow & {
     const row = locate.get(blob) as Record<string, unknown> | undefined;
     return row && row.pack !== null ? blobRow<{ pack: string }>(row) : undefined;
   };
+}
+
+/**
+ * Whether the index vouches for a blob: its row names a pack the index knows.
+ * A row whose pack row is gone (damage, or a pack found missing) is no
+ * blob: a backup stores it again rather than point a snapshot at it.
+ */
+export function blobPresence(db: Database.Database): (id: Buffer) => boolean {
+  const has = db.prepare('SELECT 1 FROM blobs WHERE id = ? AND EXISTS (SELECT 1 FROM packs WHERE id = blobs.pack)').pluck();
+  return (blob) => has.get(blob) !== undefined;
 }

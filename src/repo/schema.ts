@@ -58,4 +58,6 @@ export const repositoryMigrations: readonly Migration[] = [
         PRIMARY KEY (parent, child)
       ) WITHOUT ROWID;
     `),
+  // Which repository the index belongs to (key 'repository'): one copied from another is refused.
+  (db) => db.exec('CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID'),
 ];

@@ -41,3 +41,6 @@ export interface Snapshot {
 }
 
 export const shortId = (id: string): string => id.slice(0, 8);
+
+/** The tag of the snapshots that hold Docker images (saved with the volumes whose containers use them). */
+export const IMAGE_TAG = 'image';

@@ -1,8 +1,11 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { AmbiguousSnapshotError, CorruptDataError, CorruptIndexError, SnapshotNotFoundError } from '../errors/errors.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType } from './ids.ts';
 import type { Repository } from './repository.ts';
 import type { Store } from './store.ts';
-import type { Snapshot } from './snapshot.ts';
+import { IMAGE_TAG, shortId, type Snapshot } from './snapshot.ts';
+import { listRecordIds, readRecord, removeRecord, snapshotsDir, writeRecord } from './snapshot-record.ts';
 
 interface SnapshotRow {
   id: string;
@@ -42,15 +45,87 @@ function fromRow(r: SnapshotRow): Snapshot {
   };
 }
 
-/** The last step of the write order: a snapshot row is committed only after its blobs are indexed. */
-export function saveSnapshot(repo: Store, s: Snapshot): void {
+function insertRow(repo: Store, s: Snapshot): void {
   repo.db
     .prepare(
-      `INSERT INTO snapshots (id, time, host, source, volume, parent, tree, meta, tags, splitter, stats)
+      `INSERT OR IGNORE INTO snapshots (id, time, host, source, volume, parent, tree, meta, tags, splitter, stats)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .run(s.id, s.time, s.host, s.source, s.volume, s.parent, s.tree, s.meta, JSON.stringify(s.tags), JSON.stringify(s.splitter), JSON.stringify(s.stats));
 }
+
+/**
+ * The last step of the write order: the snapshot's record file, then its
+ * row, in one index transaction (so no other process sees one without the
+ * other), after all its blobs are indexed.
+ */
+export function saveSnapshot(repo: Store, s: Snapshot): void {
+  repo.db.transaction(() => {
+    writeRecord(repo.dir, s);
+    insertRow(repo, s);
+  }).immediate();
+}
+
+/**
+ * Row, then file, in one transaction: a crash in between leaves a record
+ * without its row, which the next open takes back (a snapshot forgotten
+ * again later, never one lost).
+ */
+export function deleteSnapshots(repo: Store, ids: readonly string[]): void {
+  if (ids.length === 0) return;
+  const del = repo.db.prepare('DELETE FROM snapshots WHERE id = ?');
+  repo.db.transaction(() => {
+    for (const id of ids) {
+      del.run(id);
+      removeRecord(repo.dir, id);
+    }
+  }).immediate();
+}
+
+/**
+ * Brings the index's snapshot rows in line with the record files, which are
+ * the truth: a record without its row (a crash between the two, or rows lost)
+ * gets its row back when its tree and meta are indexed; a row without its
+ * record (a lost file) gets its file back, written from the row. A record
+ * whose blobs the index does not know means the index is stale or damaged:
+ * refused, with the way out, rather than taken for a repository without that
+ * snapshot. A repository of the first layout (no snapshots/ directory) gets
+ * one file per row.
+ */
+export function reconcileSnapshots(repo: Store): void {
+  const dir = snapshotsDir(repo.dir);
+  if (!fs.existsSync(dir)) {
+    fs.mkdirSync(dir, { mode: 0o700 });
+    for (const s of listSnapshots(repo)) writeRecord(repo.dir, s);
+    return;
+  }
+  const rowIds = repo.db.prepare('SELECT id FROM snapshots').pluck();
+  const differ = () => {
+    const files = new Set(listRecordIds(repo.dir));
+    const rows = new Set(rowIds.all() as string[]);
+    return { onlyFiles: [...files].filter((id) => !rows.has(id)), onlyRows: [...rows].filter((id) => !files.has(id)) };
+  };
+  if (sameSets(differ())) return;
+  const unknown: string[] = [];
+  repo.db.transaction(() => {
+    const { onlyFiles, onlyRows } = differ();
+    for (const id of onlyFiles) {
+      const s = readRecord(repo.dir, id);
+      if (repo.hasBlob(s.tree) && (!s.meta || repo.hasBlob(s.meta))) insertRow(repo, s);
+      else unknown.push(id);
+    }
+    if (unknown.length > 0) return;
+    const byId = repo.db.prepare('SELECT * FROM snapshots WHERE id = ?');
+    for (const id of onlyRows) writeRecord(repo.dir, fromRow(byId.get(id) as SnapshotRow));
+  }).immediate();
+  if (unknown.length > 0) {
+    throw new CorruptIndexError(
+      `the index of ${repo.dir} does not know the data of ${unknown.length} snapshots the repository holds (${unknown.slice(0, 3).map(shortId).join(', ')}${unknown.length > 3 ? ', ...' : ''}): it is stale or damaged; rebuild it from the packs with \`lifeboat repair --rebuild-index\``,
+    );
+  }
+}
+
+const sameSets = (d: { onlyFiles: string[]; onlyRows: string[] }) => d.onlyFiles.length === 0 && d.onlyRows.length === 0;
 
 /** Oldest first. */
 export function listSnapshots(repo: Store): Snapshot[] {
@@ -65,29 +140,82 @@ export function latestSnapshotOf(repo: Store, host: string, source: string): Sna
   return row && fromRow(row);
 }
 
-/** Resolves "latest", a full id, or a unique prefix of at least 4 characters. */
-export function findSnapshot(repo: Store, ref: string): Snapshot {
-  if (ref === 'latest') {
-    const row = repo.db.prepare('SELECT * FROM snapshots ORDER BY time DESC, id DESC LIMIT 1').get() as SnapshotRow | undefined;
-    if (!row) throw new SnapshotNotFoundError(ref);
-    return fromRow(row);
-  }
-  if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(ref);
-  const rows = repo.db.prepare("SELECT * FROM snapshots WHERE id >= ? AND id < ? || 'g' LIMIT 2").all(ref, ref) as SnapshotRow[];
-  if (rows.length === 0) throw new SnapshotNotFoundError(ref);
-  if (rows.length > 1) throw new AmbiguousSnapshotError(ref, rows.length);
-  return fromRow(rows[0]!);
+/**
+ * restic's snapshot filters: every one given must match; `tags` all of them.
+ * `path` is the backed-up directory, absolute.
+ */
+export interface SnapshotFilter {
+  readonly host?: string | undefined;
+  readonly volume?: string | undefined;
+  readonly path?: string | undefined;
+  readonly tags?: readonly string[] | undefined;
 }
 
-export function deleteSnapshots(repo: Store, ids: readonly string[]): void {
-  const del = repo.db.prepare('DELETE FROM snapshots WHERE id = ?');
-  repo.db.transaction(() => {
-    for (const id of ids) del.run(id);
-  })();
+export function isFiltered(f: SnapshotFilter): boolean {
+  return f.host !== undefined || f.volume !== undefined || f.path !== undefined || (f.tags?.length ?? 0) > 0;
+}
+
+export function matches(s: Snapshot, f: SnapshotFilter): boolean {
+  return (
+    (f.host === undefined || s.host === f.host) &&
+    (f.volume === undefined || s.volume === f.volume) &&
+    (f.path === undefined || s.source === path.resolve(f.path)) &&
+    (f.tags ?? []).every((t) => s.tags.includes(t))
+  );
+}
+
+/** Snapshots the filter selects, oldest first. */
+export function filterSnapshots(repo: Store, f: SnapshotFilter): Snapshot[] {
+  return listSnapshots(repo).filter((s) => matches(s, f));
+}
+
+/** What a snapshot is of, as a person names it: the volume, else the host and path. */
+const sourceOf = (s: Snapshot): string => (s.volume !== null ? `volume ${s.volume} on ${s.host}` : `${s.host}:${s.source}`);
+
+/**
+ * Resolves "latest", a full id, or a unique prefix of at least 4 characters,
+ * among the snapshots the filter selects. "latest" is the newest of one
+ * source: when the selected snapshots are of several (volumes, hosts, paths),
+ * it is ambiguous, and the error names them, so that restoring "latest" never
+ * takes another source's data. Image snapshots (the images a volume's
+ * containers use) count for "latest" only when asked for by their tag.
+ */
+export function findSnapshot(repo: Store, ref: string, filter: SnapshotFilter = {}): Snapshot {
+  if (ref === 'latest') {
+    const images = filter.tags?.includes(IMAGE_TAG) ?? false;
+    const candidates = filterSnapshots(repo, filter).filter((s) => images || !s.tags.includes(IMAGE_TAG));
+    const newest = candidates.at(-1);
+    if (!newest) throw new SnapshotNotFoundError(isFiltered(filter) ? `latest (${describeFilter(filter)})` : ref);
+    const sources = new Map<string, Snapshot>();
+    for (const s of candidates) sources.set(`${s.host}\0${s.source}`, s);
+    if (sources.size > 1) {
+      const choices = [...sources.values()].map(sourceOf).sort();
+      throw new AmbiguousSnapshotError(
+        `"latest" matches snapshots of ${sources.size} sources (${choices.slice(0, 8).join('; ')}${choices.length > 8 ? '; ...' : ''}); choose one with --volume, --host, --path or --tag, or give a snapshot id`,
+      );
+    }
+    return newest;
+  }
+  if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(ref);
+  const rows = (repo.db.prepare("SELECT * FROM snapshots WHERE id >= ? AND id < ? || 'g'").all(ref, ref) as SnapshotRow[]).map(fromRow).filter((s) => matches(s, filter));
+  if (rows.length === 0) throw new SnapshotNotFoundError(ref);
+  if (rows.length > 1) throw new AmbiguousSnapshotError(`snapshot prefix ${JSON.stringify(ref)} matches ${rows.length} snapshots; give more characters`);
+  return rows[0]!;
+}
+
+function describeFilter(f: SnapshotFilter): string {
+  return [
+    f.host !== undefined ? `host ${f.host}` : '',
+    f.volume !== undefined ? `volume ${f.volume}` : '',
+    f.path !== undefined ? `path ${path.resolve(f.path)}` : '',
+    ...(f.tags ?? []).map((t) => `tag ${t}`),
+  ]
+    .filter(Boolean)
+    .join(', ');
 }
 
 /** The sealed metadata a snapshot was saved with (JSON), or null. */
-export async function loadSnapshotMeta(repo: Repository, s: Snapshot): Promise<unknown> {
+export async function loadSnapshotMeta(repo: Pick<Repository, 'loadBlob'>, s: Snapshot): Promise<unknown> {
   if (!s.meta) return null;
   try {
     return JSON.parse((await repo.loadBlob(s.meta, BlobType.meta)).toString('utf8'));

@@ -7,7 +7,9 @@ import { CorruptIndexError, NotARepositoryError } from '../errors/errors.ts';
 import { type BlobId, type BlobType, MAX_STORED_BLOB } from './ids.ts';
 import { type LockKind, RepositoryLock } from './lock.ts';
 import { packPath } from './pack.ts';
-import { blobLocator } from './rows.ts';
+import { type BlobRow, blobLocator, blobPresence, blobRow } from './rows.ts';
+import { keepReserve, releaseReserveIfLow } from './reserve.ts';
+import { reconcileSnapshots } from './snapshots.ts';
 import { repositoryMigrations } from './schema.ts';
 
 export const FORMAT_VERSION = 1;
@@ -18,6 +20,16 @@ export const repositoryConfigSchema = z.strictObject({
   created: z.string().max(64),
 });
 export type RepositoryConfig = z.infer<typeof repositoryConfigSchema>;
+
+export interface OpenOptions {
+  /**
+   * 'keep' leaves the repository's reserve of free space alone, for one that
+   * will write data (a backup, a replica taking a push), which would fill
+   * what was freed; by default a nearly full file system gets it back, so
+   * that prune, forget and verify can run.
+   */
+  readonly reserve?: 'keep' | 'release-if-low';
+}
 
 export interface BlobLocation {
   readonly type: BlobType;
@@ -43,30 +55,97 @@ export class Store {
   readonly id: string;
   readonly db: Db;
   readonly #locate: (id: Buffer) => BlobLocation | undefined;
-  readonly #has: (id: Buffer) => unknown;
+  readonly #has: (id: Buffer) => boolean;
   readonly #fds = new Map<string, number>();
+  /** Pack files seen per packs/ subdirectory, by the directory's mtime: a new look only where something changed. */
+  readonly #packDirs = new Map<string, { mtimeMs: number; names: string[] }>();
 
   protected constructor(dir: string, id: string, db: Db) {
     this.dir = dir;
     this.id = id;
     this.db = db;
     this.#locate = blobLocator(db);
-    const has = db.prepare('SELECT 1 FROM blobs WHERE id = ?').pluck();
-    this.#has = (blob) => has.get(blob);
+    this.#has = blobPresence(db);
   }
 
   /** Opens the store of an existing repository, keys untouched. */
-  static openStore(dir: string): Store {
+  static openStore(dir: string, opts: OpenOptions = {}): Store {
     const abs = path.resolve(dir);
-    return new Store(abs, readRepositoryConfig(abs).id, openIndex(abs));
+    const { id } = readRepositoryConfig(abs);
+    return Store.checked(new Store(abs, id, openIndex(abs, id, opts)));
+  }
+
+  /** An opened store whose snapshot rows agree with its records (see reconcileSnapshots); closed if they cannot. */
+  protected static checked<S extends Store>(store: S): S {
+    try {
+      reconcileSnapshots(store);
+      return store;
+    } catch (err) {
+      store.close();
+      throw err;
+    }
   }
 
   lock(kind: LockKind): RepositoryLock {
     return RepositoryLock.acquire(this.db, kind, this.dir);
   }
 
+  /** Whether the index places the blob in a pack it knows: a row whose pack row is gone vouches for nothing. */
   hasBlob(id: BlobId): boolean {
-    return this.#has(id) !== undefined;
+    return this.#has(id);
+  }
+
+  /** The blobs the index places in a pack (what `repair` fetches when the pack is lost). */
+  blobsInPack(name: string): BlobRow[] {
+    const rows = this.db.prepare('SELECT b.id, b.type, b.offset, b.length, b.raw_length AS rawLength FROM blobs b JOIN packs p ON p.id = b.pack WHERE p.name = ? ORDER BY b.offset');
+    return (rows.all(name) as Record<string, unknown>[]).map((r) => blobRow(r));
+  }
+
+  /**
+   * Drops from the index the packs whose files are gone (and their blobs'
+   * rows), and returns their names: their blobs are then absent to a backup, which stores them again
+   * (as restic re-uploads what a lost pack held) instead of making new
+   * snapshots that point at data no longer there.
+   */
+  forgetMissingPacks(): string[] {
+    const onDisk = new Set(this.#packFiles());
+    const indexed = this.db.prepare('SELECT name FROM packs').pluck().all() as string[];
+    const missing = indexed.filter((name) => !onDisk.has(name));
+    if (missing.length === 0) return [];
+    // their blob rows name bytes no longer anywhere: they go with the pack rows
+    const dropBlobs = this.db.prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
+    const drop = this.db.prepare('DELETE FROM packs WHERE name = ?');
+    this.db.transaction(() => {
+      for (const name of missing) {
+        dropBlobs.run(name);
+        drop.run(name);
+      }
+    })();
+    return missing;
+  }
+
+  /** Names of the finished pack files on disk, re-reading only the subdirectories that changed since the last call. */
+  #packFiles(): string[] {
+    const root = path.join(this.dir, 'packs');
+    const out: string[] = [];
+    let subs: string[];
+    try {
+      subs = fs.readdirSync(root);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    for (const sub of subs) {
+      const dir = path.join(root, sub);
+      const mtimeMs = fs.statSync(dir).mtimeMs;
+      let seen = this.#packDirs.get(sub);
+      if (!seen || seen.mtimeMs !== mtimeMs) {
+        seen = { mtimeMs, names: fs.readdirSync(dir).filter((n) => !n.endsWith('.tmp')) };
+        this.#packDirs.set(sub, seen);
+      }
+      out.push(...seen.names);
+    }
+    return out;
   }
 
   locate(id: BlobId): BlobLocation | undefined {
@@ -121,6 +200,7 @@ export class Store {
   close(): void {
     this.#closeFds();
     this.db.close();
+    keepReserve(this.dir);
   }
 }
 
@@ -140,20 +220,72 @@ export function readRepositoryConfig(dir: string): RepositoryConfig {
   }
 }
 
-/** Opens index.db, which must exist (init makes it), and probes it so damage shows here with its code. */
-export function openIndex(dir: string, create = false): Db {
+const REBUILD = 'rebuild it from the packs with `lifeboat repair --rebuild-index`';
+
+/**
+ * Opens index.db, which must exist (init makes it), and checks that it is
+ * this repository's and whole, so that damage shows here with its code and
+ * the way out, never as an empty repository: a missing, empty, truncated or
+ * foreign index is refused.
+ */
+export function openIndex(dir: string, repositoryId: string, opts: OpenOptions & { create?: boolean } = {}): Db {
   const file = path.join(dir, 'index.db');
-  if (!create && !fs.existsSync(file)) {
-    throw new CorruptIndexError(`repository ${dir} has lost its index (index.db is missing)`);
+  const create = opts.create ?? false;
+  if (opts.reserve !== 'keep') releaseReserveIfLow(dir);
+  if (!create) checkIndexFile(file, dir);
+  let db: Db;
+  try {
+    db = openDatabase(file, { migrations: repositoryMigrations, what: 'repository index', existing: !create });
+  } catch (err) {
+    if (err instanceof CorruptIndexError) throw new CorruptIndexError(`${err.message}; ${REBUILD}`, { cause: err });
+    throw err;
   }
-  const db = openDatabase(file, { migrations: repositoryMigrations, what: 'repository index' });
   try {
     db.prepare('SELECT count(*) FROM packs').get();
+    const owner = db.prepare("SELECT value FROM meta WHERE key = 'repository'").pluck().get() as unknown;
+    if (owner === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('repository', ?)").run(repositoryId);
+    else if (owner !== repositoryId) {
+      throw new CorruptIndexError(`the index of ${dir} belongs to another repository (${String(owner).slice(0, 32)}), not to this one (${repositoryId}): it was replaced; ${REBUILD}`);
+    }
   } catch (err) {
     db.close();
-    throw new CorruptIndexError(`repository index of ${dir} is unreadable: ${(err as Error).message}`, { cause: err });
+    if (err instanceof CorruptIndexError) throw err;
+    throw new CorruptIndexError(`repository index of ${dir} is unreadable: ${(err as Error).message}; ${REBUILD}`, { cause: err });
   }
   return db;
+}
+
+/**
+ * What can be told of index.db before SQLite opens it: it exists, and it is
+ * not shorter than its header says (SQLite would read the missing pages as
+ * zeros and could answer queries from what is left).
+ */
+function checkIndexFile(file: string, dir: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CorruptIndexError(`repository ${dir} has lost its index (index.db is missing); ${REBUILD}`);
+    throw err;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size === 0) return; // empty, or not checkpointed yet: SQLite reads its user_version through the WAL
+    const header = Buffer.alloc(100);
+    const n = fs.readSync(fd, header, 0, 100, 0);
+    if (n < 100 || !header.subarray(0, 16).equals(Buffer.from('SQLite format 3\0', 'latin1'))) {
+      throw new CorruptIndexError(`the index of ${dir} (index.db) is not a SQLite database; ${REBUILD}`);
+    }
+    const raw = header.readUInt16BE(16);
+    const pageSize = raw === 1 ? 65536 : raw;
+    const pages = header.readUInt32BE(28);
+    const sizeValid = pages > 0 && header.readUInt32BE(24) === header.readUInt32BE(92);
+    if (size % pageSize !== 0 || (sizeValid && pages * pageSize > size)) {
+      throw new CorruptIndexError(`the index of ${dir} (index.db) is truncated: ${size} bytes, its header says ${sizeValid ? pages * pageSize : `pages of ${pageSize}`}; ${REBUILD}`);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export async function writeFileDurable(file: string, data: string | Buffer): Promise<void> {

@@ -1,4 +1,5 @@
 import { CorruptDataError, UnsafePathError } from '../errors/errors.ts';
+import type { BlobId } from './ids.ts';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket';
 const NODE_TYPES: ReadonlySet<string> = new Set(['file', 'dir', 'symlink', 'fifo', 'chardev', 'blockdev', 'socket']);
@@ -113,4 +114,15 @@ export function checkName(name: string, where: string, platform: NodeJS.Platform
 /** Code-point order, the order JavaScript's < uses and decodeTree checks. */
 export function byName(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** Every blob id a tree names: its directories' trees, its files' blocks and lists, each once. */
+export function treeRefs(tree: Tree): BlobId[] {
+  const seen = new Set<string>();
+  for (const n of tree.nodes) {
+    if (n.subtree) seen.add(n.subtree);
+    for (const hex of n.blocks ?? []) seen.add(hex);
+    for (const hex of n.lists ?? []) seen.add(hex);
+  }
+  return [...seen].map((hex) => Buffer.from(hex, 'hex') as BlobId);
 }

@@ -16,7 +16,7 @@ const KiB = 1024;
 /** The tree node at a path (as walkSnapshot spells it: '/root name/dir/file'). */
 async function nodeAt(t: TestRepo, s: Snapshot, suffix: string): Promise<TreeNode> {
   let found: TreeNode | undefined;
-  await walkSnapshot(t.repo, s, { enter: () => true, node: (n, p) => void (p.endsWith(suffix) && (found = n)) });
+  await walkSnapshot((id, type) => t.repo.loadBlob(id, type), s, { enter: () => true, node: (n, p) => void (p.endsWith(suffix) && (found = n)) });
   if (!found) throw new Error(`no ${suffix} in snapshot`);
   return found;
 }
@@ -115,12 +115,33 @@ describe('verify', () => {
     expect(report.problems.map((p) => p.kind)).toContain('index-mismatch');
   });
 
-  it('reports a block that snapshots need but the index lost, with where it is used', async () => {
+  it('reports a block the index lost but a pack holds as not indexed, and one no pack holds as missing, with where it is used', async () => {
     const a = await nodeAt(t, second, '/a.txt');
-    t.repo.db.prepare('DELETE FROM blobs WHERE id = ?').run(Buffer.from(a.blocks![0]!, 'hex'));
-    const report = await verify(t.repo, t.pool, { readData: false });
-    const missing = report.problems.filter((p) => p.kind === 'missing-blob');
+    const block = Buffer.from(a.blocks![0]!, 'hex') as BlobId;
+    const pack = t.repo.locate(block)!.pack;
+    t.repo.db.prepare('DELETE FROM blobs WHERE id = ?').run(block);
+    let report = await verify(t.repo, t.pool, { readData: false });
+    expect(report.problems.map((p) => p.kind)).toEqual(['not-indexed']);
+    expect(report.problems[0]!.message).toContain('--rebuild-index');
+
+    await fsp.rm(packPath(t.dir, pack));
+    report = await verify(t.repo, t.pool, { readData: false });
+    const missing = report.problems.filter((p) => p.kind === 'missing-blob' && p.blob === a.blocks![0]);
     expect(missing).toHaveLength(1);
     expect(missing[0]!.affects!.map((x) => x.path)).toEqual([`/${path.basename(src)}/a.txt`, `/${path.basename(src)}/a.txt`]);
+  });
+
+  it('checks the blobs of a pack whose index row is gone, and finds one damaged there', async () => {
+    const a = await nodeAt(t, second, '/a.txt');
+    const block = Buffer.from(a.blocks![0]!, 'hex') as BlobId;
+    await tamper(t, block);
+    // the pack row goes, the blob rows stay: the index no longer vouches for the blob, and the pack must still be read
+    t.repo.db.pragma('foreign_keys = OFF');
+    t.repo.db.prepare('DELETE FROM packs WHERE name = ?').run(t.repo.locate(block)!.pack);
+    const report = await verify(t.repo, t.pool, { readData: true });
+    expect(report.problems.length).toBeGreaterThan(0);
+    expect(report.blobs_read).toBeGreaterThan(0);
+    expect(report.unreferenced_packs).toBe(1);
+    expect(report.problems.some((p) => p.kind === 'not-indexed' || p.kind === 'damaged-blob')).toBe(true);
   });
 });

@@ -1,17 +1,26 @@
-import fsp from 'node:fs/promises';
-import { LifeboatError } from '../errors/errors.ts';
-import { type BlobId, toHex } from './ids.ts';
-import { listPackFiles, type PackEntry, packPath, readPackTrailer } from './pack.ts';
-import type { Repository } from './repository.ts';
-import { shortId } from './snapshot.ts';
-import { listSnapshots, loadSnapshotMeta } from './snapshots.ts';
-import { blobRow, packRow } from './rows.ts';
-import { walkSnapshot } from './walk.ts';
+import { CorruptDataError, CorruptIndexError, LifeboatError } from '../errors/errors.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { CheckReply } from '../workers/protocol.ts';
+import type { LoadBlob } from './content.ts';
+import { type BlobId, toHex } from './ids.ts';
+import { dropScan, indexedEntries, indexedPacks, scanPacks, scannedLoader } from './pack-scan.ts';
+import type { Repository } from './repository.ts';
+import { shortId, type Snapshot } from './snapshot.ts';
+import { listRecordIds, readRecord } from './snapshot-record.ts';
+import { listSnapshots, loadSnapshotMeta } from './snapshots.ts';
+import { walkSnapshot } from './walk.ts';
 
 export interface Problem {
-  readonly kind: 'missing-pack' | 'damaged-pack' | 'index-mismatch' | 'missing-blob' | 'damaged-tree' | 'damaged-blob';
+  readonly kind:
+    | 'missing-pack'
+    | 'damaged-pack'
+    | 'index-mismatch'
+    | 'not-indexed'
+    | 'damaged-index'
+    | 'damaged-record'
+    | 'missing-blob'
+    | 'damaged-tree'
+    | 'damaged-blob';
   readonly message: string;
   /** The blob (64 hex), for damaged and missing blobs: what `repair` fetches. */
   readonly blob?: string;
@@ -21,6 +30,9 @@ export interface Problem {
   readonly affects?: readonly { snapshot: string; path: string }[];
 }
 
+/** Damage to the index alone, which `repair --rebuild-index` mends from the packs and records. */
+export const INDEX_PROBLEMS: ReadonlySet<Problem['kind']> = new Set(['index-mismatch', 'not-indexed', 'damaged-index']);
+
 export interface VerifyReport {
   readonly snapshots: number;
   readonly packs: number;
@@ -28,81 +40,118 @@ export interface VerifyReport {
   /** Tree and list blobs read. */
   readonly trees: number;
   readonly blobs_read: number;
-  /** Pack files no index row names: leftovers of an interrupted write, removed by prune. */
+  /** Pack files no index row names: leftovers of an interrupted write (prune removes them), or what a damaged index lost. */
   readonly unreferenced_packs: number;
   readonly problems: readonly Problem[];
 }
 
+/** Examples named in one problem's message, at most. */
+const SAMPLE = 3;
+
 /**
- * Structure: every indexed pack exists with the trailer the index expects,
- * every snapshot's trees load and authenticate, every block they name is
- * indexed. With readData, every blob of every pack is decrypted and
- * re-hashed against its id, and damage is traced to snapshot and file.
+ * Checks the repository as restore will use it, against the files
+ * themselves: the index (SQLite's own check, its rows against the packs'
+ * trailers, its snapshot rows against the records); every snapshot's trees;
+ * every blob a snapshot needs, which must be indexed in a pack that holds it
+ * (what the index alone says does not count). With readData, every pack on
+ * disk, indexed or not, is read and every blob in it authenticated and
+ * re-hashed, and a needed blob whose indexed copy fails is traced to the
+ * snapshots and files that use it.
  */
 export async function verify(repo: Repository, pool: RepoWorkers, opts: { readData: boolean }): Promise<VerifyReport> {
   const lock = repo.lock('shared');
+  const db = repo.db;
   try {
     const problems: Problem[] = [];
-    const packs = (repo.db.prepare('SELECT id, name, size FROM packs ORDER BY id').all() as Record<string, unknown>[]).map(packRow);
-    const entriesOf = repo.db.prepare('SELECT id, type, offset, length, raw_length AS rawLength FROM blobs WHERE pack = ? ORDER BY offset');
-    const unreferenced = await countUnreferencedPacks(repo, new Set(packs.map((p) => p.name)));
-    const checks: Promise<CheckReply & { pack: string }>[] = [];
-    for (const pack of packs) {
-      const file = packPath(repo.dir, pack.name);
-      const size = await fsp.stat(file).then((s) => s.size, () => -1);
-      if (size < 0) {
-        problems.push({ kind: 'missing-pack', message: `pack ${pack.name} is missing`, pack: pack.name });
-        continue;
-      }
-      if (size !== pack.size) {
+    const integrity = db.prepare('PRAGMA quick_check').pluck().all() as string[];
+    if (integrity.length !== 1 || integrity[0] !== 'ok') {
+      problems.push({ kind: 'damaged-index', message: `the index is damaged: ${integrity.slice(0, SAMPLE).join('; ')}` });
+    }
+    const scan = await scanPacks(db, repo.dir, indexedEntries(repo));
+    const onDisk = new Map(scan.packs.map((p) => [p.name, p.size]));
+    const damagedPacks = new Set(scan.damaged.map((p) => p.name));
+    for (const p of scan.damaged) problems.push({ kind: 'damaged-pack', message: p.message, pack: p.name });
+    const indexed = indexedPacks(repo);
+    for (const pack of indexed) {
+      const size = onDisk.get(pack.name);
+      if (size === undefined && !damagedPacks.has(pack.name)) problems.push({ kind: 'missing-pack', message: `pack ${pack.name} is missing`, pack: pack.name });
+      else if (size !== undefined && size !== pack.size) {
         problems.push({ kind: 'damaged-pack', message: `pack ${pack.name} is ${size} bytes, the index says ${pack.size}`, pack: pack.name });
-        continue;
       }
-      let trailer: PackEntry[];
+    }
+    const indexedNames = new Set(indexed.map((p) => p.name));
+    const unreferenced = scan.packs.filter((p) => !indexedNames.has(p.name)).length;
+
+    // index rows that name no copy: a restore through them would read the wrong bytes
+    const wrong = db
+      .prepare(
+        `SELECT b.id FROM blobs b JOIN packs p ON p.id = b.pack WHERE NOT EXISTS (
+           SELECT 1 FROM temp.copies c WHERE c.id = b.id AND c.pack = p.name AND c.offset = b.offset AND c.length = b.length AND c.type = b.type)
+           AND p.name IN (SELECT pack FROM temp.copies)`,
+      )
+      .pluck()
+      .all() as Buffer[];
+    if (wrong.length > 0) {
+      problems.push({ kind: 'index-mismatch', message: `${wrong.length} index rows disagree with their pack's trailer (${wrong.slice(0, SAMPLE).map((id) => toHex(id).slice(0, 16)).join(', ')})` });
+    }
+
+    // the records are what exists; the rows must say the same
+    const snapshots: Snapshot[] = [];
+    for (const id of listRecordIds(repo.dir)) {
       try {
-        trailer = readPackTrailer(file, pack.name);
+        snapshots.push(readRecord(repo.dir, id));
       } catch (err) {
         if (!(err instanceof LifeboatError)) throw err;
-        problems.push({ kind: 'damaged-pack', message: err.message, pack: pack.name });
-        continue;
+        problems.push({ kind: 'damaged-record', message: err.message });
       }
-      const byId = new Map(trailer.map((e) => [e.id.toString('latin1'), e]));
-      const indexed = (entriesOf.all(pack.id) as Record<string, unknown>[]).map((r) => blobRow(r));
-      for (const row of indexed) {
-        const t = byId.get(row.id.toString('latin1'));
-        if (!t || t.offset !== row.offset || t.length !== row.length || t.type !== row.type) {
-          problems.push({ kind: 'index-mismatch', message: `blob ${toHex(row.id).slice(0, 16)}: index and pack ${pack.name} disagree` });
-        }
-      }
-      if (opts.readData) checks.push(pool.check(pack.name).then((c) => ({ ...c, pack: pack.name })));
     }
+    const rows = new Set(listSnapshots(repo).map((s) => s.id));
+    const records = new Set(snapshots.map((s) => s.id));
+    const unlisted = [...records].filter((id) => !rows.has(id));
+    if (unlisted.length > 0) problems.push({ kind: 'index-mismatch', message: `the index lists ${unlisted.length} snapshots fewer than the repository holds (${unlisted.slice(0, SAMPLE).map(shortId).join(', ')})` });
 
+    // every snapshot, walked as restore walks it (through the index), the packs' copies standing in where the index fails
+    const viaPacks = scannedLoader(repo);
+    const notIndexed = new Set<string>();
     const damagedBlobs = new Set<string>();
-    let blobsRead = 0;
-    for (const c of await Promise.all(checks)) {
-      blobsRead += c.blobs;
-      // a damaged copy the index no longer uses (repair pointed it elsewhere) waits for prune; it is not a problem
-      for (const hex of c.bad) if (repo.locate(Buffer.from(hex, 'hex') as BlobId)?.pack === c.pack) damagedBlobs.add(hex);
-    }
-
-    const snapshots = listSnapshots(repo);
+    const load: LoadBlob = async (id, type) => {
+      try {
+        return await repo.loadBlob(id, type);
+      } catch (err) {
+        if (!(err instanceof CorruptIndexError || err instanceof CorruptDataError)) throw err;
+        const plain = await viaPacks(id, type);
+        (err instanceof CorruptDataError ? damagedBlobs : notIndexed).add(toHex(id));
+        return plain;
+      }
+    };
+    db.exec('DROP TABLE IF EXISTS temp.needed; CREATE TEMP TABLE needed (id BLOB PRIMARY KEY) WITHOUT ROWID;');
+    const need = db.prepare('INSERT OR IGNORE INTO temp.needed (id) VALUES (?)');
     const seenTrees = new Set<string>();
     const missing = new Set<string>();
+    const inPacks = db.prepare('SELECT 1 FROM temp.copies WHERE id = ?').pluck();
     let blobs = 0;
     for (const s of snapshots) {
       try {
-        await loadSnapshotMeta(repo, s);
-        await walkSnapshot(repo, s, {
+        if (s.meta) {
+          need.run(s.meta);
+          await loadSnapshotMeta({ loadBlob: load }, s);
+        }
+        await walkSnapshot(load, s, {
           enter: (id) => {
             const key = id.toString('latin1');
             if (seenTrees.has(key)) return false;
             seenTrees.add(key);
+            need.run(id);
             return true;
           },
           blocks: (ids) => {
             for (const hex of ids) {
               blobs++;
-              if (!repo.hasBlob(Buffer.from(hex, 'hex') as BlobId)) missing.add(hex);
+              const id = Buffer.from(hex, 'hex') as BlobId;
+              need.run(id);
+              if (repo.hasBlob(id)) continue;
+              if (inPacks.get(id)) notIndexed.add(hex);
+              else missing.add(hex);
             }
           },
         });
@@ -111,9 +160,27 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
         problems.push({ kind: 'damaged-tree', message: `snapshot ${shortId(s.id)}: ${err.message}` });
       }
     }
+    if (notIndexed.size > 0) {
+      const sample = [...notIndexed].slice(0, SAMPLE).map((h) => h.slice(0, 16));
+      problems.push({ kind: 'not-indexed', message: `${notIndexed.size} blobs that snapshots need are in the packs but not in the index (${sample.join(', ')}): rebuild it with \`lifeboat repair --rebuild-index\`` });
+    }
+
+    let blobsRead = 0;
+    if (opts.readData) {
+      const checks: Promise<CheckReply & { pack: string }>[] = scan.packs.map((p) => pool.check(p.name).then((c) => ({ ...c, pack: p.name })));
+      const isNeeded = db.prepare('SELECT 1 FROM temp.needed WHERE id = ?').pluck();
+      for (const c of await Promise.all(checks)) {
+        blobsRead += c.blobs;
+        for (const hex of c.bad) {
+          const id = Buffer.from(hex, 'hex') as BlobId;
+          // a needed blob whose indexed copy is bad: restore would fail on it (a bad spare copy waits for prune)
+          if (isNeeded.get(id) && repo.locate(id)?.pack === c.pack) damagedBlobs.add(hex);
+        }
+      }
+    }
 
     if (missing.size > 0 || damagedBlobs.size > 0) {
-      const where = await traceBlobs(repo, new Set([...missing, ...damagedBlobs]));
+      const where = await traceBlobs(load, snapshots, new Set([...missing, ...damagedBlobs]));
       for (const hex of missing) problems.push({ kind: 'missing-blob', message: `block ${hex.slice(0, 16)} is not in the repository`, blob: hex, affects: where.get(hex) ?? [] });
       for (const hex of damagedBlobs) {
         problems.push({ kind: 'damaged-blob', message: `blob ${hex.slice(0, 16)} is damaged`, blob: hex, affects: where.get(hex) ?? [] });
@@ -121,7 +188,7 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
     }
     return {
       snapshots: snapshots.length,
-      packs: packs.length,
+      packs: scan.packs.length + scan.damaged.length,
       blobs,
       trees: seenTrees.size,
       blobs_read: blobsRead,
@@ -129,16 +196,19 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
       problems,
     };
   } finally {
+    db.exec('DROP TABLE IF EXISTS temp.needed');
+    dropScan(db);
     lock.release();
   }
 }
 
 /** Walks every snapshot (no tree dedup: each path counts) to say where the given blobs are used. */
-async function traceBlobs(repo: Repository, hexIds: Set<string>): Promise<Map<string, { snapshot: string; path: string }[]>> {
+async function traceBlobs(load: LoadBlob, snapshots: readonly Snapshot[], hexIds: Set<string>): Promise<Map<string, { snapshot: string; path: string }[]>> {
   const where = new Map<string, { snapshot: string; path: string }[]>();
   const note = (hex: string, snapshot: string, p: string) => where.set(hex, [...(where.get(hex) ?? []), { snapshot, path: p }]);
-  for (const s of listSnapshots(repo)) {
-    await walkSnapshot(repo, s, {
+  for (const s of snapshots) {
+    if (s.meta && hexIds.has(toHex(s.meta))) note(toHex(s.meta), shortId(s.id), '(container specs and images)');
+    await walkSnapshot(load, s, {
       enter: (id, _type, p) => {
         const hex = toHex(id);
         if (hexIds.has(hex)) note(hex, shortId(s.id), p || '/');
@@ -150,10 +220,4 @@ async function traceBlobs(repo: Repository, hexIds: Set<string>): Promise<Map<st
     }).catch(() => {});
   }
   return where;
-}
-
-async function countUnreferencedPacks(repo: Repository, indexed: Set<string>): Promise<number> {
-  let n = 0;
-  for (const name of await listPackFiles(repo.dir)) if (!indexed.has(name)) n++;
-  return n;
 }

@@ -1,6 +1,5 @@
-import { decodeList } from './content.ts';
+import { decodeList, type LoadBlob } from './content.ts';
 import { type BlobId, BlobType } from './ids.ts';
-import type { Repository } from './repository.ts';
 import type { Snapshot } from './snapshot.ts';
 import { decodeTree, type TreeNode } from './tree.ts';
 
@@ -12,22 +11,26 @@ export interface Visitor {
   blocks?(hexIds: readonly string[], path: string): void;
 }
 
-/** Depth-first over a snapshot's trees and block lists; memory holds one tree per level. */
-export async function walkSnapshot(repo: Repository, snapshot: Snapshot, visitor: Visitor): Promise<void> {
-  await walkTree(repo, snapshot.tree, '', visitor);
+/**
+ * Depth-first over a snapshot's trees and block lists; memory holds one tree
+ * per level. `load` says where blobs come from: the index (repo.loadBlob), or
+ * the packs themselves when the index is not to be trusted (prune, verify).
+ */
+export async function walkSnapshot(load: LoadBlob, snapshot: Snapshot, visitor: Visitor): Promise<void> {
+  await walkTree(load, snapshot.tree, '', visitor);
 }
 
-async function walkTree(repo: Repository, id: BlobId, path: string, visitor: Visitor): Promise<void> {
+async function walkTree(load: LoadBlob, id: BlobId, path: string, visitor: Visitor): Promise<void> {
   if (!visitor.enter(id, BlobType.tree, path)) return;
-  const tree = decodeTree(await repo.loadBlob(id, BlobType.tree), path || '/');
+  const tree = decodeTree(await load(id, BlobType.tree), path || '/');
   for (const node of tree.nodes) {
     const child = `${path}/${node.name}`;
     visitor.node?.(node, child);
-    if (node.type === 'dir') await walkTree(repo, Buffer.from(node.subtree!, 'hex') as BlobId, child, visitor);
+    if (node.type === 'dir') await walkTree(load, Buffer.from(node.subtree!, 'hex') as BlobId, child, visitor);
     if (node.blocks) visitor.blocks?.(node.blocks, child);
     for (const hex of node.lists ?? []) {
       const list = Buffer.from(hex, 'hex') as BlobId;
-      if (visitor.enter(list, BlobType.list, child)) visitor.blocks?.(decodeList(await repo.loadBlob(list, BlobType.list), child), child);
+      if (visitor.enter(list, BlobType.list, child)) visitor.blocks?.(decodeList(await load(list, BlobType.list), child), child);
     }
   }
 }

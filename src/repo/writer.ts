@@ -37,11 +37,11 @@ export class BlobWriter {
     return this.#pending.has(id.toString('latin1')) || this.#repo.hasBlob(id);
   }
 
-  /** Returns false when the blob was already stored. */
-  add(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number): boolean {
+  /** Returns false when the blob was already stored. `refs`: what a tree or list names. */
+  add(id: BlobId, type: BlobType, stored: Uint8Array, rawLength: number, refs?: readonly BlobId[]): boolean {
     if (this.has(id)) return false;
     this.#pack ??= new PackWriter(this.#repo.dir);
-    this.#pack.append(id, type, stored, rawLength);
+    this.#pack.append(id, type, stored, rawLength, refs);
     this.#pending.add(id.toString('latin1'));
     if (this.#pack.size >= this.#packSize) this.#finish();
     return true;
@@ -86,8 +86,11 @@ export class BlobWriter {
 /** Index rows for a finished pack, in one transaction; returns what the index did not already hold. */
 export function commitPack(repo: Store, name: string, size: number, entries: readonly PackEntry[]): { blobs: number; rawBytes: number } {
   const insertPack = repo.db.prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
+  // A row that names a pack the index no longer has is taken over: the blob was stored again because of it.
   const insertBlob = repo.db.prepare(
-    'INSERT OR IGNORE INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)',
+    `INSERT INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)
+     ON CONFLICT (id) DO UPDATE SET type = excluded.type, pack = excluded.pack, offset = excluded.offset, length = excluded.length, raw_length = excluded.raw_length
+     WHERE NOT EXISTS (SELECT 1 FROM packs WHERE id = blobs.pack)`,
   );
   const added = { blobs: 0, rawBytes: 0 };
   const commit = repo.db.transaction(() => {

@@ -12,6 +12,8 @@ import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
 /** Reads of adjacent blobs in a pack are merged up to this size. */
 const RUN = 4 * MiB;
 const canChown = typeof process.getuid === 'function' && process.getuid() === 0;
+/** A new file, made here or not at all: never through a symlink at its name (O_NOFOLLOW is 0 where it does not exist). */
+const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | (fs.constants.O_NOFOLLOW ?? 0);
 
 /** Per worker: pack descriptors and the id of the all-zero block of each length. */
 const packFds = new Map<string, number>();
@@ -56,22 +58,35 @@ function local<T>(fn: () => T): T {
   }
 }
 
+/** An error's message with the address it was made at (/proc/self/fd/N/name) given as the entry's path. */
+function message(err: unknown, item: RestoreItem): string {
+  const m = (err as Error).message;
+  return item.create === null || item.create === item.path ? m : m.replaceAll(item.create, item.path);
+}
+
 /**
  * Runs on a worker: writes blocks of one file at their offsets. All-zero
  * blocks are skipped (the file was truncated to size, so they stay holes).
+ * The file is created here, relative to a directory the main thread holds
+ * open, or is a descriptor the main thread opened: no path is walked again.
  * Damaged repository data throws and fails the restore; a problem with the
  * target file is reported for this item only.
  */
 export function restoreItem(ctx: WorkerContext, item: RestoreItem): RestoreResult {
   let fd: number;
+  const own = item.fd === null;
   try {
-    fd = item.create ? fs.openSync(item.path, 'wx', 0o600) : fs.openSync(item.path, 'r+');
-    if (item.create) fs.ftruncateSync(fd, item.size);
+    if (item.fd !== null) fd = item.fd;
+    else {
+      if (item.create === null) throw new Error(`${item.path}: nothing to create or write to`);
+      fd = fs.openSync(item.create, CREATE, 0o600);
+    }
   } catch (err) {
-    return { bytesWritten: 0, error: (err as Error).message };
+    return { bytesWritten: 0, error: message(err, item) };
   }
   let written = 0;
   try {
+    if (own) local(() => fs.ftruncateSync(fd, item.size));
     let offset = item.offset;
     let run: { id: BlobId; loc: BlobLocation }[] = [];
     let runAt = 0;
@@ -107,9 +122,10 @@ export function restoreItem(ctx: WorkerContext, item: RestoreItem): RestoreResul
     }
   } catch (err) {
     if (!(err instanceof TargetWriteError)) throw err;
-    return { bytesWritten: written, error: err.message };
+    return { bytesWritten: written, error: message(err, item) };
   } finally {
-    fs.closeSync(fd);
+    // The main thread's descriptor stays open: it closes it once every range is written.
+    if (own) fs.closeSync(fd);
   }
   faultPoint('restore-file');
   return { bytesWritten: written, error: null };

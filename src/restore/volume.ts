@@ -1,10 +1,15 @@
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { DockerEngine, VolumeInfo } from '../docker/engine.ts';
 import { SourceError, VolumeNotEmptyError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { restore, type RestoreOptions, type RestoreStats } from './restorer.ts';
+import { addressing, DIR_FLAGS, FD_DIR, restore, type RestoreOptions, type RestoreStats } from './restorer.ts';
+
+const openFd = promisify(fs.open);
+const closeFd = promisify(fs.close);
 
 export interface VolumeRestoreOptions extends Omit<RestoreOptions, 'target' | 'allowNonEmpty'> {
   readonly volume: string;
@@ -38,8 +43,61 @@ export async function restoreToVolume(
   const entries = await fsp.readdir(volume.mountpoint);
   if (entries.length > 0) {
     if (!opts.force) throw new VolumeNotEmptyError(opts.volume);
-    for (const name of entries) await fsp.rm(path.join(volume.mountpoint, name), { recursive: true, force: true });
+    await emptyDirectory(volume.mountpoint);
   }
   const stats = await restore(repo, snapshot, { ...opts, target: volume.mountpoint });
   return { volume, created: !existing, stats };
+}
+
+/**
+ * Removes everything in a directory without following a symlink, even one
+ * swapped in while it runs: on Linux every directory is opened (O_NOFOLLOW)
+ * and its entries unlinked relative to that descriptor, as restore creates
+ * them (see Addressing in restorer.ts); elsewhere by path, with fs.rm.
+ */
+export async function emptyDirectory(dir: string): Promise<void> {
+  if (addressing() === 'path') {
+    for (const name of await fsp.readdir(dir)) await fsp.rm(path.join(dir, name), { recursive: true, force: true });
+    return;
+  }
+  const fd = await openFd(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  try {
+    await emptyByFd(fd, dir);
+  } finally {
+    await closeFd(fd);
+  }
+}
+
+async function emptyByFd(fd: number, where: string): Promise<void> {
+  for (const name of await fsp.readdir(`${FD_DIR}/${fd}`)) {
+    const at = `${FD_DIR}/${fd}/${name}`;
+    const full = path.join(where, name);
+    try {
+      let sub: number | undefined;
+      try {
+        sub = await openFd(at, DIR_FLAGS);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue;
+        // Not a directory, or a symlink (to one or not): the name itself goes.
+        if (code !== 'ENOTDIR' && code !== 'ELOOP') throw err;
+      }
+      if (sub === undefined) {
+        await fsp.unlink(at).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        continue;
+      }
+      try {
+        await emptyByFd(sub, full);
+      } finally {
+        await closeFd(sub);
+      }
+      await fsp.rmdir(at);
+    } catch (err) {
+      // Name the entry, not the descriptor path it was reached by.
+      if (err instanceof Error) err.message = err.message.replaceAll(at, full);
+      throw err;
+    }
+  }
 }

@@ -5,7 +5,7 @@ import { type MasterKeys } from '../repo/crypto.ts';
 import type { BlobId, BlobType } from '../repo/ids.ts';
 import { encodeTrailer, PackWriter, packPath } from '../repo/pack.ts';
 import type { BlobLocation } from '../repo/repository.ts';
-import { blobLocator } from '../repo/rows.ts';
+import { blobLocator, blobPresence } from '../repo/rows.ts';
 import type { PackReport, WorkerInit } from './protocol.ts';
 
 /**
@@ -18,7 +18,7 @@ export class WorkerContext {
   readonly level: number;
   readonly repoDir: string;
   readonly #packSize: number;
-  readonly #has: Database.Statement;
+  readonly #has: (id: BlobId) => boolean;
   readonly #locate: (id: BlobId) => BlobLocation | undefined;
   /**
    * Ids this worker packed that the index cannot show yet: its open pack's,
@@ -38,13 +38,13 @@ export class WorkerContext {
     this.#packSize = init.packSize;
     const db = new Database(path.join(init.repoDir, 'index.db'), { readonly: true, fileMustExist: true });
     db.pragma('busy_timeout = 10000');
-    this.#has = db.prepare('SELECT 1 FROM blobs WHERE id = ?').pluck();
+    this.#has = blobPresence(db);
     this.#locate = blobLocator(db);
   }
 
   /** True when the repository has the blob or this worker is writing it. */
   has(id: BlobId): boolean {
-    return this.#pending.has(id.toString('latin1')) || this.#has.get(id) !== undefined;
+    return this.#pending.has(id.toString('latin1')) || this.#has(id);
   }
 
   locate(id: BlobId): BlobLocation | undefined {

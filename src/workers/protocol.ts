@@ -3,7 +3,7 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 /**
  * Messages between the main thread and the repository workers. Workers read
  * and write files and packs themselves, so file contents and sealed blobs never
- * cross threads: messages carry paths, ids and pack trailers only.
+ * cross threads: messages carry paths (or descriptor numbers), ids and pack trailers only.
  */
 export interface WorkerInit {
   readonly enc: Uint8Array;
@@ -13,25 +13,65 @@ export interface WorkerInit {
   readonly packSize: number;
 }
 
-/** A file, or a block-aligned range of one, to read into blocks. `end` null reads to EOF. */
+/**
+ * What the walk's lstat saw of a file. Every part of the file read must find
+ * this very file (same device and inode), unchanged (same size, mtime, ctime)
+ * from its open to the end of its read.
+ */
+export interface SeenFile {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+}
+
+/**
+ * A file, or a block-aligned range of one, to read into blocks: bytes `start`
+ * to `end`, which is the file's size (as seen) for its last or only part. A
+ * read that ends before `end` found the file shorter: a change.
+ *
+ * A backup always sets `seen` and a numeric `end`. Without `seen` nothing is
+ * checked and `end` null reads to EOF: only for a caller that packs a file
+ * nobody changes (tests that need packs written by a worker).
+ */
 export interface StoreItem {
   readonly path: string;
   readonly start: number;
   readonly end: number | null;
+  readonly seen?: SeenFile;
 }
 
 export interface StoreResult {
-  /** Block ids in order, 32 bytes each. */
+  /** Block ids in order, 32 bytes each; empty when the part failed or changed. */
   readonly ids: Uint8Array;
   readonly bytesRead: number;
   /** Set when the file could not be read; the backup goes on without it. */
   readonly error: string | null;
+  /**
+   * Set (to what differed) when the file was not, from this part's open to
+   * the end of its read, the one the walk saw: what was read may mix
+   * versions, so the file is to be read again.
+   */
+  readonly changed: string | null;
 }
 
-/** Part of a file to write: `create` makes the file (size, truncate); `meta` is applied after the write. */
+/**
+ * Part of a file to write. Either `create` names a file to make (exclusively,
+ * never following a symlink), truncate to `size`, write and close; or `fd` is
+ * a file the main thread holds open (a large file written in ranges by every
+ * worker), written here and left open. `meta` is applied after the write.
+ */
 export interface RestoreItem {
+  /** The entry's path in the target, for messages. */
   readonly path: string;
-  readonly create: boolean;
+  /**
+   * Where to create the file: on Linux `/proc/self/fd/<dirfd>/<name>`, under a
+   * directory descriptor the main thread holds open until this item is done
+   * (workers share the process's descriptors); elsewhere the plain path.
+   */
+  readonly create: string | null;
+  readonly fd: number | null;
   readonly size: number;
   readonly offset: number;
   readonly blocks: readonly string[];

@@ -104,3 +104,41 @@ describe.concurrent('a corrupted index.db', () => {
     await expect(fsp.stat(path.join(repo, 'index.db'))).rejects.toThrow();
   });
 });
+
+/**
+ * Damage that the workers meet (they read the index themselves): every kind
+ * ends restore and verify in one line with a stable code, never a stack
+ * trace, and repair --rebuild-index mends what was only the index's.
+ */
+describe.concurrent('index rows that lie to the workers', () => {
+  const cases: { name: string; damage: (db: import('better-sqlite3').Database, pack: string) => void }[] = [
+    { name: 'a wrong offset', damage: (db) => db.prepare('UPDATE blobs SET offset = offset + 7 WHERE type = 0').run() },
+    { name: 'an offset past the end', damage: (db) => db.prepare('UPDATE blobs SET offset = 1e12 WHERE type = 0').run() },
+    { name: 'a huge length', damage: (db) => db.prepare('UPDATE blobs SET length = 4e9 WHERE type = 0').run() },
+    { name: 'a text offset', damage: (db) => db.prepare("UPDATE blobs SET offset = 'x' WHERE type = 0").run() },
+    { name: 'a vanished pack row', damage: (db, pack) => db.prepare('DELETE FROM packs WHERE name = ?').run(pack) },
+    { name: 'a pack row naming no file', damage: (db, pack) => db.prepare('UPDATE packs SET name = ? WHERE name = ?').run('f'.repeat(32), pack) },
+    { name: 'a pack name of the wrong kind', damage: (db, pack) => db.prepare('UPDATE packs SET name = 42 WHERE name = ?').run(pack) },
+  ];
+  for (const c of cases) {
+    test(`${c.name}: restore and verify fail in one line; repair --rebuild-index mends it`, async () => {
+      const { dir, repo, src, snapshot } = await oneFileRepo();
+      const pack = path.basename(await dataPack(repo));
+      const { default: Database } = await import('better-sqlite3');
+      const db = new Database(path.join(repo, 'index.db'));
+      db.pragma('foreign_keys = OFF');
+      c.damage(db, pack);
+      db.close();
+      for (const args of [['restore', snapshot, '--target', path.join(dir, 'out')], ['verify', '--read-data']]) {
+        const r = await lifeboat([...args, '--repo', repo]);
+        expect(r.code, r.stderr).toBe(1);
+        expect(r.stderr, r.stderr).toMatch(/^lifeboat: [^\n]+ \[LB_ERR_[A-Z_]+\]\n$/);
+        expect(r.stderr).not.toMatch(/LB_ERR_INTERNAL|    at /);
+      }
+      await ok(['repair', '--rebuild-index', '--repo', repo]);
+      const out = path.join(dir, 'mended');
+      await ok(['restore', snapshot, '--repo', repo, '--target', out]);
+      expect(await hashFiles(out)).toEqual(await hashFiles(src));
+    });
+  }
+});

@@ -105,6 +105,70 @@ describe('the repository file system fills up during a backup', () => {
   });
 });
 
+describe('the file system is full to the last byte', () => {
+  let mnt: string | undefined;
+  let cannotMount: string | undefined;
+
+  beforeAll(async () => {
+    const target = path.join(await tempDir('lifeboat-full-'), 'mnt');
+    await fsp.mkdir(target);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12m,mode=0700', 'tmpfs', target], { stdio: 'pipe' });
+      mnt = target;
+    } catch (err) {
+      cannotMount = `cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`;
+    }
+  });
+
+  afterAll(() => {
+    if (mnt) execFileSync('umount', ['-l', mnt]);
+  });
+
+  test('snapshots, verify, forget and prune still run, and prune gives the space back; a backup fails in one line', async (ctx) => {
+    ctx.skip(mnt === undefined, cannotMount);
+    ctx.onTestFailed(noteFailure(failures, 'full disk'));
+    const repo = path.join(mnt!, 'repo');
+    const src = path.join(path.dirname(mnt!), 'src');
+    const config = path.join(path.dirname(mnt!), 'lifeboat.toml');
+    await fsp.writeFile(config, '[repository]\npack_size = "1MiB"\n');
+    const run = (args: string[]) => [...args, '--repo', repo, '--config', config];
+    await fsp.mkdir(src);
+    await fsp.writeFile(path.join(src, 'a.bin'), randomBytes(2 * MiB, 'full-a'));
+    await ok(run(['init']));
+    await ok(run(['backup', '--path', src]));
+    await fsp.writeFile(path.join(src, 'a.bin'), randomBytes(2 * MiB, 'full-b'));
+    const keep = (await okJson(run(['backup', '--path', src]))).snapshot as string;
+    const expected = await manifest(src);
+    // something else fills the file system to its last byte
+    const filler = path.join(mnt!, 'filler');
+    await fsp.writeFile(filler, '');
+    try {
+      execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k'], { stdio: 'pipe' });
+    } catch {
+      // dd ends with ENOSPC: that is the point
+    }
+    counts.faults_injected++;
+    expect(free(mnt!)).toBe(0);
+
+    await fails(run(['backup', '--path', src]), 1, 'LB_ERR_NO_SPACE');
+    expect((await okJson<unknown[]>(run(['snapshots']))).length).toBe(2);
+    expect((await okJson(run(['verify']))).problems).toEqual([]);
+    await okJson(run(['forget', '--keep-last', '1']));
+    const pruned = await okJson(run(['prune']));
+    expect(pruned.packs_deleted).toBeGreaterThan(0);
+    expect(free(mnt!)).toBeGreaterThanOrEqual(2 * MiB);
+
+    await fsp.rm(filler);
+    const check = await okJson(run(['verify', '--read-data']));
+    expect(check.problems).toEqual([]);
+    const target = path.join(path.dirname(mnt!), 'restored-full');
+    await ok(run(['restore', keep, '--target', target]));
+    expect(diffManifests(expected, await manifest(target))).toEqual([]);
+    counts.snapshots_checked++;
+    counts.crashes_survived++;
+  });
+});
+
 describe('a block rots on disk', () => {
   test('verify --read-data names every snapshot and file that uses it, and restore refuses with LB_ERR_CORRUPT_DATA', async (ctx) => {
     ctx.onTestFailed(noteFailure(failures, 'block rot'));

@@ -7,6 +7,7 @@ import { shortId } from '../../repo/snapshot.ts';
 import type { SplitterSpec } from '../../repo/splitter-spec.ts';
 import { formatBytes, parseSize } from '../../util/units.ts';
 import { compressionLevel, type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { interruptible } from '../interrupt.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
 
@@ -39,7 +40,13 @@ export function registerBackup(program: Command): void {
       if (volume !== undefined && !ctx.configFile) throw new UsageError('backing up a Docker volume needs --config FILE');
       const splitter = splitterOf(ctx, opts);
       const progress = new ProgressLine(ctx.interactive);
-      const { snapshot, extra } = await withRepo(ctx, opts, async (repo, pool): Promise<{ snapshot: Snapshot; extra: VolumeExtra }> => {
+      // Ctrl-C or a stop: the backup is abandoned, its containers returned to their state and the lock released first.
+      const interrupted = {
+        what: volume === undefined ? `backup of ${path.resolve(opts.path!)}` : `backup of volume ${volume}`,
+        stopped: volume === undefined ? 'no snapshot was saved' : 'no snapshot of it was saved, and its containers are back as they were',
+        interactive: ctx.interactive,
+      };
+      const { snapshot, extra } = await interruptible(interrupted, (interrupt) => withRepo(ctx, opts, async (repo, pool): Promise<{ snapshot: Snapshot; extra: VolumeExtra }> => {
         const archive: Omit<ArchiveOptions, 'source'> = {
           host: opts.host ?? ctx.config.agent.host,
           tags: opts.tag,
@@ -51,18 +58,30 @@ export function registerBackup(program: Command): void {
             progress.done();
             ctx.log.warn({ path: p, err: err.message }, 'skipped an entry it could not read');
           },
+          onDamage: (message) => {
+            progress.done();
+            process.stderr.write(`lifeboat: warning: the repository is damaged: ${message}\n`);
+          },
           onProgress: (p) => progress.update(p.files, p.bytesRead, 'read'),
         };
         try {
           if (volume === undefined) return { snapshot: await backup(repo, { ...archive, source: opts.path! }), extra: {} };
           // Docker's modules load only for a volume backup
-          const [{ backupVolume }, { AgentCatalog }, { connectEngine }] = await Promise.all([
+          const [{ backupVolume }, { AgentCatalog }, { connectEngine }, { quiescedByThisProcess }] = await Promise.all([
             import('../../backup/volume.ts'),
             import('../../catalog/agent-catalog.ts'),
             import('../../docker/connect.ts'),
+            import('../../docker/consistency.ts'),
           ]);
           // The agent's catalog, shared with a running agent: its quiesce journal outlives this process.
           const catalog = AgentCatalog.open(ctx.config.agent.state_dir);
+          // A second signal exits without returning them: say which, and how they come back.
+          interrupt.onAbandon(() => {
+            const left = quiescedByThisProcess(catalog);
+            if (left.length === 0) return undefined;
+            const names = left.map((r) => `container ${r.name} (${r.action})`).join(', ');
+            return `exiting without putting back ${names}; the next volume backup or the agent puts them back, or docker unpause / docker start them`;
+          });
           try {
             const r = await backupVolume(connectEngine(ctx.config), repo, {
               ...archive,
@@ -72,6 +91,7 @@ export function registerBackup(program: Command): void {
               workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
               log: ctx.log,
               quiesceJournal: catalog,
+              signal: interrupt.signal,
             });
             return { snapshot: r.snapshot, extra: { containers: r.report.actions, warnings: r.report.warnings, images: r.images } };
           } finally {
@@ -80,7 +100,7 @@ export function registerBackup(program: Command): void {
         } finally {
           progress.done();
         }
-      });
+      }, { interrupt, open: { reserve: 'keep' } }));
       ctx.out({ snapshot: snapshot.id, parent: snapshot.parent, volume: snapshot.volume, ...snapshot.stats, ...extra }, () => describe(snapshot, extra));
       for (const w of extra.warnings ?? []) process.stderr.write(`lifeboat: warning: ${w}\n`);
       const s = snapshot.stats;

@@ -1,9 +1,10 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { DrillFailedError } from '../../errors/errors.ts';
+import { DrillFailedError, InterruptedError } from '../../errors/errors.ts';
 import type { DrillResult } from '../../recover/drill.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type GlobalOptions, makeContext } from '../context.ts';
+import { type Interrupt, interruptible } from '../interrupt.ts';
 import { type SourceOptions, sourceCommand, withSource } from './recover.ts';
 import { table } from './snapshots.ts';
 
@@ -11,28 +12,47 @@ export function registerDrill(program: Command): void {
   sourceCommand(program, 'drill', 'recover a host\'s containers into isolation here, check they come up on their data, then remove them')
     .action(async (opts: SourceOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      // Ctrl+C or a stop ends the waiting; the drill still removes what it made.
-      const abort = new AbortController();
-      const stop = () => abort.abort();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      const [{ drill }, { connectEngine }] = await Promise.all([import('../../recover/drill.ts'), import('../../docker/connect.ts')]);
-      let result: DrillResult;
-      try {
-        result = await withSource(ctx, opts, 'drill', (repo, pool, onlyHostSnapshots) =>
-          drill(connectEngine(ctx.config), repo, opts.from, {
-            onlyHostSnapshots,
-            pool: pool(),
-            workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
-            log: ctx.log,
-            signal: abort.signal,
-          }),
-        );
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
+      const [{ drill, drillRunId }, { connectEngine }, { RECOVERY_LABEL }] = await Promise.all([
+        import('../../recover/drill.ts'),
+        import('../../docker/connect.ts'),
+        import('../../recover/labels.ts'),
+      ]);
+      // Ctrl+C or a stop ends the waiting and abandons a restore under way; the drill still removes what it made.
+      // A second signal exits at once: it names what is left, by the run id every name and label carries.
+      const runId = drillRunId();
+      let interrupt: Interrupt | undefined;
+      let cleaned = false;
+      const result: DrillResult = await interruptible(
+        { what: `drill ${runId} of host ${opts.from}`, stopped: 'it made nothing yet', interactive: ctx.interactive },
+        (i) => {
+          interrupt = i;
+          i.onAbandon(() =>
+            cleaned
+              ? undefined
+              : `exiting without removing what it made: remove the containers, volumes and networks labelled ${RECOVERY_LABEL.drill}=${runId}`,
+          );
+          return withSource(
+            ctx,
+            opts,
+            'drill',
+            (repo, pool, onlyHostSnapshots) =>
+              drill(connectEngine(ctx.config), repo, opts.from, {
+                onlyHostSnapshots,
+                pool: pool(),
+                workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
+                log: ctx.log,
+                signal: i.signal,
+                runId,
+              }).finally(() => (cleaned = true)),
+            i,
+          );
+        },
+      );
       ctx.out(result, () => describeDrill(result));
+      if (interrupt?.reason) {
+        const cleanup = result.cleanup.ok ? 'everything it made was removed' : `NOT cleaned up: ${result.cleanup.left.join(', ')}`;
+        throw new InterruptedError(`${interrupt.reason.message}: ${cleanup}`);
+      }
       if (!result.ok) {
         const down = result.containers.filter((c) => c.came_up === false || (c.reason !== null && !c.started)).length;
         const bad = result.volumes.filter((v) => v.data_matched !== true).length;

@@ -4,11 +4,13 @@ import { forgetUnusedImages } from '../../backup/image-retention.ts';
 import { forget } from '../../repo/forget.ts';
 import type { RetentionPolicy } from '../../repo/retention.ts';
 import { shortId } from '../../repo/snapshot.ts';
+import { matches } from '../../repo/snapshots.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { filterOf, type FilterOptions, withFilterOptions } from '../filters.ts';
 import { repoCommand } from '../program.ts';
 import { describePrune, runPrune } from './prune.ts';
 
-interface ForgetOptions extends RepoOptions {
+interface ForgetOptions extends RepoOptions, FilterOptions {
   keepLast?: string;
   keepHourly?: string;
   keepDaily?: string;
@@ -25,7 +27,7 @@ const count = (flag: string, v: string | undefined): number | undefined => {
 };
 
 export function registerForget(program: Command): void {
-  repoCommand(program, 'forget', 'remove snapshots by a retention policy (per host and source)')
+  withFilterOptions(repoCommand(program, 'forget', 'remove snapshots by a retention policy (per host and source)'), 'consider snapshots')
     .option('--keep-last <n>', 'keep the newest n snapshots')
     .option('--keep-hourly <n>', 'keep the newest snapshot of each of the last n hours that have one')
     .option('--keep-daily <n>', 'likewise for days')
@@ -49,7 +51,8 @@ export function registerForget(program: Command): void {
       }
       const dryRun = opts.dryRun ?? false;
       const result = await withRepo(ctx, opts, async (repo) => {
-        const decisions = forget(repo, policy, { dryRun });
+        const filter = filterOf(opts);
+        const decisions = forget(repo, policy, { dryRun, which: (s) => matches(s, filter) });
         const dropped = new Set(decisions.filter((d) => !d.keep).map((d) => d.snapshot.id));
         const images = (await forgetUnusedImages(repo, { dryRun, without: dropped })).map((s) => s.id);
         const removed = [...dropped, ...images];

@@ -1,14 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { NotARepositoryError, PasswordMissingError, RecoveryBlockedError, RecoveryIncompleteError, UsageError } from '../../errors/errors.ts';
+import { InterruptedError, NotARepositoryError, PasswordMissingError, RecoveryBlockedError, RecoveryIncompleteError, UsageError } from '../../errors/errors.ts';
 import type { RecoveryReport } from '../../recover/recover.ts';
+import { RECOVERY_LABEL } from '../../recover/labels.ts';
 import { replicaDir } from '../../replicate/replica-path.ts';
 import { Repository } from '../../repo/repository.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { formatBytes } from '../../util/units.ts';
 import type { RepoWorkers } from '../../workers/pool.ts';
 import { type Context, type GlobalOptions, makeContext, makePool, readPassword } from '../context.ts';
+import { type Interrupt, interruptible } from '../interrupt.ts';
 import { table } from './snapshots.ts';
 
 /** What recover and drill take to find the host's snapshots. */
@@ -35,20 +37,38 @@ export function registerRecover(program: Command): void {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
       const at = opts.snapshotTime === undefined ? undefined : parseTime(opts.snapshotTime);
       const [{ recover }, { connectEngine }] = await Promise.all([import('../../recover/recover.ts'), import('../../docker/connect.ts')]);
-      const report = await withSource(ctx, opts, 'recover', (repo, pool, onlyHostSnapshots) =>
-        recover(connectEngine(ctx.config), repo, opts.from, {
-          onlyHostSnapshots,
-          ...(at ? { at } : {}),
-          ...(opts.container.length > 0 ? { containers: opts.container } : {}),
-          force: opts.force ?? false,
-          dryRun: opts.dryRun ?? false,
-          pool: pool(),
-          workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
-          log: ctx.log,
-          startedAt: Math.round(performance.timeOrigin),
-        }),
-      );
+      // Ctrl-C or a stop: nothing more is started, the restore under way is abandoned; a second signal exits at once.
+      const again = `run recover again to finish it (what it made carries ${RECOVERY_LABEL.recoveredFrom}=${opts.from} and is kept)`;
+      let interrupt: Interrupt | undefined;
+      const report = await interruptible({ what: `recovery of host ${opts.from}`, stopped: again, interactive: ctx.interactive }, (i) => {
+        interrupt = i;
+        i.onAbandon(() => `exiting now, in the middle of the recovery; ${again}`);
+        return withSource(
+          ctx,
+          opts,
+          'recover',
+          (repo, pool, onlyHostSnapshots) =>
+            recover(connectEngine(ctx.config), repo, opts.from, {
+              onlyHostSnapshots,
+              ...(at ? { at } : {}),
+              ...(opts.container.length > 0 ? { containers: opts.container } : {}),
+              force: opts.force ?? false,
+              dryRun: opts.dryRun ?? false,
+              pool: pool(),
+              workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
+              log: ctx.log,
+              startedAt: Math.round(performance.timeOrigin),
+              signal: i.signal,
+            }),
+          i,
+        );
+      });
       ctx.out(report, () => describeRecovery(report));
+      if (interrupt?.reason) {
+        const done = report.containers.filter((c) => c.outcome === 'started' || c.outcome === 'created' || c.outcome === 'kept').length;
+        const what = report.dry_run ? 'the dry run is incomplete' : `${done} of ${report.containers.length} containers recovered; ${again}`;
+        throw new InterruptedError(`${interrupt.reason.message}: ${what}`);
+      }
       if (report.dry_run && report.blockers.length > 0) {
         throw new RecoveryBlockedError(`${report.blockers.length} blocker${report.blockers.length === 1 ? '' : 's'}: not everything of host ${opts.from} can be recovered here`);
       }
@@ -84,6 +104,7 @@ export async function withSource<T>(
   opts: SourceOptions,
   command: string,
   fn: (repo: Repository, pool: () => RepoWorkers, onlyHostSnapshots: boolean) => Promise<T>,
+  interrupt?: Interrupt,
 ): Promise<T> {
   if (!ctx.configFile) throw new UsageError(`${command} needs --config FILE (for the Docker engine and the state directory)`);
   const peer = ctx.config.peer.find((p) => p.name === opts.from);
@@ -103,7 +124,7 @@ export async function withSource<T>(
   const repo = await Repository.open(dir, password);
   let pool: RepoWorkers | undefined;
   try {
-    return await fn(repo, () => (pool ??= makePool(ctx, repo)), opts.repo !== undefined);
+    return await fn(repo, () => (pool ??= makePool(ctx, repo, interrupt)), opts.repo !== undefined);
   } finally {
     await pool?.close();
     repo.close();

@@ -5,18 +5,19 @@ import { findSnapshot } from '../../repo/snapshots.ts';
 import { restore, type RestoreOptions as RestoreRun, type RestoreStats } from '../../restore/restorer.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { filterOf, type FilterOptions, withFilterOptions } from '../filters.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
 
-interface RestoreOptions extends RepoOptions {
+interface RestoreOptions extends RepoOptions, FilterOptions {
   target?: string;
   toVolume?: string;
   force?: boolean;
 }
 
 export function registerRestore(program: Command): void {
-  repoCommand(program, 'restore', 'restore a snapshot into an empty directory or a Docker volume')
-    .argument('<snapshot>', 'snapshot id, unique prefix, or "latest"')
+  withFilterOptions(repoCommand(program, 'restore', 'restore a snapshot into an empty directory or a Docker volume'), 'snapshots')
+    .argument('<snapshot>', 'snapshot id, unique prefix, or "latest" (the newest of the one source the filters select)')
     .option('--target <dir>', 'empty or new directory to restore into')
     .option('--to-volume <name>', 'Docker volume to restore into (created if missing; needs --config)')
     .option('--force', 'with --to-volume: replace the contents of a volume that is not empty')
@@ -27,7 +28,7 @@ export function registerRestore(program: Command): void {
       if (opts.force && opts.toVolume === undefined) throw new UsageError('--force goes with --to-volume');
       const progress = new ProgressLine(ctx.interactive);
       const { snapshot, stats, where } = await withRepo(ctx, opts, async (repo, pool) => {
-        const snapshot = findSnapshot(repo, ref);
+        const snapshot = findSnapshot(repo, ref, filterOf(opts));
         const run: Omit<RestoreRun, 'target'> = {
           pool: pool(),
           onWarning: (p, err) => {

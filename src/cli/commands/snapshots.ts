@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import { shortId } from '../../repo/snapshot.ts';
-import { listSnapshots } from '../../repo/snapshots.ts';
+import { filterSnapshots } from '../../repo/snapshots.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { filterOf, type FilterOptions, withFilterOptions } from '../filters.ts';
 import { repoCommand } from '../program.ts';
 
 export function registerSnapshots(program: Command): void {
-  repoCommand(program, 'snapshots', 'list snapshots, oldest first').action(async (opts: RepoOptions, cmd: Command) => {
+  withFilterOptions(repoCommand(program, 'snapshots', 'list snapshots, oldest first'), 'snapshots').action(async (opts: RepoOptions & FilterOptions, cmd: Command) => {
     const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-    const snapshots = await withRepo(ctx, opts, async (repo) => listSnapshots(repo));
+    const snapshots = await withRepo(ctx, opts, async (repo) => filterSnapshots(repo, filterOf(opts)));
     ctx.out(
       snapshots.map((s) => ({ ...s, tree: s.tree.toString('hex'), short_id: shortId(s.id) })),
       () => {

@@ -58,6 +58,8 @@ export interface TestRepo {
   readonly temp: TempDirs;
   /** Closes the repository and opens it again from disk, as a new process would. */
   reopen(): Promise<Repository>;
+  /** Ends the workers (and their connections to the index); the pool starts new ones on its next job. */
+  restartWorkers(): Promise<void>;
   /** Closes the pool and the repository, then removes every temporary directory. */
   close(): Promise<void>;
 }
@@ -68,14 +70,21 @@ export async function openTestRepo(opts: { workers?: number; level?: number; pac
   const dir = path.join(await temp.make('lifeboat-repo-'), 'repo');
   let repo = await Repository.init(dir, TEST_PASSWORD);
   const packSize = opts.packSize ?? 1024 * 1024;
-  const pool = new RepoWorkers(repo, { workers: opts.workers ?? 2, level: opts.level ?? 3, packSize });
+  const newPool = () => new RepoWorkers(repo, { workers: opts.workers ?? 2, level: opts.level ?? 3, packSize });
+  let pool = newPool();
   let closed = false;
   return {
     dir,
     get repo() {
       return repo;
     },
-    pool,
+    get pool() {
+      return pool;
+    },
+    async restartWorkers() {
+      await pool.close();
+      pool = newPool();
+    },
     packSize,
     temp,
     async reopen() {
@@ -101,6 +110,8 @@ export interface BackupSettings {
   readonly compressionLevel?: number;
   /** Accept entries the backup could not read instead of failing the test. */
   readonly allowWarnings?: boolean;
+  /** Told of repository damage the backup worked around. */
+  readonly onDamage?: (message: string) => void;
 }
 
 /** backup() with test defaults (fixed 64 KiB blocks, the pool's pack size); fails on any warning unless allowed. */
@@ -115,6 +126,7 @@ export async function backupDir(t: TestRepo, source: string, settings: BackupSet
     pool: t.pool,
     ...(settings.changes ? { changes: settings.changes } : {}),
     onWarning: (p, err) => warnings.push(`${p}: ${err.message}`),
+    ...(settings.onDamage ? { onDamage: settings.onDamage } : {}),
   });
   if (!settings.allowWarnings && warnings.length > 0) throw new Error(`backup warned:\n${warnings.join('\n')}`);
   return snapshot;

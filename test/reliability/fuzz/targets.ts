@@ -156,25 +156,39 @@ registerTarget({
 // ---------------------------------------------------------------------------------------------
 // Pack trailers
 
-const packEntry = fc.record({ type: fc.nat({ max: 3 }), id: id32, length: fc.nat({ max: 200 }), rawLength: fc.nat({ max: 0xffffffff }) });
+const packEntry = fc.record({
+  type: fc.nat({ max: 3 }),
+  id: id32,
+  length: fc.nat({ max: 200 }),
+  rawLength: fc.nat({ max: 0xffffffff }),
+  refs: fc.array(id32, { maxLength: 4 }),
+});
 const validPack = fc.array(packEntry, { maxLength: 10 }).map((specs) => {
   let offset = 0;
   const entries: PackEntry[] = specs.map((e) => {
-    const entry = { ...e, type: e.type as BlobType, offset };
+    // only trees (1) and lists (2) name other blobs
+    const entry = { ...e, type: e.type as BlobType, offset, refs: e.type === 1 || e.type === 2 ? e.refs.map((r) => Buffer.from(r) as BlobId) : [] };
     offset += e.length;
     return entry;
   });
   return Buffer.concat([crypto.randomBytes(offset), encodeTrailer(entries)]);
 });
 
-/** Recomputes the CRC over what the (mutated) count says the table is, so mutations get past it. */
+/** The trailer's size its footer claims (entries, edges, footer), by format; -1 when there is no footer to read. */
+function claimedTrailer(pack: Buffer): number {
+  const magic = pack.length >= 4 ? pack.subarray(-4).toString('latin1') : '';
+  if (magic === 'LBP1' && pack.length >= 12) return pack.readUInt32LE(pack.length - 12) * 41 + 12;
+  if (magic === 'LBP2' && pack.length >= 16) return pack.readUInt32LE(pack.length - 12) * 41 + pack.readUInt32LE(pack.length - 16) * 36 + 16;
+  return -1;
+}
+
+/** Recomputes the CRC over what the (mutated) counts say the table is, so mutations get past it. */
 function fixCrc(pack: Buffer): Buffer {
-  if (pack.length < 12 || pack.subarray(-4).toString('latin1') !== 'LBP1') return pack;
-  const count = pack.readUInt32LE(pack.length - 12);
-  const start = pack.length - 12 - count * 41;
-  if (start < 0) return pack;
+  const trailer = claimedTrailer(pack);
+  if (trailer < 0 || trailer > pack.length) return pack;
   const out = Buffer.from(pack);
-  out.writeUInt32LE(zlib.crc32(out.subarray(start, out.length - 12)), out.length - 8);
+  // LBP1: the entries; LBP2: the entries, the edges and the edge count: either way up to the last 12 bytes
+  out.writeUInt32LE(zlib.crc32(out.subarray(out.length - trailer, out.length - 12)), out.length - 8);
   return out;
 }
 
@@ -208,7 +222,8 @@ registerTarget<{ pack: Buffer; via: 'file' | 'report'; cut: number }, { dir: str
       expectThat(e.offset === offset && e.id.length === 32 && e.type >= 0 && e.type <= 3, 'returned an inconsistent entry');
       offset += e.length;
     }
-    expectThat(offset + entries.length * 41 + 12 === pack.length, 'entries do not cover the pack');
+    expectThat(offset + claimedTrailer(pack) === pack.length, 'entries do not cover the pack');
+    for (const e of entries) expectThat(e.refs === undefined || e.refs.length === 0 || e.type === 1 || e.type === 2, 'a blob that names nothing names blobs');
   },
 });
 
