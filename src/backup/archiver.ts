@@ -9,6 +9,7 @@ import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
 import { entriesFromTrailer } from '../repo/pack.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot, SnapshotStats } from '../repo/snapshot.ts';
+import { listRecordIds } from '../repo/snapshot-record.ts';
 import { latestSnapshotOf, saveSnapshot } from '../repo/snapshots.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { byName, decodeTree, encodeTree, type Tree, type TreeNode, treeRefs } from '../repo/tree.ts';
@@ -81,6 +82,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   if (!rootStat.isDirectory()) throw new SourceError(`cannot back up ${source}: not a directory`);
 
   const lock = repo.lock('shared');
+  const recordsBefore = new Set(listRecordIds(repo.dir));
   const writer = new BlobWriter(repo, opts.packSize);
   const archiver = new Archiver(repo, writer, opts);
   try {
@@ -135,6 +137,12 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     await archiver.settled();
     writer.abort();
     await opts.pool.reset();
+    // What it indexed goes too, when no one else can have used it: a full disk gets its room back.
+    try {
+      repo.discardSession(writer.committed, lock, recordsBefore);
+    } catch {
+      // the index may be what failed (a full disk): prune takes them back later
+    }
     // Packs and index rows say so where they are written; this catches the snapshot row.
     throw noSpace(err, 'the snapshot');
   } finally {

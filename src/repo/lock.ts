@@ -44,6 +44,11 @@ type RawRow = Record<string, unknown>;
 export class RepositoryLock {
   readonly #db: Db;
   readonly #id: string;
+
+  /** This lock's row id. */
+  get id(): string {
+    return this.#id;
+  }
   #timer: NodeJS.Timeout | undefined;
 
   private constructor(db: Db, id: string) {

@@ -6,6 +6,7 @@ import { type Db, openDatabase } from '../catalog/database.ts';
 import { CorruptIndexError, NotARepositoryError } from '../errors/errors.ts';
 import { type BlobId, type BlobType, MAX_STORED_BLOB } from './ids.ts';
 import { type LockKind, RepositoryLock } from './lock.ts';
+import { listRecordIds } from './snapshot-record.ts';
 import { packPath } from './pack.ts';
 import { type BlobRow, blobLocator, blobPresence, blobRow } from './rows.ts';
 import { keepReserve, releaseReserveIfLow } from './reserve.ts';
@@ -122,6 +123,33 @@ export class Store {
       }
     })();
     return missing;
+  }
+
+  /**
+   * Takes back what a failed write session indexed (its packs' rows, then
+   * their files) when no other process can have used it: no other lock is
+   * held and no snapshot was committed since the session began (either would
+   * be a writer that may have deduplicated against those blobs). Otherwise
+   * the packs stay for prune. Returns whether they were taken back.
+   */
+  discardSession(packs: readonly string[], lock: RepositoryLock, recordsBefore: ReadonlySet<string>): boolean {
+    if (packs.length === 0) return true;
+    let alone = false;
+    const dropBlobs = this.db.prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
+    const drop = this.db.prepare('DELETE FROM packs WHERE name = ?');
+    this.db.transaction(() => {
+      const others = this.db.prepare('SELECT count(*) FROM locks WHERE id IS NOT ?').pluck().get(lock.id) as number;
+      if (others > 0 || listRecordIds(this.dir).some((id) => !recordsBefore.has(id))) return;
+      alone = true;
+      for (const name of packs) {
+        dropBlobs.run(name);
+        drop.run(name);
+      }
+    }).immediate();
+    if (!alone) return false;
+    this.dropPackHandles();
+    for (const name of packs) fs.rmSync(packPath(this.dir, name), { force: true });
+    return true;
   }
 
   /** Names of the finished pack files on disk, re-reading only the subdirectories that changed since the last call. */

@@ -22,6 +22,8 @@ export interface WriterStats {
  */
 export class BlobWriter {
   readonly stats: WriterStats = { blobsNew: 0, bytesNew: 0, bytesStored: 0 };
+  /** Packs this session indexed (its own and the workers'): what a failed session may take back. */
+  readonly committed: string[] = [];
   readonly #repo: Repository;
   readonly #packSize: number;
   /** Blobs in this writer's open pack, which the index cannot show yet. */
@@ -57,6 +59,7 @@ export class BlobWriter {
       fs.rmSync(packPath(this.#repo.dir, pack.name), { force: true });
       throw err;
     }
+    this.committed.push(pack.name);
     this.stats.bytesStored += pack.size;
     // Only blobs the index did not have: another worker may have packed the same block meanwhile.
     this.stats.blobsNew += added.blobs;
