@@ -2,6 +2,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SourceError } from '../errors/errors.ts';
+import type { SplitterSpec } from '../repo/splitter-spec.ts';
+import { RepoWorkers } from '../workers/pool.ts';
+import type { StoreItem, StoreReply } from '../workers/protocol.ts';
+import { backup } from './archiver.ts';
 import { BlobType } from '../repo/ids.ts';
 import { listPackFiles, packPath, readPackTrailer } from '../repo/pack.ts';
 import { backupDir, openTestRepo, restoreTo, type TestRepo } from '../repo/testing/fixture.ts';
@@ -208,5 +212,36 @@ describe('incremental backup', () => {
   it('refuses a source that is missing or not a directory', async () => {
     await expect(backupDir(t, path.join(src, 'nope'))).rejects.toBeInstanceOf(SourceError);
     await expect(backupDir(t, path.join(src, 'small.txt'))).rejects.toBeInstanceOf(SourceError);
+  });
+});
+
+describe('snapshot time', () => {
+  /** Workers whose every store job takes `delayMs` longer: a slow read. */
+  class SlowWorkers extends RepoWorkers {
+    override async store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return super.store(splitter, items);
+    }
+  }
+
+  it('is when the data was captured (the read began), not when the snapshot was committed', async () => {
+    const t = await openTestRepo();
+    const pool = new SlowWorkers(t.repo, { workers: 1, level: 3, packSize: 1 << 20 });
+    try {
+      const src = path.join(await t.temp.make(), 'src');
+      await fsp.mkdir(src);
+      await fsp.writeFile(path.join(src, 'f'), pseudoRandomBytes(64 * 1024, 1));
+      const began = Date.now();
+      const s = await backup(t.repo, { source: src, host: 'h', splitter: { kind: 'fixed', size: 65536 }, packSize: 1 << 20, compressionLevel: 3, pool });
+      const committed = Date.now();
+      expect(Date.parse(s.time)).toBeGreaterThanOrEqual(began - 1);
+      expect(committed - Date.parse(s.time)).toBeGreaterThanOrEqual(290);
+      const at = new Date('2026-01-02T03:04:05.000Z');
+      const pinned = await backup(t.repo, { source: src, host: 'h', splitter: { kind: 'fixed', size: 65536 }, packSize: 1 << 20, compressionLevel: 3, pool, capturedAt: at });
+      expect(pinned.time).toBe(at.toISOString());
+    } finally {
+      await pool.close();
+      await t.close();
+    }
   });
 });

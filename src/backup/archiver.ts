@@ -42,6 +42,11 @@ export interface BackupOptions {
   readonly pool: RepoWorkers;
   /** Told about every entry that could not be read; the backup goes on without it. */
   readonly onWarning?: (path: string, err: Error) => void;
+  /**
+   * When the data was captured, if not when the read begins: a database's
+   * online-backup protocol makes it consistent as of its end.
+   */
+  readonly capturedAt?: Date;
   /** Told about damage found in the repository that the backup worked around (packs gone, their blocks stored again). */
   readonly onDamage?: (message: string) => void;
   readonly onProgress?: (p: Progress) => void;
@@ -98,6 +103,8 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     const parent = latestSnapshotOf(repo, opts.host, source);
     const parentRoot = parent ? (await archiver.parentTree(parent.tree, 'the parent snapshot\'s root'))?.nodes[0] : undefined;
     if (parentRoot && opts.changes?.mode === 'paths' && lost.length === 0) archiver.useJournal(opts.changes.paths);
+    // A snapshot's time is when its data was captured: the read begins now, so nothing older is in it.
+    const capturedAt = opts.capturedAt ?? new Date();
     const rootNode = await (await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot)).done;
     faultPoint('backup-walked');
     const tree = archiver.saveTree({ nodes: [rootNode] });
@@ -119,7 +126,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     };
     const snapshot: Snapshot = {
       id: crypto.randomBytes(32).toString('hex'),
-      time: new Date().toISOString(),
+      time: capturedAt.toISOString(),
       host: opts.host,
       source,
       volume: opts.volume ?? null,
