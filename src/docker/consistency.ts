@@ -15,6 +15,8 @@ export const LABEL = {
   post: 'lifeboat.backup-post',
   /** Extra dependencies, "name,name": containers this one needs started first. */
   dependsOn: 'lifeboat.depends-on',
+  /** A command (sh -c) a drill runs in the recovered container until it exits 0: the application answers. */
+  drillCheck: 'lifeboat.drill-check',
 } as const;
 
 export function flag(labels: Readonly<Record<string, string>>, key: string): boolean {

@@ -143,3 +143,37 @@ describe('drill (fake engines)', () => {
     expect(r.blockers).toEqual([]);
   });
 });
+
+describe('drill: the application answers (lifeboat.drill-check)', () => {
+  let t: TestRepo;
+  let src: SourceHost;
+  afterEach(async () => {
+    src.close();
+    await t.close();
+  });
+
+  /** A host whose db container carries `check` as its drill check, backed up. */
+  async function withCheck(check: string): Promise<DrillResult> {
+    t = await openTestRepo({ workers: 2 });
+    src = await sourceHost(t, { labels: { db: { 'lifeboat.drill-check': check } } });
+    await src.backup('data');
+    await src.backup('cache');
+    return drill(src.b, t.repo, HOST, { onlyHostSnapshots: true, pool: t.pool, workDir: src.workDir, log, settleMs: 200, upTimeoutMs: 3000 });
+  }
+  const db = (r: DrillResult) => r.containers.find((c) => c.name === 'db')!;
+
+  it('waits until the check answers: a database still starting is not up yet', async () => {
+    // answers at its third run (each run counts in its own working directory)
+    const r = await withCheck('n=$(cat tries 2>/dev/null || echo 0); n=$((n+1)); echo $n > tries; [ "$n" -ge 3 ]');
+    expect(db(r)).toMatchObject({ came_up: true, answered: true, reason: null });
+    expect(r.containers.find((c) => c.name === 'cacher')!.answered).toBeNull();
+  });
+
+  it('fails the drill when the check never answers, saying what it said', async () => {
+    const r = await withCheck('echo "the database is starting up" >&2; exit 2');
+    expect(db(r)).toMatchObject({ came_up: false, answered: false });
+    expect(db(r).reason).toMatch(/exited with 2: the database is starting up/);
+    expect(r.ok).toBe(false);
+    expect(r.cleanup.ok).toBe(true);
+  });
+});

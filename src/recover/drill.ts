@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { LABEL } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
@@ -65,6 +66,8 @@ export interface DrillContainer {
   readonly came_up: boolean | null;
   /** Null without a healthcheck (or when not started). */
   readonly healthy: boolean | null;
+  /** Its lifeboat.drill-check command answered; null without one (or when not started). */
+  readonly answered: boolean | null;
   /** Every volume it mounts matched its snapshot; null when it mounts none from a snapshot. */
   readonly data_matched: boolean | null;
   /** From its start until it was up. */
@@ -120,7 +123,12 @@ export async function drill(engine: DockerEngine, repo: Repository, host: string
     const started = applied.containers.filter((c) => c.outcome === 'started');
     const waits = await Promise.allSettled(
       started.map(async (c) => {
-        ups.set(c.target, await waitUntilUp(engine, c.id!, { timeoutMs: opts.upTimeoutMs ?? 120_000, settleMs: opts.settleMs ?? 3000, ...(opts.signal ? { signal: opts.signal } : {}) }));
+        const name = pre.containers.find((p) => p.target === c.target)?.name;
+        const check = plan.containers.find((p) => p.name === name)?.spec.labels[LABEL.drillCheck];
+        ups.set(
+          c.target,
+          await waitUntilUp(engine, c.id!, { timeoutMs: opts.upTimeoutMs ?? 120_000, settleMs: opts.settleMs ?? 3000, ...(check ? { check } : {}), ...(opts.signal ? { signal: opts.signal } : {}) }),
+        );
       }),
     );
     const failed = waits.find((w) => w.status === 'rejected');
@@ -159,6 +167,7 @@ export async function drill(engine: DockerEngine, repo: Repository, host: string
       started: outcome?.outcome === 'started',
       came_up: up ? up.up : null,
       healthy: up ? up.healthy : null,
+      answered: up ? up.answered : null,
       data_matched: fromSnapshots === 0 ? null : mounted.length === fromSnapshots && mounted.every((d) => d.matched),
       up_ms: up?.up ? up.ms : null,
       reason: up?.reason ?? outcome?.reason ?? (outcome ? null : c.blockers.join('; ') || null),

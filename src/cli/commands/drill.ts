@@ -73,8 +73,8 @@ function describeDrill(r: DrillResult): string {
   const lines = [`drill ${r.run_id} of host ${r.host} on ${r.engine.name}: ${r.ok ? 'passed' : 'FAILED'} in ${(r.duration_ms / 1000).toFixed(2)} s`, ''];
   lines.push(
     table(
-      ['CONTAINER', 'STARTED', 'CAME UP', 'HEALTHY', 'DATA MATCHED', 'UP AFTER', 'WHY NOT'],
-      r.containers.map((c) => [c.name, c.started ? 'yes' : 'no', yesNo(c.came_up), yesNo(c.healthy), yesNo(c.data_matched), c.up_ms === null ? '' : `${(c.up_ms / 1000).toFixed(2)} s`, c.reason ?? '']),
+      ['CONTAINER', 'STARTED', 'CAME UP', 'HEALTHY', 'ANSWERED', 'DATA MATCHED', 'UP AFTER', 'WHY NOT'],
+      r.containers.map((c) => [c.name, c.started ? 'yes' : 'no', yesNo(c.came_up), yesNo(c.healthy), yesNo(c.answered), yesNo(c.data_matched), c.up_ms === null ? '' : `${(c.up_ms / 1000).toFixed(2)} s`, c.reason ?? '']),
     ),
     '',
     table(

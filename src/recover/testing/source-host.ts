@@ -49,7 +49,7 @@ export async function freePort(): Promise<number> {
  * healthcheck, depending on db by label), idle (never started) and armapp
  * (an arm64 image); volume cache used by cacher. Both volumes backed up once.
  */
-export async function sourceHost(t: TestRepo): Promise<SourceHost> {
+export async function sourceHost(t: TestRepo, opts: { labels?: Record<string, Record<string, string>> } = {}): Promise<SourceHost> {
   const a = new FakeEngine(await t.temp.make('lifeboat-host-a-'));
   const b = new FakeEngine(await t.temp.make('lifeboat-host-b-'));
   a.addImage({ repoTags: ['app:1'], layers: [{ 'bin/app': 'app binary' }, { 'etc/app.conf': 'conf' }], config: { cmd: ['app'] } });
@@ -65,7 +65,8 @@ export async function sourceHost(t: TestRepo): Promise<SourceHost> {
   const port = await freePort();
   const ids: Record<string, string> = {};
   const run = async (name: string, over: Partial<ContainerSpec>, start = true) => {
-    ids[name] = await a.createContainer(spec(name, over.image ?? 'app:1', { networkMode: 'none', mounts: [volumeMount('data', '/data')], ...over }));
+    const labels = { ...over.labels, ...opts.labels?.[name] };
+    ids[name] = await a.createContainer(spec(name, over.image ?? 'app:1', { networkMode: 'none', mounts: [volumeMount('data', '/data')], ...over, labels }));
     if (start) await a.start(ids[name]);
   };
   await run('db', {
