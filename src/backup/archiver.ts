@@ -47,6 +47,13 @@ export interface BackupOptions {
    * online-backup protocol makes it consistent as of its end.
    */
   readonly capturedAt?: Date;
+  /**
+   * Files change while they are read and that is expected (a database under
+   * its online-backup protocol): what was read is taken, not read again.
+   */
+  readonly tolerateChanges?: boolean;
+  /** A read in two phases, around a step of a database's backup protocol. */
+  readonly phases?: Phases;
   /** Told about damage found in the repository that the backup worked around (packs gone, their blocks stored again). */
   readonly onDamage?: (message: string) => void;
   readonly onProgress?: (p: Progress) => void;
@@ -56,6 +63,19 @@ export interface Progress {
   readonly files: number;
   readonly bytesRead: number;
   readonly bytesNew: number;
+}
+
+/**
+ * Everything but `last` is read first; then `between` runs (a database ends
+ * its backup, and says what its recovery needs); then `last` is read (the
+ * WAL written meanwhile), and the files between() returns are added at the
+ * `add` paths (the backup_label). Paths are relative to the source, and their
+ * parents must be directories of it.
+ */
+export interface Phases {
+  readonly last: readonly string[];
+  readonly add: readonly string[];
+  readonly between: () => Promise<{ readonly files: ReadonlyMap<string, Buffer>; readonly capturedAt: Date }>;
 }
 
 /** Files up to this size travel to the workers in batches; larger ones alone or in ranges. */
@@ -104,8 +124,10 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     const parentRoot = parent ? (await archiver.parentTree(parent.tree, 'the parent snapshot\'s root'))?.nodes[0] : undefined;
     if (parentRoot && opts.changes?.mode === 'paths' && lost.length === 0) archiver.useJournal(opts.changes.paths);
     // A snapshot's time is when its data was captured: the read begins now, so nothing older is in it.
-    const capturedAt = opts.capturedAt ?? new Date();
-    const rootNode = await (await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot)).done;
+    let capturedAt = opts.capturedAt ?? new Date();
+    const walked = await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot);
+    if (opts.phases) capturedAt = await archiver.secondPhase(opts.phases);
+    const rootNode = await walked.done;
     faultPoint('backup-walked');
     const tree = archiver.saveTree({ nodes: [rootNode] });
     const meta = opts.meta === undefined ? null : archiver.saveMeta(opts.meta);
@@ -195,6 +217,11 @@ class Archiver {
   #journal: Journal | undefined;
   /** Unchanged files count as such only when the index has every block they name (the repository lost some). */
   #vouch = false;
+  readonly #tolerant: { tolerant?: true };
+  /** Every file's read (its node's promise), for a first phase to end on. */
+  readonly #reads: Promise<unknown>[] = [];
+  /** The second phase: what it reads and adds, by parent directory, and when it may begin. */
+  readonly #later: { readonly byDir: Map<string, string[]>; readonly last: Set<string>; readonly files: Map<string, Buffer>; readonly open: Later<void> & { go(): void } } | undefined;
   readonly #repo: Repository;
   readonly #writer: BlobWriter;
   readonly #opts: BackupOptions;
@@ -206,6 +233,30 @@ class Archiver {
     this.#writer = writer;
     this.#opts = opts;
     this.#jobs = new JobBatcher((items) => this.#store(items), opts.pool.depth);
+    this.#tolerant = opts.tolerateChanges ? { tolerant: true } : {};
+    if (opts.phases) {
+      const byDir = new Map<string, string[]>();
+      for (const p of [...opts.phases.last, ...opts.phases.add]) {
+        const parent = path.posix.dirname(p) === '.' ? '' : path.posix.dirname(p);
+        byDir.set(parent, [...(byDir.get(parent) ?? []), p]);
+      }
+      let go!: () => void;
+      const done = new Promise<void>((resolve) => (go = resolve));
+      this.#later = { byDir, last: new Set(opts.phases.last), files: new Map(), open: { done, go } };
+    }
+  }
+
+  /**
+   * Ends the first phase (every file dispatched so far read), runs between(),
+   * and lets the second phase go; returns when the data was captured.
+   */
+  async secondPhase(phases: Phases): Promise<Date> {
+    await this.#jobs.flush();
+    await Promise.allSettled(this.#reads);
+    const { files, capturedAt } = await phases.between();
+    for (const [p, content] of files) this.#later!.files.set(p, content);
+    this.#later!.open.go();
+    return capturedAt;
   }
 
   /** From here on, walk only what the journal names (the rest is the parent's). */
@@ -273,7 +324,8 @@ class Archiver {
   async walkDir(dir: string, rel: string, name: string, stat: FileStat, previous: TreeNode | undefined, whole = false): Promise<Later<TreeNode>> {
     const j = whole || previous?.type !== 'dir' || previous.files === undefined ? undefined : this.#journal;
     if (j?.rescan.has(rel)) return this.walkDir(dir, rel, name, stat, previous, true);
-    if (j && !touched(j, rel) && this.#reusable(previous!)) return { done: Promise.resolve(previous!) };
+    // a directory with second-phase entries is read again whatever the journal says: they are new every time
+    if (j && !touched(j, rel) && this.#reusable(previous!) && !this.#later?.byDir.has(rel)) return { done: Promise.resolve(previous!) };
     const before = new Map<string, TreeNode>();
     if (previous?.type === 'dir' && previous.subtree) {
       const parent = await this.parentTree(Buffer.from(previous.subtree, 'hex') as BlobId, `the parent snapshot's tree of ${dir}`);
@@ -295,9 +347,11 @@ class Archiver {
       }
     }
     const pending: Promise<TreeNode | undefined>[] = [];
+    const later = this.#later?.byDir.get(rel);
     for (const child of names) {
       const full = path.join(dir, child);
       const cRel = childPath(rel, child);
+      if (later?.includes(cRel)) continue;
       const prev = before.get(child);
       if (j && prev && !touched(j, cRel) && this.#reusable(prev)) {
         pending.push(Promise.resolve(prev));
@@ -315,6 +369,13 @@ class Archiver {
       else if (st.isFile()) pending.push((await this.#file(full, child, st, prev)).done);
       else pending.push(this.#special(full, child, st));
     }
+    if (later) {
+      for (const p of later) {
+        const n = this.#later!.open.done.then(() => this.#secondPhaseNode(dir, p, before.get(path.posix.basename(p))));
+        n.catch(() => {});
+        pending.push(n);
+      }
+    }
     await this.#jobs.flush();
     const done = Promise.all(pending).then((nodes) => {
       const tree = { nodes: nodes.filter((n): n is TreeNode => n !== undefined).sort(byName) };
@@ -322,6 +383,43 @@ class Archiver {
     });
     done.catch(() => {});
     return { done };
+  }
+
+  /** A `last` entry read now, or an `add` file made from what between() gave; undefined when there is none. */
+  async #secondPhaseNode(dir: string, rel: string, previous: TreeNode | undefined): Promise<TreeNode | undefined> {
+    const name = path.posix.basename(rel);
+    const full = path.join(dir, name);
+    const added = this.#later!.files.get(rel);
+    if (!this.#later!.last.has(rel)) return added === undefined ? undefined : this.#addedFile(name, added, fs.lstatSync(dir, { bigint: true }));
+    let st: FileStat;
+    try {
+      st = fs.lstatSync(full, { bigint: true });
+    } catch {
+      return undefined; // not there (yet): nothing to read
+    }
+    if (st.isDirectory()) return (await this.walkDir(full, rel, name, st, previous, true)).done;
+    if (st.isFile()) return (await this.#file(full, name, st, previous)).done;
+    return this.#special(full, name, st);
+  }
+
+  /** A file that is not on disk (a database's backup_label): owned as its directory, 0600, stored as one block. */
+  #addedFile(name: string, content: Buffer, dirStat: FileStat): TreeNode {
+    const id = toHex(this.#saveBlob(BlobType.data, content));
+    const now = String(BigInt(Date.now()) * 1_000_000n);
+    return {
+      name,
+      type: 'file',
+      mode: 0o600,
+      uid: Number(dirStat.uid),
+      gid: Number(dirStat.gid),
+      mtime: now,
+      ctime: now,
+      ino: '0',
+      dev: '0',
+      nlink: 1,
+      size: content.length,
+      blocks: content.length === 0 ? [] : [id],
+    };
   }
 
   async #special(full: string, name: string, st: FileStat): Promise<TreeNode | undefined> {
@@ -353,6 +451,7 @@ class Archiver {
     const first = await this.#readOnce(full, st, true);
     const node = this.#settle(full, name, st, before, first.done);
     node.catch(() => {});
+    if (this.#later) this.#reads.push(node);
     return { done: node };
   }
 
@@ -456,7 +555,7 @@ class Archiver {
     const size = Number(st.size);
     const seen: SeenFile = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
     if (size <= SMALL) {
-      const item: StoreItem = { path: full, start: 0, end: size, seen };
+      const item: StoreItem = { path: full, start: 0, end: size, seen, ...this.#tolerant };
       take(shared ? this.#jobs.add(item, size) : this.#jobs.alone(item));
       await this.#jobs.pace();
       return;
@@ -464,7 +563,7 @@ class Archiver {
     const { kind, size: block } = this.#opts.splitter;
     const range = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
     for (let start = 0; start < size && !stop(); start += range) {
-      take(this.#jobs.alone({ path: full, start, end: Math.min(start + range, size), seen }));
+      take(this.#jobs.alone({ path: full, start, end: Math.min(start + range, size), seen, ...this.#tolerant }));
       await this.#jobs.pace();
     }
   }

@@ -153,4 +153,20 @@ describe('storeItem on a file that changes', () => {
     expect(r.error).toBeNull();
     expect(r.changed).toMatch(/removed/);
   });
+
+  it('tolerant (a database under its backup protocol): a range cut short mid-read is taken with zeros to its end, blocks at their offsets', async () => {
+    const { file, data } = await make('shrinks.bin', 12 * MiB, 9);
+    const item: StoreItem = { path: file, start: 0, end: 12 * MiB, seen: seen(file), tolerant: true };
+    // the first 4 MiB are read in one go; then the file is cut to 1 MiB, and the rest reads as nothing
+    const r = storeItem(ctx((n) => void (n === 1 && fs.truncateSync(file, MiB))), FIXED, item);
+    expect(r.changed).toBeNull();
+    expect(r.error).toBeNull();
+    const expected = Buffer.concat([data.subarray(0, 4 * MiB), Buffer.alloc(8 * MiB)]);
+    const ids = Buffer.concat(Array.from({ length: 192 }, (_, i) => blobId(t.repo.keys, expected.subarray(i * 64 * KiB, (i + 1) * 64 * KiB))));
+    expect(Buffer.from(r.ids).equals(ids)).toBe(true);
+    // without tolerance the same cut is a change
+    await fsp.writeFile(file, data);
+    const strict = storeItem(ctx((n) => void (n === 1 && fs.truncateSync(file, MiB))), FIXED, { path: file, start: 0, end: 12 * MiB, seen: seen(file) });
+    expect(strict.changed).not.toBeNull();
+  });
 });

@@ -89,7 +89,8 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
   }
   let bytesRead = 0;
   try {
-    const before = item.seen ? difference(statSource(fd), item.seen) : null;
+    const checked = item.seen && !item.tolerant ? item.seen : undefined;
+    const before = checked ? difference(statSource(fd), checked) : null;
     if (before !== null) return { ids: NO_IDS, bytesRead, error: null, changed: before };
     const last = item.end ?? Infinity;
     let pos = item.start;
@@ -102,11 +103,13 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
         if (got === 0) break;
         n += got;
       }
-      pos += n;
       bytesRead += n;
       if (n < want && item.end !== null) {
-        return { ids: NO_IDS, bytesRead, error: null, changed: `ended at byte ${pos}, before ${item.end}` };
+        if (!item.tolerant) return { ids: NO_IDS, bytesRead, error: null, changed: `ended at byte ${pos + n}, before ${item.end}` };
+        buf.fill(0, carry + n, carry + want);
+        n = want;
       }
+      pos += n;
       const final = n < want || pos >= last;
       const data = buf.subarray(0, carry + n);
       const cuts = splitter.cut(data, final);
@@ -122,7 +125,7 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
       if (carry > 0) buf.copyWithin(0, start, data.length);
       if (final) break;
     }
-    const after = item.seen ? difference(statSource(fd), item.seen) : null;
+    const after = checked ? difference(statSource(fd), checked) : null;
     if (after !== null) return { ids: NO_IDS, bytesRead, error: null, changed: after };
   } catch (err) {
     // Only the source failing is this file's problem; a pack write failing fails the backup.

@@ -40,6 +40,13 @@ export interface StoreItem {
   readonly start: number;
   readonly end: number | null;
   readonly seen?: SeenFile;
+  /**
+   * The file changes while it is read and that is expected (a database under
+   * its online-backup protocol, whose recovery mends torn pages from its WAL):
+   * no change checks; a range that ends early is filled with zeros to its
+   * end, so every block stays at its offset.
+   */
+  readonly tolerant?: boolean;
 }
 
 export interface StoreResult {
