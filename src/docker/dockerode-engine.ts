@@ -15,6 +15,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import Docker from 'dockerode';
 import { EngineRequestError, EngineUnavailableError, LifeboatError, UsageError } from '../errors/errors.ts';
+import { type ExecSession, SessionLines } from './exec-session.ts';
 import { capability, type RuntimeSettings } from './runtime.ts';
 import type {
   ContainerDetail,
@@ -668,6 +669,47 @@ export class DockerodeEngine implements DockerEngine {
       if (!state.Running || i >= 100) return { exitCode: state.ExitCode ?? -1, output: tail.text(), timedOut: false };
       await new Promise((r) => setTimeout(r, 20));
     }
+  }
+
+  async session(id: string, cmd: readonly string[]): Promise<ExecSession> {
+    const what = `session ${JSON.stringify(cmd.join(' '))} in container ${id}`;
+    const exec = await this.#call(what, () =>
+      this.#docker.getContainer(id).exec({ Cmd: [...cmd], AttachStdout: true, AttachStderr: true, AttachStdin: true, Tty: false }),
+    );
+    const stream = (await this.#call(what, () => exec.start({ hijack: true, stdin: true }))) as NodeJS.ReadWriteStream & Readable & Writable;
+    const lines = new SessionLines();
+    const sink = () =>
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          lines.push(chunk);
+          done();
+        },
+      });
+    this.#docker.modem.demuxStream(stream, sink(), sink());
+    const ended = new Promise<void>((resolve) => {
+      const end = (why: string) => {
+        lines.end(why);
+        resolve();
+      };
+      stream.once('end', () => end('its output closed'));
+      stream.once('close', () => end('the connection closed'));
+      stream.once('error', (err: Error) => end(err.message));
+    });
+    return {
+      write: (text) =>
+        new Promise((resolve, reject) => {
+          if (lines.ended) return reject(new EngineRequestError(`${what} has ended`));
+          stream.write(text, (err) => (err ? reject(this.#map(err, what)) : resolve()));
+        }),
+      readUntil: (match, timeoutMs) => lines.readUntil(match, timeoutMs, what),
+      close: async (timeoutMs) => {
+        // stdin closed is the command's end of input; the connection goes once it exits, or at the deadline
+        stream.end();
+        const timer = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
+        await Promise.race([ended, timer]);
+        stream.destroy();
+      },
+    };
   }
 
   async listVolumes(): Promise<VolumeInfo[]> {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { ExecSession } from './exec-session.ts';
 import type { RuntimeSettings } from './runtime.ts';
 
 /**
@@ -32,6 +33,12 @@ export interface DockerEngine {
    * when the container is stopped or paused.
    */
   exec(id: string, cmd: readonly string[], opts: { timeoutMs: number }): Promise<ExecResult>;
+  /**
+   * Starts a command inside a running container with its stdin open, for a
+   * conversation (a database client); refused like exec. The command ends
+   * when its stdin is closed (close()) or it exits.
+   */
+  session(id: string, cmd: readonly string[]): Promise<ExecSession>;
 
   listVolumes(): Promise<VolumeInfo[]>;
   inspectVolume(name: string): Promise<VolumeInfo | undefined>;

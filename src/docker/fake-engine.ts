@@ -35,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { EngineRequestError, EngineUnavailableError } from '../errors/errors.ts';
+import { type ExecSession, SessionLines } from './exec-session.ts';
 import { capability, highestCpu, type RuntimeSettings } from './runtime.ts';
 import type {
   ContainerDetail,
@@ -480,6 +481,51 @@ export class FakeEngine implements DockerEngine {
     c.state = 'running';
     for (const child of c.execs) signalTree(child, 'SIGCONT');
     this.#emitContainer(c, 'unpause');
+  }
+
+  /** As exec, with the command's stdin open to the session (a host process, as exec's are). */
+  async session(id: string, cmd: readonly string[]): Promise<ExecSession> {
+    this.#check('exec');
+    const c = this.#mustContainer(id);
+    this.#record('exec', c.id);
+    if (c.state === 'paused') throw new EngineRequestError(`Container ${c.name} is paused, unpause the container before exec`);
+    if (c.state !== 'running') throw new EngineRequestError(`Container ${c.id} is not running`);
+    if (cmd.length === 0) throw new EngineRequestError('No exec command specified');
+    const cwd = path.join(this.root, 'exec', c.name);
+    await fsp.mkdir(cwd, { recursive: true });
+    const [file, args] = cmd[0] === 'sh' && cmd[1] === '-c' ? ['/bin/sh', cmd.slice(1)] : [cmd[0]!, cmd.slice(1)];
+    const child = spawn(file, args, { cwd, env: { ...process.env, LIFEBOAT_FAKE_CONTAINER: c.name }, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    c.execs.add(child);
+    const what = `session ${JSON.stringify(cmd.join(' '))} in container ${c.name}`;
+    const lines = new SessionLines();
+    child.stdout.on('data', (b: Buffer) => lines.push(b));
+    child.stderr.on('data', (b: Buffer) => lines.push(b));
+    child.stdin.on('error', () => {});
+    const ended = new Promise<void>((resolve) => {
+      child.on('error', (err) => {
+        lines.end(err.message);
+        resolve();
+      });
+      child.on('close', (code) => {
+        c.execs.delete(child);
+        lines.end(`it exited with ${code}`);
+        resolve();
+      });
+    });
+    return {
+      write: (text) =>
+        new Promise((resolve, reject) => {
+          if (lines.ended) return reject(new EngineRequestError(`${what} has ended`));
+          child.stdin.write(text, (err) => (err ? reject(new EngineRequestError(`${what}: ${err.message}`)) : resolve()));
+        }),
+      readUntil: (match, timeoutMs) => lines.readUntil(match, timeoutMs, what),
+      close: async (timeoutMs) => {
+        child.stdin.end();
+        const timer = new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref());
+        await Promise.race([ended, timer]);
+        signalTree(child, 'SIGKILL');
+      },
+    };
   }
 
   async exec(id: string, cmd: readonly string[], opts: { timeoutMs: number }): Promise<ExecResult> {

@@ -364,6 +364,28 @@ export function describeEngineConformance(name: string, makeTarget: () => Promis
       }
     });
 
+    it('holds a session open: lines answered as they come, stdin closed ends it, an early end fails the reader', async () => {
+      const id = await engine.createContainer(spec({ name: uniqueName('session') }));
+      await engine.start(id);
+      try {
+        // a tiny line-oriented server: echoes each line it reads, prefixed, until its input ends
+        const s = await engine.session(id, ['sh', '-c', 'while read -r line; do echo "got:$line"; echo "err:$line" >&2; done; echo bye']);
+        await s.write('one\n');
+        expect(await s.readUntil((l) => l === 'err:one', 10_000)).toEqual(['got:one', 'err:one']);
+        await s.write('two\nthree\n');
+        expect(await s.readUntil((l) => l === 'got:three', 10_000)).toContain('got:two');
+        await expect(s.readUntil((l) => l === 'never', 300)).rejects.toBeInstanceOf(EngineRequestError);
+        await s.close(10_000);
+        await expect(s.readUntil((l) => l === 'never', 5000)).rejects.toThrow(/ended/);
+
+        const quits = await engine.session(id, ['sh', '-c', 'echo ready; exit 4']);
+        await expect(quits.readUntil((l) => l === 'answer', 10_000)).rejects.toThrow(/ready/);
+        await quits.close(1000);
+      } finally {
+        await engine.removeContainer(id, { force: true });
+      }
+    });
+
     it('saves an image and loads it back with the same id, layers and tag', async () => {
       const tag = `lifeboat-test/roundtrip-${uniqueName('img').slice(4)}:1`;
       const id = await t.makeImage(tag);
