@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
-import { VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
+import { DatabaseBackupError, VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
+import { startPostgresBackup } from '../docker/postgres-backup.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { backup, type BackupOptions } from './archiver.ts';
@@ -44,6 +45,44 @@ export interface VolumeBackupResult {
   readonly snapshot: Snapshot;
   readonly report: QuiesceReport;
   readonly images: readonly SavedImage[];
+}
+
+/**
+ * A volume holding a running PostgreSQL's data directory, read under its
+ * online-backup protocol: pg_backup_start; every file but the WAL, read as it
+ * is while the database writes (its recovery mends torn pages); pg_backup_stop,
+ * whose backup_label (and tablespace_map) go into the snapshot in the data
+ * directory; then the WAL. Restored, the database replays that WAL to a
+ * consistent state as of the backup's end, which is the snapshot's time.
+ */
+async function backupPostgres(engine: DockerEngine, repo: Repository, db: ContainerDetail, volume: string, read: BackupOptions, timeoutMs: number): Promise<Snapshot> {
+  const pg = await startPostgresBackup(engine, db, { timeoutMs });
+  const mount = db.mounts.find((m) => m.type === 'volume' && m.name === volume);
+  const inside = mount && (pg.dataDirectory === mount.destination ? '' : pg.dataDirectory.startsWith(`${mount.destination}/`) ? pg.dataDirectory.slice(mount.destination.length + 1) : undefined);
+  if (inside === undefined) {
+    await pg.abort();
+    throw new DatabaseBackupError(`PostgreSQL in container ${db.name} keeps its data in ${pg.dataDirectory}, which is not on volume ${volume} (mounted at ${mount?.destination ?? 'nowhere'})`);
+  }
+  const at = (name: string) => (inside === '' ? name : `${inside}/${name}`);
+  try {
+    return await backup(repo, {
+      ...read,
+      tolerateChanges: true,
+      phases: {
+        last: [at('pg_wal')],
+        add: [at('backup_label'), at('tablespace_map')],
+        between: async () => {
+          const end = await pg.stop();
+          const files = new Map([[at('backup_label'), Buffer.from(end.labelFile)]]);
+          if (end.tablespaceMap !== '') files.set(at('tablespace_map'), Buffer.from(end.tablespaceMap));
+          return { files, capturedAt: end.at };
+        },
+      },
+    });
+  } catch (err) {
+    await pg.abort();
+    throw err;
+  }
 }
 
 /** Containers (inspected) that mount a volume. */
@@ -89,8 +128,12 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
       containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
       images,
     };
-    const { result: snapshot, report } = await withQuiesced(engine, containers, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, () =>
-      backup(repo, { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta }),
+    const database = containers.find((c) => c.state === 'running' && c.labels[LABEL.consistency] === 'postgres');
+    // the database is made consistent by its own protocol: it is neither paused nor stopped
+    const frozen = containers.filter((c) => c !== database);
+    const read = { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
+    const { result: snapshot, report } = await withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, () =>
+      database ? backupPostgres(engine, repo, database, volume.name, read, hookTimeoutMs) : backup(repo, read),
     );
     return { snapshot, report, images };
   } finally {

@@ -15,6 +15,8 @@ export const LABEL = {
   post: 'lifeboat.backup-post',
   /** Extra dependencies, "name,name": containers this one needs started first. */
   dependsOn: 'lifeboat.depends-on',
+  /** How the container's data is made consistent without a freeze: `postgres` (its online backup protocol). */
+  consistency: 'lifeboat.consistency',
   /** A command (sh -c) a drill runs in the recovered container until it exits 0: the application answers. */
   drillCheck: 'lifeboat.drill-check',
 } as const;

@@ -141,6 +141,11 @@ export class VolumeExcludedError extends LifeboatError {
   readonly code = 'LB_ERR_VOLUME_EXCLUDED';
 }
 
+/** A database's online-backup protocol (PostgreSQL's pg_backup_start / pg_backup_stop) failed or could not run. */
+export class DatabaseBackupError extends LifeboatError {
+  readonly code = 'LB_ERR_DATABASE_BACKUP';
+}
+
 /** A lifeboat.backup-pre or -post command failed, timed out, or could not run. */
 export class HookFailedError extends LifeboatError {
   readonly code = 'LB_ERR_HOOK_FAILED';
