@@ -12,6 +12,18 @@ export const BLOB_ID_BYTES = 32;
 export const MAX_STORED_BLOB = 64 * 1024 * 1024;
 
 /**
+ * The most a blob's plaintext may be, by type: a block at most 64 MiB (8 MiB
+ * fixed, 8 x 8 MiB content-defined), a list 1,024 ids, a tree or meta blob
+ * what 64 MiB of stored zstd can hold. A row claiming more is damage, refused
+ * before a reader allocates for it.
+ */
+export function maxRawLength(type: number): number {
+  if (type === 0) return 64 * 1024 * 1024;
+  if (type === 2) return 1024 * BLOB_ID_BYTES;
+  return 1024 * 1024 * 1024;
+}
+
+/**
  * data: file blocks; tree: a directory; list: the block ids of part of a large
  * file; meta: what a snapshot records besides files (container specs, images).
  */

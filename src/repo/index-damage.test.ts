@@ -169,6 +169,20 @@ describe('a damaged index', () => {
     expect((await verify(t.repo, t.pool, { readData: true })).problems).toEqual([]);
   });
 
+  it('a pack file cut short, and a stray file in packs/: the next backup stores the pack\'s blocks again, and the new snapshot restores', async () => {
+    const victim = t.repo.db.prepare('SELECT name, size FROM packs ORDER BY size DESC LIMIT 1').get() as { name: string; size: number };
+    await fsp.truncate(packPath(t.dir, victim.name), Math.floor(victim.size / 2));
+    await fsp.writeFile(path.join(t.dir, 'packs', 'README.txt'), 'not a pack directory');
+    // as the next process finds it (a long-lived store looks at every size again at most every minute)
+    await t.reopen();
+    const damage: string[] = [];
+    const s = await backupDir(t, src, { onDamage: (m) => damage.push(m) });
+    expect(damage.join('\n')).toContain(victim.name);
+    const target = path.join(await t.temp.make(), 'out');
+    await restoreTo(t, s, target);
+    expect(diffTrees(await describeTree(src), await describeTree(target))).toEqual([]);
+  });
+
   it("a parent snapshot's trees lost: the next backup, journalled or not, reads what is there instead of failing or reusing them", async () => {
     // drop the index rows of every tree: the parent's root and its subdirectory's
     t.repo.db.prepare('DELETE FROM blobs WHERE type = 1').run();
@@ -200,6 +214,28 @@ describe('a damaged index', () => {
     repo.db.prepare('DELETE FROM snapshots WHERE id = ?').run(first);
     repo = await t.reopen();
     expect(listSnapshots(repo).map((s) => s.id)).toEqual(snapshots.map((s) => s.id));
+  });
+
+  it('a row whose id would name a path: refused at open, nothing written outside the repository', async () => {
+    t.repo.db.prepare('UPDATE snapshots SET id = ? WHERE id = ?').run('../../escaped', snapshots[0]!.id);
+    await t.restartWorkers();
+    await expect(t.reopen()).rejects.toBeInstanceOf(CorruptIndexError);
+    expect(fs.existsSync(path.join(t.dir, '..', 'escaped'))).toBe(false);
+    expect(fs.existsSync(path.join(path.dirname(t.dir), '..', 'escaped'))).toBe(false);
+    await rebuildAndCheck();
+  });
+
+  it('a rebuild writes records again from the old rows: a record deleted, damaged, or misnamed, or the whole directory gone', async () => {
+    const [a, b] = snapshots.map((x) => x.id);
+    await fsp.rm(path.join(snapshotsDir(t.dir), a!));
+    await fsp.writeFile(path.join(snapshotsDir(t.dir), b!), '{"id": "trunc');
+    await rebuildAndCheck();
+    // misnamed: b's record under a new name, and b's own gone
+    await fsp.rename(path.join(snapshotsDir(t.dir), b!), path.join(snapshotsDir(t.dir), 'f'.repeat(64)));
+    await rebuildAndCheck();
+    expect(listRecordIds(t.dir).sort()).toEqual([a!, b!].sort());
+    await fsp.rm(snapshotsDir(t.dir), { recursive: true });
+    await rebuildAndCheck();
   });
 
   it('the snapshots directory gone: written again from the rows, which then say the same', async () => {

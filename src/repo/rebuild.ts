@@ -10,13 +10,18 @@ import { dropScan, scanPacks } from './pack-scan.ts';
 import { packPath, syncDir } from './pack.ts';
 import { blobRefs } from './refs.ts';
 import { repositoryMigrations } from './schema.ts';
-import { readAllRecords } from './snapshot-record.ts';
+import type { Snapshot } from './snapshot.ts';
+import { listRecordIds, parseRecord, readRecord, snapshotsDir, writeRecord } from './snapshot-record.ts';
+import { insertRow, readableRows } from './snapshots.ts';
 import { readRepositoryConfig } from './store.ts';
 
 export interface RebuildReport {
   readonly packs: number;
   readonly blobs: number;
   readonly snapshots: number;
+  /** Records written again from the old index's rows (missing or damaged), and damaged ones that could not be (moved aside as <name>.damaged). */
+  readonly records_rewritten: number;
+  readonly records_damaged: readonly string[];
   /** Pack files whose trailer does not read: their blobs are not in the new index (verify names what that costs). */
   readonly damaged_packs: readonly string[];
   /** Where the old index was moved (kept, never deleted), or null when there was none. */
@@ -39,15 +44,19 @@ export async function rebuildIndex(dir: string, keys?: MasterKeys): Promise<Rebu
   const config = readRepositoryConfig(abs);
   const file = path.join(abs, 'index.db');
   refuseIfLocked(file, abs);
+  const records = gatherRecords(abs, oldRows(file, config.id));
   const fresh = `${file}.rebuild`;
-  for (const f of [fresh, `${fresh}-wal`, `${fresh}-shm`]) fs.rmSync(f, { force: true });
+  const removeFresh = () => {
+    for (const f of [fresh, `${fresh}-wal`, `${fresh}-shm`]) fs.rmSync(f, { force: true });
+  };
+  removeFresh();
   const db = openDatabase(fresh, { migrations: repositoryMigrations, what: 'rebuilt repository index' });
   let report: Omit<RebuildReport, 'old_index'>;
   try {
     db.prepare("INSERT INTO meta (key, value) VALUES ('repository', ?)").run(config.id);
     const scan = await scanPacks(db, abs);
     if (keys) learnEdges(db, abs, keys);
-    const snapshots = readAllRecords(abs);
+    const snapshots = records.snapshots;
     db.transaction(() => {
       const now = new Date().toISOString();
       const addPack = db.prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
@@ -63,23 +72,23 @@ export async function rebuildIndex(dir: string, keys?: MasterKeys): Promise<Rebu
       );
       while (incomplete.run().changes > 0);
       if (!keys) db.exec('INSERT OR IGNORE INTO refs (parent, child) SELECT e.parent, e.child FROM temp.edges e JOIN blobs b ON b.id = e.parent');
-      const addSnapshot = db.prepare(
-        `INSERT INTO snapshots (id, time, host, source, volume, parent, tree, meta, tags, splitter, stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      );
-      for (const s of snapshots) {
-        addSnapshot.run(s.id, s.time, s.host, s.source, s.volume, s.parent, s.tree, s.meta, JSON.stringify(s.tags), JSON.stringify(s.splitter), JSON.stringify(s.stats));
-      }
+      for (const s of snapshots) insertRow(db, s);
     })();
     report = {
       packs: scan.packs.length,
       blobs: db.prepare('SELECT count(*) FROM blobs').pluck().get() as number,
       snapshots: snapshots.length,
+      records_rewritten: records.rewritten,
+      records_damaged: records.damaged,
       damaged_packs: scan.damaged.map((p) => p.name),
     };
     dropScan(db);
-  } finally {
+  } catch (err) {
     db.close();
+    removeFresh();
+    throw err;
   }
+  db.close();
   // the old index (and its WAL, which would otherwise be read as the new one's) goes aside, whole
   let old: string | null = null;
   if (fs.existsSync(file)) {
@@ -90,6 +99,76 @@ export async function rebuildIndex(dir: string, keys?: MasterKeys): Promise<Rebu
   fs.renameSync(fresh, file);
   syncDir(abs);
   return { ...report, old_index: old };
+}
+
+/** The snapshot rows of the old index that read, by id; none when it does not open or is another repository's. */
+function oldRows(file: string, repositoryId: string): Map<string, Snapshot> {
+  if (!fs.existsSync(file)) return new Map();
+  try {
+    const old = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      const owner = old.prepare("SELECT value FROM meta WHERE key = 'repository'").pluck().get();
+      return owner === repositoryId ? readableRows(old) : new Map();
+    } finally {
+      old.close();
+    }
+  } catch {
+    return new Map();
+  }
+}
+
+/**
+ * The snapshots a rebuild keeps: every record that reads. A record that is
+ * missing or does not read is written again from the old index's row where
+ * one reads (the two are copies of each other); a record that reads but sits
+ * under another id's name goes to its own; one that cannot be mended is
+ * moved aside (`<name>.damaged`) and reported, never deleted.
+ */
+function gatherRecords(dir: string, rows: Map<string, Snapshot>): { snapshots: Snapshot[]; rewritten: number; damaged: string[] } {
+  fs.mkdirSync(snapshotsDir(dir), { recursive: true, mode: 0o700 });
+  const found = new Map<string, Snapshot>();
+  const damaged: string[] = [];
+  let rewritten = 0;
+  const aside = (name: string) => fs.renameSync(path.join(snapshotsDir(dir), name), path.join(snapshotsDir(dir), `${name}.damaged`));
+  for (const name of listRecordIds(dir)) {
+    try {
+      found.set(name, readRecord(dir, name));
+      continue;
+    } catch (err) {
+      if (!(err instanceof LifeboatError)) throw err;
+    }
+    const own = readRecordAnyName(dir, name);
+    if (own && !found.has(own.id) && !listRecordIds(dir).includes(own.id)) {
+      writeRecord(dir, own);
+      found.set(own.id, own);
+      rewritten++;
+    }
+    const row = rows.get(name);
+    if (row) {
+      writeRecord(dir, row);
+      found.set(name, row);
+      rewritten++;
+    } else {
+      aside(name);
+      if (!own) damaged.push(name);
+    }
+  }
+  for (const [id, row] of rows) {
+    if (found.has(id)) continue;
+    writeRecord(dir, row);
+    found.set(id, row);
+    rewritten++;
+  }
+  return { snapshots: [...found.values()], rewritten, damaged };
+}
+
+/** A record file's content as a snapshot whatever its name says, or undefined when it does not read. */
+function readRecordAnyName(dir: string, name: string): Snapshot | undefined {
+  try {
+    return parseRecord(fs.readFileSync(path.join(snapshotsDir(dir), name)), () => new Error('damaged'));
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { CorruptIndexError } from '../errors/errors.ts';
-import { BLOB_ID_BYTES, type BlobId, type BlobType, BlobType as BT } from './ids.ts';
+import { BLOB_ID_BYTES, type BlobId, type BlobType, BlobType as BT, MAX_STORED_BLOB, maxRawLength } from './ids.ts';
 
 /**
  * Rows read back from index.db, checked before use: SQLite keeps any value
@@ -40,6 +40,7 @@ export interface BlobRow {
 export function blobRow<T extends Partial<{ pack: string }>>(r: Record<string, unknown>): BlobRow & T {
   if (r.id !== undefined && !(Buffer.isBuffer(r.id) && r.id.length === BLOB_ID_BYTES)) throw damaged('a blob row has no valid id');
   if (!BLOB_TYPES.has(r.type) || !count(r.offset) || !count(r.length) || !count(r.rawLength)) throw damaged('a blob row is malformed');
+  if ((r.rawLength as number) > maxRawLength(r.type as number) || (r.length as number) > MAX_STORED_BLOB) throw damaged(`a blob row claims ${r.rawLength as number} bytes, more than a blob of its type may hold`);
   if (r.pack !== undefined && (typeof r.pack !== 'string' || !PACK_NAME.test(r.pack))) throw damaged('a blob row names no valid pack');
   return r as unknown as BlobRow & T;
 }

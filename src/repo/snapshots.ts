@@ -1,52 +1,56 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AmbiguousSnapshotError, CorruptDataError, CorruptIndexError, SnapshotNotFoundError } from '../errors/errors.ts';
-import { BLOB_ID_BYTES, type BlobId, BlobType } from './ids.ts';
+import { BLOB_ID_BYTES, BlobType } from './ids.ts';
+import type { Db } from '../catalog/database.ts';
 import type { Repository } from './repository.ts';
 import type { Store } from './store.ts';
 import { IMAGE_TAG, shortId, type Snapshot } from './snapshot.ts';
-import { listRecordIds, readRecord, removeRecord, snapshotsDir, writeRecord } from './snapshot-record.ts';
+import { z } from 'zod';
+import { fromRecord, listRecordIds, readRecord, removeRecord, snapshotRecordSchema, snapshotsDir, writeRecord } from './snapshot-record.ts';
 
-interface SnapshotRow {
-  id: string;
-  time: string;
-  host: string;
-  source: string;
-  volume: string | null;
-  parent: string | null;
-  tree: Buffer;
-  meta: Buffer | null;
-  tags: string;
-  splitter: string;
-  stats: string;
-}
+/** A snapshots row as SQLite hands it back: any value in any column, until fromRow checks it. */
+type SnapshotRow = Record<'id' | 'time' | 'host' | 'source' | 'volume' | 'parent' | 'tree' | 'meta' | 'tags' | 'splitter' | 'stats', unknown>;
 
+/**
+ * A row checked as a record is: every value of its kind, the id 64 hex
+ * characters (it names the record's file: a row must not be able to name a
+ * path), or the index is damaged.
+ */
 function fromRow(r: SnapshotRow): Snapshot {
-  const json = <T>(text: string, what: string): T => {
+  const bad = (why: string) => new CorruptIndexError(`the index row of snapshot ${JSON.stringify(String(r.id).slice(0, 64))} is damaged: ${why}; rebuild the index with \`lifeboat repair --rebuild-index\``);
+  const json = (text: unknown, what: string): unknown => {
     try {
-      return JSON.parse(text) as T;
+      return JSON.parse(String(text));
     } catch {
-      throw new CorruptIndexError(`the index row of snapshot ${String(r.id).slice(0, 8)} is damaged: its ${what} is not JSON`);
+      throw bad(`its ${what} is not JSON`);
     }
   };
-  if (!Buffer.isBuffer(r.tree) || r.tree.length !== BLOB_ID_BYTES) throw new CorruptIndexError(`the index row of snapshot ${String(r.id).slice(0, 8)} is damaged: its tree id is not one`);
-  return {
+  const blobHex = (v: unknown, what: string) => {
+    if (v === null) return null;
+    if (!Buffer.isBuffer(v) || v.length !== BLOB_ID_BYTES) throw bad(`its ${what} id is not one`);
+    return v.toString('hex');
+  };
+  const record = {
     id: r.id,
     time: r.time,
     host: r.host,
     source: r.source,
     volume: r.volume,
     parent: r.parent,
-    tree: r.tree as BlobId,
-    meta: r.meta as BlobId | null,
-    tags: json<string[]>(r.tags, 'tags'),
-    splitter: json<Snapshot['splitter']>(r.splitter, 'splitter'),
-    stats: json<Snapshot['stats']>(r.stats, 'stats'),
+    tree: blobHex(r.tree, 'tree') ?? '',
+    meta: blobHex(r.meta, 'meta'),
+    tags: json(r.tags, 'tags'),
+    splitter: json(r.splitter, 'splitter'),
+    stats: json(r.stats, 'stats'),
   };
+  const parsed = snapshotRecordSchema.safeParse(record);
+  if (!parsed.success) throw bad(z.prettifyError(parsed.error).split('\n')[0] ?? 'malformed');
+  return fromRecord(parsed.data);
 }
 
-function insertRow(repo: Store, s: Snapshot): void {
-  repo.db
+export function insertRow(db: Db, s: Snapshot): void {
+  db
     .prepare(
       `INSERT OR IGNORE INTO snapshots (id, time, host, source, volume, parent, tree, meta, tags, splitter, stats)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -62,7 +66,7 @@ function insertRow(repo: Store, s: Snapshot): void {
 export function saveSnapshot(repo: Store, s: Snapshot): void {
   repo.db.transaction(() => {
     writeRecord(repo.dir, s);
-    insertRow(repo, s);
+    insertRow(repo.db, s);
   }).immediate();
 }
 
@@ -111,7 +115,7 @@ export function reconcileSnapshots(repo: Store): void {
     const { onlyFiles, onlyRows } = differ();
     for (const id of onlyFiles) {
       const s = readRecord(repo.dir, id);
-      if (repo.hasBlob(s.tree) && (!s.meta || repo.hasBlob(s.meta))) insertRow(repo, s);
+      if (repo.hasBlob(s.tree) && (!s.meta || repo.hasBlob(s.meta))) insertRow(repo.db, s);
       else unknown.push(id);
     }
     if (unknown.length > 0) return;
@@ -126,6 +130,20 @@ export function reconcileSnapshots(repo: Store): void {
 }
 
 const sameSets = (d: { onlyFiles: string[]; onlyRows: string[] }) => d.onlyFiles.length === 0 && d.onlyRows.length === 0;
+
+/** The rows of an index that read as snapshots, by id (a damaged one is left out): what a rebuild can write records from. */
+export function readableRows(db: Db): Map<string, Snapshot> {
+  const out = new Map<string, Snapshot>();
+  for (const row of db.prepare('SELECT * FROM snapshots').all() as SnapshotRow[]) {
+    try {
+      const s = fromRow(row);
+      out.set(s.id, s);
+    } catch {
+      // damaged: the record, if any, is what counts
+    }
+  }
+  return out;
+}
 
 /** Oldest first. */
 export function listSnapshots(repo: Store): Snapshot[] {

@@ -8,12 +8,16 @@ import { type BlobId, type BlobType, MAX_STORED_BLOB } from './ids.ts';
 import { type LockKind, RepositoryLock } from './lock.ts';
 import { listRecordIds } from './snapshot-record.ts';
 import { packPath } from './pack.ts';
-import { type BlobRow, blobLocator, blobPresence, blobRow } from './rows.ts';
+import { type BlobRow, blobLocator, blobPresence, blobRow, packRow } from './rows.ts';
 import { keepReserve, releaseReserveIfLow } from './reserve.ts';
 import { reconcileSnapshots } from './snapshots.ts';
 import { repositoryMigrations } from './schema.ts';
 
 export const FORMAT_VERSION = 1;
+
+/** How often a long-lived store (the agent's) looks at every pack file's size again. */
+const RESTAT_MS = 60_000;
+const PACK_FILE = /^[0-9a-f]{32}$/;
 
 export const repositoryConfigSchema = z.strictObject({
   lifeboat_repository: z.literal(FORMAT_VERSION),
@@ -58,8 +62,10 @@ export class Store {
   readonly #locate: (id: Buffer) => BlobLocation | undefined;
   readonly #has: (id: Buffer) => boolean;
   readonly #fds = new Map<string, number>();
-  /** Pack files seen per packs/ subdirectory, by the directory's mtime: a new look only where something changed. */
-  readonly #packDirs = new Map<string, { mtimeMs: number; names: string[] }>();
+  /** Pack files and sizes seen per packs/ subdirectory, by the directory's mtime: a new look only where something changed. */
+  readonly #packDirs = new Map<string, { mtimeMs: number; sizes: Map<string, number> }>();
+  /** When every pack file's size was last looked at. */
+  #restatAt = 0;
 
   protected constructor(dir: string, id: string, db: Db) {
     this.dir = dir;
@@ -103,26 +109,19 @@ export class Store {
   }
 
   /**
-   * Drops from the index the packs whose files are gone (and their blobs'
-   * rows), and returns their names: their blobs are then absent to a backup, which stores them again
-   * (as restic re-uploads what a lost pack held) instead of making new
-   * snapshots that point at data no longer there.
+   * Drops from the index the packs whose files are gone or not the size it
+   * says (cut short, or written over), with their blobs' rows, and returns
+   * their names: their blobs are then absent to a backup, which stores them
+   * again (as restic re-uploads what a lost pack held) instead of making new
+   * snapshots that point at data no longer there. The damaged files stay for
+   * verify to name and repair to mend.
    */
   forgetMissingPacks(): string[] {
-    const onDisk = new Set(this.#packFiles());
-    const indexed = this.db.prepare('SELECT name FROM packs').pluck().all() as string[];
-    const missing = indexed.filter((name) => !onDisk.has(name));
-    if (missing.length === 0) return [];
-    // their blob rows name bytes no longer anywhere: they go with the pack rows
-    const dropBlobs = this.db.prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
-    const drop = this.db.prepare('DELETE FROM packs WHERE name = ?');
-    this.db.transaction(() => {
-      for (const name of missing) {
-        dropBlobs.run(name);
-        drop.run(name);
-      }
-    })();
-    return missing;
+    const onDisk = this.#packFiles();
+    const indexed = (this.db.prepare('SELECT id, name, size FROM packs').all() as Record<string, unknown>[]).map(packRow);
+    const lost = indexed.filter((p) => onDisk.get(p.name) !== p.size).map((p) => p.name);
+    if (lost.length > 0) this.db.transaction(() => this.#dropPacks(lost))();
+    return lost;
   }
 
   /**
@@ -135,16 +134,11 @@ export class Store {
   discardSession(packs: readonly string[], lock: RepositoryLock, recordsBefore: ReadonlySet<string>): boolean {
     if (packs.length === 0) return true;
     let alone = false;
-    const dropBlobs = this.db.prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
-    const drop = this.db.prepare('DELETE FROM packs WHERE name = ?');
     this.db.transaction(() => {
       const others = this.db.prepare('SELECT count(*) FROM locks WHERE id IS NOT ?').pluck().get(lock.id) as number;
       if (others > 0 || listRecordIds(this.dir).some((id) => !recordsBefore.has(id))) return;
       alone = true;
-      for (const name of packs) {
-        dropBlobs.run(name);
-        drop.run(name);
-      }
+      this.#dropPacks(packs);
     }).immediate();
     if (!alone) return false;
     this.dropPackHandles();
@@ -152,26 +146,50 @@ export class Store {
     return true;
   }
 
-  /** Names of the finished pack files on disk, re-reading only the subdirectories that changed since the last call. */
-  #packFiles(): string[] {
+  /** Removes packs' rows and their blobs' rows (inside the caller's transaction). */
+  #dropPacks(names: readonly string[]): void {
+    const dropBlobs = this.db.prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
+    const drop = this.db.prepare('DELETE FROM packs WHERE name = ?');
+    for (const name of names) {
+      dropBlobs.run(name);
+      drop.run(name);
+    }
+  }
+
+  /**
+   * The finished pack files on disk and their sizes. A subdirectory is read
+   * again when its mtime changed, and every file's size looked at again at
+   * most every RESTAT_MS (a file cut short in place leaves its directory's
+   * mtime as it was); entries that are not pack files are passed over.
+   */
+  #packFiles(): Map<string, number> {
     const root = path.join(this.dir, 'packs');
-    const out: string[] = [];
-    let subs: string[];
+    const out = new Map<string, number>();
+    let subs: fs.Dirent[];
     try {
-      subs = fs.readdirSync(root);
+      subs = fs.readdirSync(root, { withFileTypes: true });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
       throw err;
     }
+    const restat = Date.now() - this.#restatAt >= RESTAT_MS;
+    if (restat) this.#restatAt = Date.now();
     for (const sub of subs) {
-      const dir = path.join(root, sub);
+      if (!sub.isDirectory()) continue;
+      const dir = path.join(root, sub.name);
       const mtimeMs = fs.statSync(dir).mtimeMs;
-      let seen = this.#packDirs.get(sub);
-      if (!seen || seen.mtimeMs !== mtimeMs) {
-        seen = { mtimeMs, names: fs.readdirSync(dir).filter((n) => !n.endsWith('.tmp')) };
-        this.#packDirs.set(sub, seen);
+      let seen = this.#packDirs.get(sub.name);
+      if (!seen || seen.mtimeMs !== mtimeMs || restat) {
+        const sizes = new Map<string, number>();
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+          if (!e.isFile() || !PACK_FILE.test(e.name)) continue;
+          const size = fs.statSync(path.join(dir, e.name), { throwIfNoEntry: false })?.size;
+          if (size !== undefined) sizes.set(e.name, size);
+        }
+        seen = { mtimeMs, sizes };
+        this.#packDirs.set(sub.name, seen);
       }
-      out.push(...seen.names);
+      for (const [name, size] of seen.sizes) out.set(name, size);
     }
     return out;
   }

@@ -235,10 +235,10 @@ class Restorer {
           const sub = await this.#guard(full, this.#mkdir(dir, child.name, full));
           if (sub) pending.push((await this.walkDir(sub, child)).done);
         } else if (child.type === 'file') {
-          pending.push(this.#guard(full, this.#file(dir, child, full)));
+          pending.push(handled(this.#guard(full, this.#file(dir, child, full))));
           await this.#jobs.pace();
         } else {
-          pending.push(this.#guard(full, this.#special(dir, child, full)));
+          pending.push(handled(this.#guard(full, this.#special(dir, child, full))));
         }
       }
       await this.#jobs.flush();
@@ -514,4 +514,14 @@ async function applyMetadata(full: string, node: TreeNode): Promise<void> {
   await fsp.chmod(full, node.mode);
   const mtime = nsToTime(node.mtime);
   await fsp.utimes(full, mtime, mtime);
+}
+
+/**
+ * A promise the walk keeps to wait on later, marked handled now: its failure
+ * reaches the walk when it settles `pending`, and must not end the process as
+ * an unhandled rejection while the walk is still awaiting other work.
+ */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
