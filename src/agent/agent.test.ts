@@ -125,6 +125,28 @@ describe('Agent (fake engine, fake journal)', () => {
     expect(lines.filter((l) => l.level >= ERROR)).toEqual([]);
   });
 
+  it('a target rpo: a volume written without pause is backed up every rpo, not only once it goes quiet', async () => {
+    const v = await engine.createVolume('data');
+    await fsp.writeFile(path.join(v.mountpoint, 'a.txt'), 'one');
+    // a debounce the writes never let pass: only the rpo brings backups
+    const a = await start('[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ndebounce = "10s"\nrpo = "1s"\n');
+    await until('tracking', () => a.tracked.has('data') && journal.watched.get('data') === v.mountpoint);
+    expect(a.tracked.get('data')).toMatchObject({ continuous: true, debounceMs: 1000, rpoMs: 1000 });
+    await until('the first snapshot', async () => (await snapshotsOf('data')).length === 1);
+    const writing = setInterval(() => {
+      void fsp.appendFile(path.join(v.mountpoint, 'a.txt'), 'x');
+      journal.changed('data');
+    }, 100);
+    try {
+      await until('three more snapshots while it never goes quiet', async () => (await snapshotsOf('data')).length >= 4, 15_000);
+    } finally {
+      clearInterval(writing);
+    }
+    const times = (await snapshotsOf('data')).map((s) => Date.parse(s.time));
+    // captured about every second (the rpo), each after the one before had ended
+    for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeLessThan(2500);
+  });
+
   it('continuous mode retries a failed backup by itself', async () => {
     await engine.createVolume('data');
     // another process holds the repository: the first (startup) backup fails

@@ -479,7 +479,7 @@ export class Agent {
     const v = this.#tracked.get(volume);
     if (!v) return;
     this.#backups.noteChange(volume);
-    if (v.continuous && !this.#stopping) this.#debouncer.touch(volume, v.debounceMs);
+    if (v.continuous && !this.#stopping) this.#debouncer.touch(volume, v.debounceMs, v.rpoMs);
   }
 
   /** The newest snapshot of each volume this host has in the repository, for status and recovery point age. */

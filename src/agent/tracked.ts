@@ -9,6 +9,12 @@ export interface TrackedVolume {
   readonly schedule: string;
   readonly continuous: boolean;
   readonly debounceMs: number;
+  /**
+   * Continuous mode's ceiling: a volume that never goes quiet is backed up at
+   * least this often (back to back when a backup takes longer). Its rpo, else
+   * 10 x its debounce.
+   */
+  readonly rpoMs: number;
 }
 
 export interface Tracking {
@@ -49,8 +55,10 @@ export function trackedVolumes(catalog: AgentCatalog, config: Config): Tracking 
       name,
       mountpoint: row.mountpoint,
       schedule: entry?.schedule ?? config.schedule.backup,
-      continuous: entry?.continuous ?? false,
-      debounceMs: entry?.debounce ?? 5000,
+      // a target recovery point is continuous mode with that ceiling
+      continuous: (entry?.continuous ?? false) || entry?.rpo !== undefined,
+      debounceMs: Math.min(entry?.debounce ?? 5000, entry?.rpo ?? Infinity),
+      rpoMs: entry?.rpo ?? 10 * (entry?.debounce ?? 5000),
     });
   }
   return { volumes, missing, excluded };
@@ -64,5 +72,5 @@ function exclusionReason(catalog: AgentCatalog, name: string, labels: Readonly<R
 
 /** Whether two trackings of one volume differ in anything the agent set up for it. */
 export function sameTracking(a: TrackedVolume, b: TrackedVolume): boolean {
-  return a.mountpoint === b.mountpoint && a.schedule === b.schedule && a.continuous === b.continuous && a.debounceMs === b.debounceMs;
+  return a.mountpoint === b.mountpoint && a.schedule === b.schedule && a.continuous === b.continuous && a.debounceMs === b.debounceMs && a.rpoMs === b.rpoMs;
 }

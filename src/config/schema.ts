@@ -156,6 +156,8 @@ const volume = z.strictObject({
   schedule: cron('*/15 * * * *').optional(),
   continuous: z.boolean({ error: 'must be true or false' }).default(false),
   debounce: duration({ min: 100, example: '5s' }).prefault('5s'),
+  /** The target recovery point: in continuous mode a change is in a snapshot at most this long after it was written. */
+  rpo: duration({ min: 1000, example: '5s' }).optional(),
 });
 
 const repository = z.strictObject({
