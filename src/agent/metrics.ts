@@ -119,6 +119,19 @@ export class AgentMetrics {
     peerGauge('lifeboat_peer_lag_seconds', 'How long the oldest snapshot not yet on the peer has waited; 0 when it has them all.', (p) => (p.push ? p.lag_s : null));
     peerGauge('lifeboat_peer_last_success_timestamp_seconds', 'When the last successful push to the peer ended (unix time).', (p) => (p.last_success ? Date.parse(p.last_success) / 1000 : null));
     peerGauge('lifeboat_peer_failures', 'Failed pushes to the peer since its last success.', (p) => (p.push ? p.failures : null));
+    new Gauge({
+      name: 'lifeboat_rpo_seconds',
+      help: 'Per volume and peer: the age of the newest snapshot of the volume the peer holds (now - its capture time), the data a disaster here would lose; absent until the peer holds one.',
+      labelNames: ['volume', 'peer'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const p of peers) {
+          for (const [volume, time] of Object.entries(p.recovery_points ?? {})) this.set({ volume, peer: p.name }, Math.max(0, (now - Date.parse(time)) / 1000));
+        }
+      },
+    });
     peerGauge('lifeboat_replica_snapshots', "Snapshots held here in the replica of the peer's repository.", (p) => p.replica?.snapshots ?? null);
     new Gauge({
       name: 'lifeboat_engine_up',

@@ -84,7 +84,7 @@ describe('Replicator', () => {
     await fsp.mkdir(src);
     for (let i = 0; i < 5; i++) {
       await fsp.writeFile(path.join(src, `f${i}`), `version ${i}`);
-      await backupDir(t, src);
+      await backupDir(t, src, { volume: 'data' });
       const [outcome] = await replicator.replicate();
       expect(outcome).toMatchObject({ peer: 'dr', ok: false, error: { code: 'LB_ERR_PEER_UNREACHABLE' } });
     }
@@ -102,6 +102,9 @@ describe('Replicator', () => {
     }
     const up = replicator.status()[0]!;
     expect(up).toMatchObject({ pending: 0, lag_s: 0, failures: 0, last_error: null, state: 'idle' });
+    // per volume, the newest snapshot the peer holds: the recovery point a disaster here would leave
+    expect(down.recovery_points).toEqual({});
+    expect(up.recovery_points).toEqual({ data: listSnapshots(t.repo).at(-1)!.time });
     expect(up.last_push).toMatchObject({ snapshots: 5 });
     await receiver.settled();
     const store = Store.openStore(replicaDir(peerState, me.id));

@@ -42,6 +42,11 @@ export interface PeerStatus {
   readonly pending: number | null;
   /** How long the oldest of those has waited (s); 0 when none. */
   readonly lag_s: number | null;
+  /**
+   * Per volume, the capture time of the newest snapshot the peer holds: the
+   * recovery point a disaster here would leave (null: unknown).
+   */
+  readonly recovery_points: Readonly<Record<string, string>> | null;
   readonly last_attempt: string | null;
   readonly last_success: string | null;
   readonly last_error: string | null;
@@ -196,6 +201,16 @@ export function peerView(
   const r = state.record(peer.id);
   const pending = !peer.push ? [] : snapshots === null ? null : state.pending(peer.id, snapshots);
   const oldest = pending?.reduce<string | null>((t, s) => (t === null || s.time < t ? s.time : t), null) ?? null;
+  let points: Record<string, string> | null = null;
+  if (peer.push && snapshots !== null && pending !== null) {
+    points = {};
+    const missing = new Set(pending.map((s) => s.id));
+    for (const s of snapshots) {
+      if (s.volume === null || missing.has(s.id)) continue;
+      const seen = points[s.volume];
+      if (seen === undefined || s.time > seen) points[s.volume] = s.time;
+    }
+  }
   return {
     name: peer.name,
     address: peer.address,
@@ -204,6 +219,7 @@ export function peerView(
     state: !peer.push ? 'off' : live?.running ? 'pushing' : (live?.retryAt ?? null) !== null ? 'retrying' : 'idle',
     pending: pending === null ? null : pending.length,
     lag_s: pending === null ? null : oldest === null ? 0 : Math.max(0, Math.round((Date.now() - Date.parse(oldest)) / 1000)),
+    recovery_points: points,
     last_attempt: r.lastAttempt,
     last_success: r.lastSuccess,
     last_error: r.lastError,

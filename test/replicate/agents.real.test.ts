@@ -137,6 +137,10 @@ describe('two agents replicating to each other', () => {
     const metrics = (await da.get('/metrics')).body;
     expect(metrics).toMatch(/\nlifeboat_replication_pushes_total\{peer="b",result="success"\} [1-9]/);
     expect(metrics).toMatch(/\nlifeboat_peer_pending_snapshots\{peer="b"\} 0\n/);
+    // what a disaster on A would lose of this volume, given what B holds: seconds
+    const rpo = new RegExp(`\\nlifeboat_rpo_seconds\\{volume="${volA}",peer="b"\\} ([0-9.e+-]+)\\n`).exec(metrics);
+    expect(rpo, metrics).not.toBeNull();
+    expect(Number(rpo![1])).toBeLessThan(120);
     const bMetrics = (await db.get('/metrics')).body;
     expect(bMetrics).toMatch(/\nlifeboat_replica_received_bytes_total\{source="a"\} [1-9]/);
     expect((await peer(db, 'a')).replica?.snapshots).toBeGreaterThanOrEqual(2);

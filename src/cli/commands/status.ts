@@ -180,7 +180,11 @@ export function formatPeers(peers: readonly PeerStatus[], now = Date.now()): str
     p.replica ? `${p.replica.snapshots} snapshots${p.replica.newest ? `, newest ${when(p.replica.newest)}` : ''}` : '-',
     p.last_error && p.failures > 0 ? p.last_error : '-',
   ]);
-  return table(['  PEER', 'ADDRESS', 'PUSH', 'PENDING', 'LAG', 'LAST PUSH', 'ITS REPLICA HERE', 'LAST ERROR'], rows);
+  const out = [table(['  PEER', 'ADDRESS', 'PUSH', 'PENDING', 'LAG', 'LAST PUSH', 'ITS REPLICA HERE', 'LAST ERROR'], rows)];
+  // what a disaster here would lose, per volume, given what each peer holds
+  const points = peers.flatMap((p) => Object.entries(p.recovery_points ?? {}).map(([volume, time]) => [`  ${p.name}`, volume, `${formatAge((now - Date.parse(time)) / 1000)} (${when(time)})`]));
+  if (points.length > 0) out.push('', table(['  ON PEER', 'VOLUME', 'RECOVERY POINT AGE'], points));
+  return out.join('\n');
 }
 
 function formatLag(ms: number): string {

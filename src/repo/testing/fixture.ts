@@ -112,6 +112,8 @@ export interface BackupSettings {
   readonly allowWarnings?: boolean;
   /** Told of repository damage the backup worked around. */
   readonly onDamage?: (message: string) => void;
+  /** Recorded as the snapshot's Docker volume. */
+  readonly volume?: string;
 }
 
 /** backup() with test defaults (fixed 64 KiB blocks, the pool's pack size); fails on any warning unless allowed. */
@@ -127,6 +129,7 @@ export async function backupDir(t: TestRepo, source: string, settings: BackupSet
     ...(settings.changes ? { changes: settings.changes } : {}),
     onWarning: (p, err) => warnings.push(`${p}: ${err.message}`),
     ...(settings.onDamage ? { onDamage: settings.onDamage } : {}),
+    ...(settings.volume ? { volume: settings.volume } : {}),
   });
   if (!settings.allowWarnings && warnings.length > 0) throw new Error(`backup warned:\n${warnings.join('\n')}`);
   return snapshot;
