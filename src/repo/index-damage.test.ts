@@ -10,7 +10,7 @@ import { rebuildIndex } from './rebuild.ts';
 import { Repository } from './repository.ts';
 import type { Snapshot } from './snapshot.ts';
 import { listRecordIds, snapshotsDir } from './snapshot-record.ts';
-import { listSnapshots } from './snapshots.ts';
+import { deleteSnapshots, listSnapshots } from './snapshots.ts';
 import { Store } from './store.ts';
 import { backupDir, openTestRepo, restoreTo, TEST_PASSWORD, type TestRepo } from './testing/fixture.ts';
 import { pseudoRandomBytes } from './testing/tree-builder.ts';
@@ -117,6 +117,25 @@ describe('a damaged index', () => {
     expect(err).toBeInstanceOf(CorruptIndexError);
     expect((err as Error).message).toMatch(/stale or damaged/);
     await rebuildAndCheck();
+  });
+
+  it('replaced by a copy from before a forget: the forgotten snapshot does not come back, at open or by a rebuild', async () => {
+    t.repo.db.pragma('wal_checkpoint(TRUNCATE)');
+    const old = path.join(await t.temp.make(), 'old-index.db');
+    await fsp.copyFile(index(), old);
+    const [gone, kept] = snapshots;
+    deleteSnapshots(t.repo, [gone!.id]);
+    await prune(t.repo, { maxUnused: 0.2, packSize: 64 * KiB });
+    await damageFile((f) => fsp.copyFile(old, f));
+    const repo = await t.reopen();
+    expect(listSnapshots(repo).map((s) => s.id)).toEqual([kept!.id]);
+    expect(listRecordIds(t.dir)).toEqual([kept!.id]);
+    snapshots = [kept!];
+    await rebuildAndCheck();
+    // and a rebuild straight from the stale copy
+    await damageFile((f) => fsp.copyFile(old, f));
+    await rebuildAndCheck();
+    expect(listRecordIds(t.dir)).toEqual([kept!.id]);
   });
 
   it('its blob and pack rows deleted: prune deletes no pack a snapshot needs and indexes them again; verify is clean after', async () => {

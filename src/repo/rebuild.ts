@@ -11,8 +11,8 @@ import { packPath, syncDir } from './pack.ts';
 import { blobRefs } from './refs.ts';
 import { repositoryMigrations } from './schema.ts';
 import type { Snapshot } from './snapshot.ts';
-import { listRecordIds, parseRecord, readRecord, snapshotsDir, writeRecord } from './snapshot-record.ts';
-import { insertRow, readableRows } from './snapshots.ts';
+import { listRecordIds, parseRecord, readGeneration, readRecord, snapshotsDir, writeRecord } from './snapshot-record.ts';
+import { indexGeneration, insertRow, readableRows, setIndexGeneration } from './snapshots.ts';
 import { readRepositoryConfig } from './store.ts';
 
 export interface RebuildReport {
@@ -44,7 +44,8 @@ export async function rebuildIndex(dir: string, keys?: MasterKeys): Promise<Rebu
   const config = readRepositoryConfig(abs);
   const file = path.join(abs, 'index.db');
   refuseIfLocked(file, abs);
-  const records = gatherRecords(abs, oldRows(file, config.id));
+  const generation = readGeneration(abs);
+  const records = gatherRecords(abs, oldRows(file, config.id, generation));
   const fresh = `${file}.rebuild`;
   const removeFresh = () => {
     for (const f of [fresh, `${fresh}-wal`, `${fresh}-shm`]) fs.rmSync(f, { force: true });
@@ -54,6 +55,7 @@ export async function rebuildIndex(dir: string, keys?: MasterKeys): Promise<Rebu
   let report: Omit<RebuildReport, 'old_index'>;
   try {
     db.prepare("INSERT INTO meta (key, value) VALUES ('repository', ?)").run(config.id);
+    setIndexGeneration(db, readGeneration(abs));
     const scan = await scanPacks(db, abs);
     if (keys) learnEdges(db, abs, keys);
     const snapshots = records.snapshots;
@@ -101,14 +103,18 @@ export async function rebuildIndex(dir: string, keys?: MasterKeys): Promise<Rebu
   return { ...report, old_index: old };
 }
 
-/** The snapshot rows of the old index that read, by id; none when it does not open or is another repository's. */
-function oldRows(file: string, repositoryId: string): Map<string, Snapshot> {
+/**
+ * The snapshot rows of the old index that read, by id; none when it does not
+ * open, is another repository's, or is older than the records (its rows of
+ * snapshots forgotten since must not bring them back).
+ */
+function oldRows(file: string, repositoryId: string, generation: number): Map<string, Snapshot> {
   if (!fs.existsSync(file)) return new Map();
   try {
     const old = new Database(file, { readonly: true, fileMustExist: true });
     try {
       const owner = old.prepare("SELECT value FROM meta WHERE key = 'repository'").pluck().get();
-      return owner === repositoryId ? readableRows(old) : new Map();
+      return owner === repositoryId && indexGeneration(old) >= generation ? readableRows(old) : new Map();
     } finally {
       old.close();
     }

@@ -114,3 +114,34 @@ export function removeRecord(repoDir: string, id: string): void {
 export function readAllRecords(repoDir: string): Snapshot[] {
   return listRecordIds(repoDir).map((id) => readRecord(repoDir, id));
 }
+
+/**
+ * The snapshots' generation: a counter written beside the records, and in
+ * the index's meta table, each time a snapshot is added or forgotten (in the
+ * same transaction). An index whose generation is behind the records' is
+ * older than them: a row it has and the records lack is a snapshot forgotten
+ * since, not a record lost. A missing or unreadable file counts as 0.
+ */
+const generationPath = (repoDir: string): string => path.join(snapshotsDir(repoDir), 'generation');
+
+export function readGeneration(repoDir: string): number {
+  try {
+    const n = Number(fs.readFileSync(generationPath(repoDir), 'utf8').trim());
+    return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function writeGeneration(repoDir: string, n: number): void {
+  const file = generationPath(repoDir);
+  const fd = fs.openSync(`${file}.tmp`, 'w', 0o600);
+  try {
+    fs.writeFileSync(fd, `${n}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(`${file}.tmp`, file);
+  syncDir(snapshotsDir(repoDir));
+}

@@ -7,7 +7,7 @@ import type { Repository } from './repository.ts';
 import type { Store } from './store.ts';
 import { IMAGE_TAG, shortId, type Snapshot } from './snapshot.ts';
 import { z } from 'zod';
-import { fromRecord, listRecordIds, readRecord, removeRecord, snapshotRecordSchema, snapshotsDir, writeRecord } from './snapshot-record.ts';
+import { fromRecord, listRecordIds, readGeneration, readRecord, removeRecord, snapshotRecordSchema, snapshotsDir, writeGeneration, writeRecord } from './snapshot-record.ts';
 
 /** A snapshots row as SQLite hands it back: any value in any column, until fromRow checks it. */
 type SnapshotRow = Record<'id' | 'time' | 'host' | 'source' | 'volume' | 'parent' | 'tree' | 'meta' | 'tags' | 'splitter' | 'stats', unknown>;
@@ -67,6 +67,7 @@ export function saveSnapshot(repo: Store, s: Snapshot): void {
   repo.db.transaction(() => {
     writeRecord(repo.dir, s);
     insertRow(repo.db, s);
+    nextGeneration(repo);
   }).immediate();
 }
 
@@ -83,24 +84,45 @@ export function deleteSnapshots(repo: Store, ids: readonly string[]): void {
       del.run(id);
       removeRecord(repo.dir, id);
     }
+    nextGeneration(repo);
   }).immediate();
+}
+
+/** The index's snapshot generation (see readGeneration); 0 for an index that never had one. */
+export function indexGeneration(db: Db): number {
+  const v = Number(db.prepare("SELECT value FROM meta WHERE key = 'generation'").pluck().get() ?? 0);
+  return Number.isSafeInteger(v) && v >= 0 ? v : 0;
+}
+
+export function setIndexGeneration(db: Db, n: number): void {
+  db.prepare("INSERT INTO meta (key, value) VALUES ('generation', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(String(n));
+}
+
+/** Moves both generations past either (inside the caller's transaction). */
+function nextGeneration(repo: Store): void {
+  const n = Math.max(readGeneration(repo.dir), indexGeneration(repo.db)) + 1;
+  writeGeneration(repo.dir, n);
+  setIndexGeneration(repo.db, n);
 }
 
 /**
  * Brings the index's snapshot rows in line with the record files, which are
- * the truth: a record without its row (a crash between the two, or rows lost)
- * gets its row back when its tree and meta are indexed; a row without its
- * record (a lost file) gets its file back, written from the row. A record
- * whose blobs the index does not know means the index is stale or damaged:
- * refused, with the way out, rather than taken for a repository without that
- * snapshot. A repository of the first layout (no snapshots/ directory) gets
- * one file per row.
+ * the truth. A record without its row (a crash between the two, or rows
+ * lost) gets its row back when its tree and meta are indexed. A row without
+ * its record is, by the generations (see readGeneration): in an index older
+ * than the records, a snapshot forgotten since, whose row goes; otherwise a
+ * lost record, written again from the row. A record whose blobs the index
+ * does not know means the index is stale or damaged: refused, with the way
+ * out, rather than taken for a repository without that snapshot. A
+ * repository of the first layout (no snapshots/ directory) gets one file per
+ * row.
  */
 export function reconcileSnapshots(repo: Store): void {
   const dir = snapshotsDir(repo.dir);
   if (!fs.existsSync(dir)) {
     fs.mkdirSync(dir, { mode: 0o700 });
     for (const s of listSnapshots(repo)) writeRecord(repo.dir, s);
+    writeGeneration(repo.dir, indexGeneration(repo.db));
     return;
   }
   const rowIds = repo.db.prepare('SELECT id FROM snapshots').pluck();
@@ -109,18 +131,27 @@ export function reconcileSnapshots(repo: Store): void {
     const rows = new Set(rowIds.all() as string[]);
     return { onlyFiles: [...files].filter((id) => !rows.has(id)), onlyRows: [...rows].filter((id) => !files.has(id)) };
   };
-  if (sameSets(differ())) return;
+  if (sameSets(differ()) && readGeneration(repo.dir) === indexGeneration(repo.db)) return;
   const unknown: string[] = [];
   repo.db.transaction(() => {
     const { onlyFiles, onlyRows } = differ();
+    const files = readGeneration(repo.dir);
+    const index = indexGeneration(repo.db);
     for (const id of onlyFiles) {
       const s = readRecord(repo.dir, id);
       if (repo.hasBlob(s.tree) && (!s.meta || repo.hasBlob(s.meta))) insertRow(repo.db, s);
       else unknown.push(id);
     }
     if (unknown.length > 0) return;
-    const byId = repo.db.prepare('SELECT * FROM snapshots WHERE id = ?');
-    for (const id of onlyRows) writeRecord(repo.dir, fromRow(byId.get(id) as SnapshotRow));
+    if (index < files) {
+      const del = repo.db.prepare('DELETE FROM snapshots WHERE id = ?');
+      for (const id of onlyRows) del.run(id);
+      setIndexGeneration(repo.db, files);
+    } else {
+      const byId = repo.db.prepare('SELECT * FROM snapshots WHERE id = ?');
+      for (const id of onlyRows) writeRecord(repo.dir, fromRow(byId.get(id) as SnapshotRow));
+      if (files < index) writeGeneration(repo.dir, index);
+    }
   }).immediate();
   if (unknown.length > 0) {
     throw new CorruptIndexError(
