@@ -49,7 +49,7 @@ export class AbortableWorkers extends RepoWorkers {
     if (this.#reason) return;
     this.#reason = reason;
     this.#abort.reject(reason);
-    await this.close();
+    await this.terminate();
   }
 
   #guard<T>(job: () => Promise<T>): Promise<T> {

@@ -18,6 +18,7 @@ export class WorkerContext {
   readonly level: number;
   readonly repoDir: string;
   readonly #packSize: number;
+  readonly #db: Database.Database;
   readonly #has: (id: BlobId) => boolean;
   readonly #locate: (id: BlobId) => BlobLocation | undefined;
   /**
@@ -37,9 +38,15 @@ export class WorkerContext {
     this.repoDir = init.repoDir;
     this.#packSize = init.packSize;
     const db = new Database(path.join(init.repoDir, 'index.db'), { readonly: true, fileMustExist: true });
+    this.#db = db;
     db.pragma('busy_timeout = 10000');
     this.#has = blobPresence(db);
     this.#locate = blobLocator(db);
+  }
+
+  /** Lets go of the index connection (the worker is about to end). */
+  close(): void {
+    this.#db.close();
   }
 
   /** True when the repository has the blob or this worker is writing it. */

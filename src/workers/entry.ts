@@ -3,7 +3,7 @@ import vm from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { storeItem } from '../backup/store-task.ts';
 import { checkPack } from '../repo/check-task.ts';
-import { restoreItem } from '../restore/extract-task.ts';
+import { closePackFds, restoreItem } from '../restore/extract-task.ts';
 import { WorkerContext } from './context.ts';
 import type { Job, Reply, WorkerInit } from './protocol.ts';
 
@@ -43,6 +43,10 @@ function run(job: Job): unknown {
     }
     case 'check':
       return checkPack(ctx, job.pack);
+    case 'close':
+      closePackFds();
+      ctx.close();
+      return null;
   }
 }
 

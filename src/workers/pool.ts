@@ -15,6 +15,9 @@ import type {
   WorkerInit,
 } from './protocol.ts';
 
+/** How long close() waits for a worker to let go of its connection before ending it anyway (one stuck in a long job). */
+const CLOSE_WAIT_MS = 5_000;
+
 /** The worker entry beside this module: entry.ts from the sources (tests), entry.js from the build. */
 const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './entry.ts' : './entry.js', import.meta.url);
 
@@ -134,7 +137,21 @@ export class RepoWorkers {
     return this.size * 3;
   }
 
+  /**
+   * Ends the workers. Each first closes its index connection, as its last
+   * job: a connection torn down by terminate() while the worker collects
+   * garbage (as it does after every job) can abort the whole process.
+   */
   async close(): Promise<void> {
+    const slots = this.#slots;
+    await Promise.all(
+      slots.map((s) => Promise.race([this.#post(s, { op: 'close' }).catch(() => {}), new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())])),
+    );
+    await this.terminate();
+  }
+
+  /** Ends the workers now, whatever they are doing (a backup abandoned). */
+  async terminate(): Promise<void> {
     this.#closed = true;
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
     this.#slots = [];

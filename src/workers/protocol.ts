@@ -108,7 +108,9 @@ export type Job =
   | { readonly op: 'flush' }
   | { readonly op: 'reset' }
   | { readonly op: 'restore'; readonly items: readonly RestoreItem[] }
-  | { readonly op: 'check'; readonly pack: string };
+  | { readonly op: 'check'; readonly pack: string }
+  /** The last job: the worker lets go of its index connection and pack descriptors before it is ended. */
+  | { readonly op: 'close' };
 
 export interface StoreReply {
   readonly results: readonly StoreResult[];
