@@ -158,7 +158,7 @@ function chooseCopies(store: Store): void {
     CREATE TEMP TABLE chosen (id BLOB PRIMARY KEY, pack TEXT NOT NULL) WITHOUT ROWID;
     INSERT OR IGNORE INTO temp.chosen (id, pack)
       SELECT b.id, p.name FROM temp.live l JOIN main.blobs b ON b.id = l.id JOIN main.packs p ON p.id = b.pack
-      JOIN temp.copies c ON c.id = b.id AND c.pack = p.name AND c.offset = b.offset AND c.length = b.length AND c.type = b.type;
+      JOIN temp.copies c ON c.id = b.id AND c.pack = p.name AND c.offset = b.offset AND c.length = b.length AND c.type = b.type AND c.raw_length = b.raw_length;
     INSERT OR IGNORE INTO temp.chosen (id, pack)
       SELECT c.id, MIN(c.pack) FROM temp.live l JOIN temp.copies c ON c.id = l.id GROUP BY c.id;
   `);
@@ -266,7 +266,7 @@ function syncIndex(store: Store, final: readonly { name: string; size: number }[
       .prepare(
         `DELETE FROM blobs WHERE NOT EXISTS (
            SELECT 1 FROM temp.chosen ch JOIN packs p ON p.name = ch.pack JOIN temp.copies c ON c.id = ch.id AND c.pack = ch.pack
-           WHERE ch.id = blobs.id AND p.id = blobs.pack AND c.offset = blobs.offset AND c.length = blobs.length AND c.type = blobs.type)`,
+           WHERE ch.id = blobs.id AND p.id = blobs.pack AND c.offset = blobs.offset AND c.length = blobs.length AND c.type = blobs.type AND c.raw_length = blobs.raw_length)`,
       )
       .run().changes;
     db.prepare('DELETE FROM packs WHERE name NOT IN (SELECT name FROM temp.final)').run();

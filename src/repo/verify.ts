@@ -86,7 +86,7 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
     const wrong = db
       .prepare(
         `SELECT b.id FROM blobs b JOIN packs p ON p.id = b.pack WHERE NOT EXISTS (
-           SELECT 1 FROM temp.copies c WHERE c.id = b.id AND c.pack = p.name AND c.offset = b.offset AND c.length = b.length AND c.type = b.type)
+           SELECT 1 FROM temp.copies c WHERE c.id = b.id AND c.pack = p.name AND c.offset = b.offset AND c.length = b.length AND c.type = b.type AND c.raw_length = b.raw_length)
            AND p.name IN (SELECT pack FROM temp.copies)`,
       )
       .pluck()

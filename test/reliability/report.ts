@@ -5,8 +5,9 @@
  *
  *   node_modules/node/bin/node test/reliability/report.ts [--fuzz-runs 2000] [--results DIR] [--no-run]
  *
- * Exits 0 when every test passed, no suite reported a failure, and no
- * snapshot was lost; 1 otherwise.
+ * Exits 0 when every test passed, no suite reported a failure, no snapshot
+ * was lost, no intact pack was deleted and no file was written outside a
+ * target; 1 otherwise.
  *
  * ## How a suite feeds the report (the contract)
  *
@@ -25,7 +26,12 @@
  *       "bad_inputs": 0,                // hostile or malformed inputs tried (fuzz inputs, bad frames, paths with ..)
  *       "bad_inputs_rejected": 0,       // of those, refused with a typed error (the rest were accepted as valid)
  *       "snapshots_checked": 340,       // committed snapshots restored and compared bit-exact after a fault
- *       "snapshots_lost": 0             // committed snapshots that no longer restore bit-exact: must be 0
+ *       "snapshots_lost": 0,            // committed snapshots that no longer restore bit-exact: must be 0
+ *       "damage_kinds": 58,             // kinds of damage to a repository's files and index tables tried (damage.test.ts)
+ *       "commands_after_damage": 190,   // commands run on a damaged repository, each followed by the checks
+ *       "intact_packs_deleted": 0,      // pack files a snapshot needed, not hit by the damage, that a command deleted or changed: must be 0
+ *       "races_run": 12,                // restores raced by a writer in their target, and changes made to files while backups read them
+ *       "files_written_outside": 0      // files a restore (or a command on a damaged repository) wrote outside its target: must be 0
  *     },
  *     "failures": []                    // one line per thing that did not hold; empty when all did
  *   }
@@ -43,7 +49,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-export const COUNT_KEYS = ['faults_injected', 'crashes_survived', 'bad_inputs', 'bad_inputs_rejected', 'snapshots_checked', 'snapshots_lost'] as const;
+export const COUNT_KEYS = [
+  'faults_injected',
+  'crashes_survived',
+  'bad_inputs',
+  'bad_inputs_rejected',
+  'snapshots_checked',
+  'snapshots_lost',
+  'damage_kinds',
+  'commands_after_damage',
+  'intact_packs_deleted',
+  'races_run',
+  'files_written_outside',
+] as const;
 export type CountKey = (typeof COUNT_KEYS)[number];
 
 export interface SuiteSummary {
@@ -153,6 +171,8 @@ function main(): void {
   const failedTests = tests ? tests.numFailedTests + (tests.numFailedTestSuites > 0 && tests.numFailedTests === 0 ? tests.numFailedTestSuites : 0) : 1;
   const failures = summaries.flatMap((s) => s.failures.map((f) => `${s.suite}/${s.part}: ${f}`));
   const lost = sum(summaries, 'snapshots_lost');
+  const packsDeleted = sum(summaries, 'intact_packs_deleted');
+  const outside = sum(summaries, 'files_written_outside');
   const load = loadFigures();
 
   const badInputs = sum(summaries, 'bad_inputs');
@@ -165,6 +185,10 @@ function main(): void {
       ['crashes survived', String(sum(summaries, 'crashes_survived'))],
       ['bad inputs tried', `${badInputs} (${rejected} refused with a typed error, ${badInputs - rejected} accepted as valid)`],
       ['snapshots lost (must be 0)', `${lost} of ${sum(summaries, 'snapshots_checked')} checked`],
+      ['damage kinds tried', `${sum(summaries, 'damage_kinds')}, followed by ${sum(summaries, 'commands_after_damage')} commands`],
+      ['intact packs deleted (must be 0)', String(packsDeleted)],
+      ['races run', String(sum(summaries, 'races_run'))],
+      ['files written outside a target (must be 0)', String(outside)],
       ['peak memory under load', load.text],
       ['tests', tests ? `${tests.numPassedTests} passed, ${failedTests} failed, ${tests.numPendingTests} skipped` : 'no vitest result'],
     ]),
@@ -183,7 +207,7 @@ function main(): void {
     const failed = tests.testResults.flatMap((f) => f.assertionResults.filter((a) => a.status === 'failed').map((a) => `- ${path.relative(ROOT, f.name)}: ${a.fullName}`));
     console.log(`\nFailed tests:\n${failed.join('\n') || '- (a test file failed to run)'}`);
   }
-  process.exitCode = failedTests === 0 && failures.length === 0 && lost === 0 ? 0 : 1;
+  process.exitCode = failedTests === 0 && failures.length === 0 && lost === 0 && packsDeleted === 0 && outside === 0 ? 0 : 1;
 }
 
 if (import.meta.main) main();
