@@ -25,15 +25,10 @@ describe('a backup in two phases', () => {
   });
   afterEach(() => t.close());
 
+  const base = () => ({ source: src, host: 'h', splitter: { kind: 'fixed' as const, size: 64 * KiB }, packSize: t.packSize, compressionLevel: 3, pool: t.pool, tolerateChanges: true });
   const run = (between: () => Promise<void>, label = 'START WAL LOCATION: 0/2000028\n') =>
     backup(t.repo, {
-      source: src,
-      host: 'h',
-      splitter: { kind: 'fixed', size: 64 * KiB },
-      packSize: t.packSize,
-      compressionLevel: 3,
-      pool: t.pool,
-      tolerateChanges: true,
+      ...base(),
       phases: {
         last: ['pg_wal'],
         add: ['backup_label'],
@@ -65,13 +60,7 @@ describe('a backup in two phases', () => {
     await run(async () => {}, 'first\n');
     await fsp.appendFile(path.join(src, 'pg_wal', '0001'), 'x\n');
     const second = await backup(t.repo, {
-      source: src,
-      host: 'h',
-      splitter: { kind: 'fixed', size: 64 * KiB },
-      packSize: t.packSize,
-      compressionLevel: 3,
-      pool: t.pool,
-      tolerateChanges: true,
+      ...base(),
       changes: { mode: 'paths', paths: new Set(['pg_wal/0001']) },
       phases: { last: ['pg_wal'], add: ['backup_label'], between: async () => ({ files: new Map([['backup_label', Buffer.from('second\n')]]), capturedAt: new Date() }) },
     });

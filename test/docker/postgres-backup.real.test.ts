@@ -5,35 +5,15 @@
  * (replaying its WAL from the backup_label), passes pg_amcheck, and keeps
  * pgbench's invariants: every transaction whole or absent.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanup as cleanupDirs, lifeboat, tempDir } from '../cli/run.ts';
+import { docker, until } from '../lib/docker-cli.ts';
 import { ensurePostgresImage, POSTGRES_DATA_DIR } from '../lib/postgres-image.ts';
 import { cleanup, DEFAULT_SOCKET, ensureEngine, TEST_LABEL, uniqueName } from './harness.ts';
-
-const execFileP = promisify(execFile);
-
-async function docker(...args: string[]): Promise<string> {
-  try {
-    return (await execFileP('docker', ['-H', `unix://${DEFAULT_SOCKET}`, ...args], { maxBuffer: 16 * 1024 * 1024 })).stdout;
-  } catch (err) {
-    const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`docker ${args.join(' ')}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
-}
-
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const psql = (c: string, sql: string) => docker('exec', c, 'psql', '-v', 'ON_ERROR_STOP=1', '-XAtq', '-c', sql).then((s) => s.trim());
 const BALANCES =

@@ -7,33 +7,11 @@
  * runs import or reuse it.
  */
 import { execFile } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanup, DEFAULT_SOCKET, ensureEngine, TEST_LABEL, uniqueName } from '../docker/harness.ts';
+import { docker, until } from './docker-cli.ts';
 import { ensurePostgresImage, POSTGRES_DATA_DIR, POSTGRES_RECIPE_LABEL, postgresRecipeHash } from './postgres-image.ts';
-
-const execFileP = promisify(execFile);
-
-async function docker(...args: string[]): Promise<string> {
-  try {
-    const { stdout } = await execFileP('docker', ['-H', `unix://${DEFAULT_SOCKET}`, ...args], { maxBuffer: 16 * 1024 * 1024 });
-    return stdout;
-  } catch (err) {
-    const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`docker ${args.join(' ')}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
-}
-
-/** Polls `check` every 100 ms until it returns true; fails after `ms`. */
-async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const ready = (c: string) => until(`pg_isready in ${c}`, 60_000, () => docker('exec', c, 'pg_isready', '-q').then(() => true));
 
@@ -99,7 +77,8 @@ describe('the PostgreSQL 15 test image', () => {
     await docker('rm', '-f', c);
     const again = await startPostgres();
     expect(await psql(again, BALANCES)).toBe([t, b, a, h, n].join('|'));
-    const logs = await execFileP('docker', ['-H', `unix://${DEFAULT_SOCKET}`, 'logs', again]).then((r) => r.stdout + r.stderr);
+    // the logs are on stdout and stderr both
+    const logs = await promisify(execFile)('docker', ['-H', `unix://${DEFAULT_SOCKET}`, 'logs', again]).then((r) => r.stdout + r.stderr);
     expect(logs).toContain('starting from the data');
     expect(logs).not.toContain('initialising an empty data directory');
     expect(logs).toMatch(/database system was interrupted|not properly shut down/);
