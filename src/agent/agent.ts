@@ -13,6 +13,7 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import type { JournalStatus, JournalTake } from '../watch/journal.ts';
 import { type BackupResult, VolumeBackups } from './backups.ts';
 import { Debouncer } from './debounce.ts';
+import { Standby } from './standby.ts';
 import { boundAddress } from '../util/listen.ts';
 import { closeServer, handler, type Health, listen } from './http.ts';
 import { AgentMetrics } from './metrics.ts';
@@ -92,6 +93,8 @@ export class Agent {
   readonly #watcher: InventoryWatcher;
   /** Replication, when [[peer]] entries or [replication] listen are configured. */
   readonly #replicator: Replicator | undefined;
+  /** Peers' images loaded here as they arrive ([[peer]] standby = true). */
+  readonly #standby: Standby;
   readonly #started = new Date();
   #server: http.Server | undefined;
   #listen: string | null = null;
@@ -120,6 +123,7 @@ export class Agent {
     this.#engineAddress = opts.engineAddress ?? config.docker.host ?? 'default';
     this.#journal = journal;
     this.#replicator = replicator;
+    this.#standby = new Standby({ engine, stateDir: opts.config.agent.state_dir, workDir: path.join(opts.config.agent.state_dir, 'tmp'), log: opts.log });
     this.#graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
     this.#retryMs = opts.retryMs ?? RETRY_FIRST_MS;
     const level = config.repository.compression === 'off' ? 0 : config.repository.compression_level;
@@ -202,8 +206,11 @@ export class Agent {
         onPushed: (peer, outcome) => {
           if (agent) agent.#metrics.pushed(peer.name, outcome);
         },
-        onReceived: (source, _s, stats) => {
-          if (agent) agent.#metrics.received(source.name, stats);
+        onReceived: (source, snapshot, stats) => {
+          if (!agent) return;
+          agent.#metrics.received(source.name, stats);
+          const peer = config.peer.find((p) => p.id === source.id);
+          if (peer) agent.#standby.arrived(peer, snapshot);
         },
       });
       const engine = opts.engine ?? (await import('../docker/connect.ts')).connectEngine(config);

@@ -19,7 +19,9 @@ export interface SavedImage {
   readonly snapshot: string;
 }
 
-export const imageTag = (id: string): string => `image:${id}`;
+/** The tag naming the image a snapshot holds: this prefix, then the image id. */
+export const IMAGE_TAG_PREFIX = 'image:';
+export const imageTag = (id: string): string => `${IMAGE_TAG_PREFIX}${id}`;
 
 /**
  * Saves images into the repository, once per image id. `docker save` is

@@ -65,15 +65,17 @@ describe('parseConfig: defaults', () => {
     expect(bad('[[volume]]\nname = "a"\ncontinous = true')).toBe('f.toml:3: volume[0].continous: unknown key');
     expect(bad('[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "nope"')).toMatch(/^f\.toml:4: peer\[0\]\.id: must be a peer id/);
     const withPeer = parseConfig(`[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "${'AB:'.repeat(31)}AB"`, 'f.toml');
-    expect(withPeer.peer).toEqual([{ name: 'b', address: '10.0.0.2:9318', id: 'ab'.repeat(32), push: true }]);
+    expect(withPeer.peer).toEqual([{ name: 'b', address: '10.0.0.2:9318', id: 'ab'.repeat(32), push: true, standby: false }]);
+    expect(bad(`[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "${'ab'.repeat(32)}"\nstandby = true`)).toMatch(/peer\[0\]\.standby: standby = true needs password_file/);
     const withPassword = parseConfig(`[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "${'ab'.repeat(32)}"\npassword_file = "/etc/lifeboat/b.pw"`, 'f.toml');
     expect(withPassword.peer[0]!.password_file).toBe('/etc/lifeboat/b.pw');
     expect(bad('[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "' + 'ab'.repeat(32) + '"\npassword_file = ""')).toBe('f.toml:5: peer[0].password_file: must not be empty, got ""');
     expect(parseConfig('[drill]\nschedule = "0 4 * * 0"', 'f.toml').drill).toEqual({ schedule: '0 4 * * 0' });
     expect(bad('[drill]\nschedule = "weekly"')).toBe('f.toml:2: drill.schedule: must be a cron expression such as "0 4 * * 0", got "weekly"');
-    const ok = parseConfig('[agent]\nlisten = ""\n[[volume]]\nname = "pg"\ncontinuous = true\ndebounce = "2s"', 'f.toml');
+    const ok = parseConfig('[agent]\nlisten = ""\n[[volume]]\nname = "pg"\ncontinuous = true\ndebounce = "2s"\n[[volume]]\nname = "db"\nrpo = "5s"', 'f.toml');
     expect(ok.agent.listen).toBe('');
-    expect(ok.volume).toEqual([{ name: 'pg', continuous: true, debounce: 2000 }]);
+    expect(ok.volume).toEqual([{ name: 'pg', continuous: true, debounce: 2000 }, { name: 'db', continuous: false, debounce: 5000, rpo: 5000 }]);
+    expect(bad('[[volume]]\nname = "a"\nrpo = "10ms"')).toMatch(/^f\.toml:3: volume\[0\]\.rpo:/);
   });
 
   it('picks the state directory by platform', () => {

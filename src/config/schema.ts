@@ -144,7 +144,13 @@ const peer = z.strictObject({
   push: z.boolean({ error: 'must be true or false' }).default(true),
   /** The peer's own repository password, kept here so that its replica can be recovered (recover, drill). */
   password_file: text().optional(),
-});
+  /**
+   * A warm standby of the peer here: the images its snapshots record are
+   * loaded into this engine as they arrive, so a recovery need not. Needs
+   * password_file (the replica is read to load them).
+   */
+  standby: z.boolean({ error: 'must be true or false' }).default(false),
+}).refine((p) => !p.standby || p.password_file !== undefined, { error: 'standby = true needs password_file (the peer\'s repository password, to read its replica)', path: ['standby'] });
 
 /** DR drills of the replicas this agent holds. */
 const drill = z.strictObject({

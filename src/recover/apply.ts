@@ -269,7 +269,7 @@ class Run {
 }
 
 /** The image's tags that are free here or already name it: loading must not move a tag off another image. */
-async function freeTags(engine: DockerEngine, image: ImageCheck): Promise<string[]> {
+export async function freeTags(engine: DockerEngine, image: Pick<ImageCheck, 'id' | 'repoTags'>): Promise<string[]> {
   const out: string[] = [];
   for (const tag of image.repoTags) {
     const current = await engine.inspectImage(tag);

@@ -68,8 +68,8 @@ beforeAll(async () => {
   await fsp.writeFile(passwordOfA, `${a.password}\n`, { mode: 0o600 });
   await writeConfig(a, [{ agent: b }]);
   await writeConfig(b, [{ agent: a, push: false }]);
-  // the peer entry of B keeps A's password, for drills and recovery
-  await fsp.appendFile(b.config, `password_file = ${JSON.stringify(passwordOfA)}\n`);
+  // the peer entry of B keeps A's password, for drills and recovery, and keeps A's images warm here
+  await fsp.appendFile(b.config, `password_file = ${JSON.stringify(passwordOfA)}\nstandby = true\n`);
 }, 300_000);
 
 afterAll(async () => {
@@ -94,9 +94,12 @@ describe('replicate, drill, lose the host, recover', () => {
       const p = await peer(da, 'b').catch(() => undefined);
       return p && p.last_success !== null && p.pending === 0 && fs.existsSync(path.join(replicaOf(b, a), 'config.json'));
     }, { daemon: da, timeoutMs: 90_000 });
+    // the warm standby: A's image is loaded on B as its snapshot arrives, under its tag
+    await until("A's image loaded on B", async () => (await engineB.inspectImage(APP))?.id === appId, { daemon: db, timeoutMs: 60_000 });
     const drill = await until('a drill of A that passed', async () => (await status(db)).drills.last.find((d) => d.source === 'a' && d.ok), { daemon: db, timeoutMs: 120_000 });
     expect(drill.result!.containers).toEqual([expect.objectContaining({ name: writer, came_up: true, data_matched: true })]);
-    expect(drill.result!.images_loaded.length).toBe(1);
+    // present already: the drill loads nothing
+    expect(drill.result!.images_loaded).toEqual([]);
     expect((await db.get('/metrics')).body).toMatch(/\nlifeboat_drill_passed\{source="a"\} 1\n/);
     db.child.kill('SIGTERM');
     expect((await db.exited).code).toBe(0);
@@ -122,8 +125,9 @@ describe('replicate, drill, lose the host, recover', () => {
 
     const r = await lifeboat(['--config', b.config, '--json', 'recover', '--from', 'a'], { password: null, timeoutMs: 180_000 });
     expect(r.code, r.stderr).toBe(0);
-    const report = r.json<{ complete: boolean; containers: { name: string; outcome: string }[] }>();
+    const report = r.json<{ complete: boolean; containers: { name: string; outcome: string }[]; images: { outcome: string }[] }>();
     expect(report.complete).toBe(true);
+    expect(report.images.map((i) => i.outcome)).toEqual(['present']);
     expect(report.containers).toEqual([expect.objectContaining({ name: writer })]);
     const recovered = await engineB.inspectContainer(writer);
     expect(recovered?.state).toBe('running');
