@@ -65,7 +65,7 @@ function typedFailure(err: unknown, what: string): unknown {
     // a header flipped to a write version SQLite does not know makes the file read-only
     code.startsWith('SQLITE_READONLY') ||
     // the schema's own text damaged: tables or columns the code relies on are gone
-    (code === 'SQLITE_ERROR' && /no such (table|column)|has no column|malformed|no such index/.test(message));
+    (code === 'SQLITE_ERROR' && /no such (table|column)|has no column|malformed|no such index|unsupported file format/.test(message));
   if (damaged) return new CorruptIndexError(`${what} is damaged or cannot be written (${code}: ${message})`, { cause: err });
   return noSpace(err, what);
 }

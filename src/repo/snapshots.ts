@@ -149,7 +149,12 @@ export function reconcileSnapshots(repo: Store): void {
       setIndexGeneration(repo.db, files);
     } else {
       const byId = repo.db.prepare('SELECT * FROM snapshots WHERE id = ?');
-      for (const id of onlyRows) writeRecord(repo.dir, fromRow(byId.get(id) as SnapshotRow));
+      for (const id of onlyRows) {
+        const row = byId.get(id) as SnapshotRow | undefined;
+        // listed by id, not found by it: the table and its index disagree
+        if (!row) throw new CorruptIndexError(`the index of ${repo.dir} is damaged: snapshot ${String(id).slice(0, 64)} is listed but has no row; rebuild it with \`lifeboat repair --rebuild-index\``);
+        writeRecord(repo.dir, fromRow(row));
+      }
       if (files < index) writeGeneration(repo.dir, index);
     }
   }).immediate();
