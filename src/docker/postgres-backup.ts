@@ -49,10 +49,12 @@ export async function startPostgresBackup(engine: DockerEngine, container: Conta
     const lines = await session.readUntil((l) => l === MARK, opts.timeoutMs);
     return lines.slice(0, -1).filter((l) => l !== '');
   };
+  // stderr (a NOTICE, a WARNING) shares the session with the answers and may come before them
+  const answer = async (sql: string, shape: RegExp): Promise<string> => (await ask(sql)).find((l) => shape.test(l)) ?? '';
   try {
-    const version = Number((await ask('SHOW server_version_num;'))[0]);
+    const version = Number(await answer('SHOW server_version_num;', /^\d+$/));
     if (!Number.isInteger(version) || version < 90600) throw new DatabaseBackupError(`server_version_num ${version}: PostgreSQL 9.6 or later is needed for a non-exclusive backup`);
-    const dataDirectory = (await ask('SHOW data_directory;'))[0] ?? '';
+    const dataDirectory = await answer('SHOW data_directory;', /^\//);
     if (!dataDirectory.startsWith('/')) throw new DatabaseBackupError(`data_directory is ${JSON.stringify(dataDirectory)}`);
     const modern = version >= 150000;
     // fast: an immediate checkpoint, so the backup starts now rather than at the next scheduled one
@@ -62,12 +64,13 @@ export async function startPostgresBackup(engine: DockerEngine, container: Conta
       async stop() {
         try {
           const hex = (v: string) => Buffer.from(v, 'hex').toString('utf8');
-          const [row] = await ask(
+          const row = await answer(
             `SELECT lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') FROM ${modern ? 'pg_backup_stop(false)' : 'pg_stop_backup(false, false)'};`,
+            /^[0-9A-F]+\/[0-9A-F]+\|/,
           );
           const at = new Date();
-          const [lsn, label, map] = (row ?? '').split('|');
-          if (!lsn || !label) throw new DatabaseBackupError(`pg_backup_stop answered ${JSON.stringify(row ?? '')}`);
+          const [lsn, label, map] = row.split('|');
+          if (!lsn || !label) throw new DatabaseBackupError('pg_backup_stop gave no backup label');
           return { lsn, labelFile: hex(label), tablespaceMap: hex(map ?? ''), at };
         } catch (err) {
           throw err instanceof DatabaseBackupError ? err : fail('ending the backup (pg_backup_stop)', err);
