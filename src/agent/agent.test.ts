@@ -147,6 +147,26 @@ describe('Agent (fake engine, fake journal)', () => {
     for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeLessThan(2500);
   });
 
+  it('a volume whose journal reports a batch every aggregate period is not quiet: backed up every rpo, not every batch', async () => {
+    const v = await engine.createVolume('data');
+    await fsp.writeFile(path.join(v.mountpoint, 'a.txt'), 'one');
+    // the debounce equals the aggregation: each batch lands just as the last one's quiet would end
+    const a = await start('[journal]\naggregate = "300ms"\n[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ndebounce = "300ms"\nrpo = "2s"\n');
+    await until('tracking', () => a.tracked.has('data') && journal.watched.get('data') === v.mountpoint);
+    await until('the first snapshot', async () => (await snapshotsOf('data')).length === 1);
+    const batches = setInterval(() => {
+      void fsp.appendFile(path.join(v.mountpoint, 'a.txt'), 'x');
+      journal.changed('data');
+    }, 300);
+    try {
+      await until('three more snapshots', async () => (await snapshotsOf('data')).length >= 4, 15_000);
+    } finally {
+      clearInterval(batches);
+    }
+    const times = (await snapshotsOf('data')).map((s) => Date.parse(s.time)).sort((x, y) => x - y);
+    for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThan(1000);
+  });
+
   it('continuous mode retries a failed backup by itself', async () => {
     await engine.createVolume('data');
     // another process holds the repository: the first (startup) backup fails

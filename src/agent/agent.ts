@@ -10,7 +10,7 @@ import { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { listSnapshots } from '../repo/snapshots.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
-import type { JournalStatus, JournalTake } from '../watch/journal.ts';
+import { ChangeJournal, type JournalStatus, type JournalTake } from '../watch/journal.ts';
 import { type BackupResult, VolumeBackups } from './backups.ts';
 import { Debouncer } from './debounce.ts';
 import { Standby } from './standby.ts';
@@ -215,7 +215,7 @@ export class Agent {
       });
       const engine = opts.engine ?? (await import('../docker/connect.ts')).connectEngine(config);
       const engineAddress = opts.engineAddress ?? (opts.engine ? undefined : (await import('../docker/connect.ts')).engineAddress(config));
-      const journal = opts.journal === undefined ? await makeJournal(config, catalog, log) : (opts.journal ?? undefined);
+      const journal = opts.journal === undefined ? makeJournal(config, catalog, log) : (opts.journal ?? undefined);
       agent = new Agent({ ...opts, ...(engineAddress ? { engineAddress } : {}) }, repo, catalog, engine, journal, replicator);
       if (server) {
         agent.#server = server;
@@ -486,7 +486,12 @@ export class Agent {
     const v = this.#tracked.get(volume);
     if (!v) return;
     this.#backups.noteChange(volume);
-    if (v.continuous && !this.#stopping) this.#debouncer.touch(volume, v.debounceMs, v.rpoMs);
+    if (!v.continuous || this.#stopping) return;
+    // The journal reports a batch every `aggregate` while writes go on: quiet is a debounce without one.
+    const quiet = v.debounceMs + this.#config.journal.aggregate;
+    // The change that opened the burst must be in a snapshot within the rpo, backup included.
+    const ceiling = Math.max(v.debounceMs, v.rpoMs - (this.#backups.record(volume).lastDurationMs ?? 0));
+    this.#debouncer.touch(volume, quiet, ceiling);
   }
 
   /** The newest snapshot of each volume this host has in the repository, for status and recovery point age. */
@@ -602,10 +607,9 @@ export class Agent {
   }
 }
 
-/** A ChangeJournal when [journal] enabled (loaded only then: chokidar is not free). */
-async function makeJournal(config: Config, catalog: AgentCatalog, log: Logger): Promise<Journal | undefined> {
+/** A ChangeJournal when [journal] enabled. */
+function makeJournal(config: Config, catalog: AgentCatalog, log: Logger): Journal | undefined {
   if (!config.journal.enabled) return undefined;
-  const { ChangeJournal } = await import('../watch/journal.ts');
   return new ChangeJournal({
     catalog,
     log,

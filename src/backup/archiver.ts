@@ -35,7 +35,16 @@ export interface BackupOptions {
    * mode 'paths', only those paths (and the directories above them) are
    * examined; everything else is taken from the parent without a syscall.
    */
-  readonly changes?: { readonly mode: 'full' | 'paths'; readonly paths: ReadonlySet<string> };
+  readonly changes?: {
+    readonly mode: 'full' | 'paths';
+    readonly paths: ReadonlySet<string>;
+    /**
+     * Entries of the parent gone from disk that stay in the snapshot (a
+     * database's WAL its recovery still needs). A backup that keeps entries
+     * needs its parent: without a usable one it fails with ParentUnusableError.
+     */
+    readonly retain?: (rel: string) => boolean;
+  };
   readonly splitter: SplitterSpec;
   readonly packSize: number;
   readonly compressionLevel: number;
@@ -122,7 +131,8 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     }
     const parent = latestSnapshotOf(repo, opts.host, source);
     const parentRoot = parent ? (await archiver.parentTree(parent.tree, 'the parent snapshot\'s root'))?.nodes[0] : undefined;
-    if (parentRoot && opts.changes?.mode === 'paths' && lost.length === 0) archiver.useJournal(opts.changes.paths);
+    if (parentRoot && opts.changes?.mode === 'paths' && lost.length === 0) archiver.useJournal(opts.changes.paths, opts.changes.retain);
+    else if (opts.changes?.retain) throw new ParentUnusableError(parent ? 'its parent snapshot cannot be read whole' : 'it has no parent snapshot');
     // A snapshot's time is when its data was captured: the read begins now, so nothing older is in it.
     let capturedAt = opts.capturedAt ?? new Date();
     const walked = await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot);
@@ -190,9 +200,11 @@ interface Journal {
   readonly rescan: ReadonlySet<string>;
   /** Every directory above a dirty or rescanned path, the root included. */
   readonly above: ReadonlySet<string>;
+  /** Entries of the parent kept when they are gone from disk. */
+  readonly retain: (rel: string) => boolean;
 }
 
-function journalOf(paths: ReadonlySet<string>): Journal {
+function journalOf(paths: ReadonlySet<string>, retain: (rel: string) => boolean = () => false): Journal {
   const dirty = new Set<string>();
   const rescan = new Set<string>();
   for (const p of paths) {
@@ -206,7 +218,7 @@ function journalOf(paths: ReadonlySet<string>): Journal {
     above.add('');
     for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) above.add(p.slice(0, i));
   }
-  return { dirty, rescan, above };
+  return { dirty, rescan, above, retain };
 }
 
 const touched = (j: Journal, rel: string) => j.dirty.has(rel) || j.rescan.has(rel) || j.above.has(rel);
@@ -260,8 +272,8 @@ class Archiver {
   }
 
   /** From here on, walk only what the journal names (the rest is the parent's). */
-  useJournal(paths: ReadonlySet<string>): void {
-    this.#journal = journalOf(paths);
+  useJournal(paths: ReadonlySet<string>, retain?: (rel: string) => boolean): void {
+    this.#journal = journalOf(paths, retain);
   }
 
   vouchForContent(): void {
@@ -340,11 +352,13 @@ class Archiver {
       names = [...before.keys()]; // only below changes: this directory's entries are as they were
     } else {
       try {
-        names = fs.readdirSync(dir).sort();
+        names = fs.readdirSync(dir);
       } catch (err) {
         this.#warn(dir, err as Error);
         names = [];
       }
+      if (j) names.push(...[...before.keys()].filter((n) => !names.includes(n) && j.retain(childPath(rel, n))));
+      names.sort();
     }
     const pending: Promise<TreeNode | undefined>[] = [];
     const later = this.#later?.byDir.get(rel);
@@ -362,7 +376,8 @@ class Archiver {
         this.counts.examined++;
         st = fs.lstatSync(full, { bigint: true });
       } catch (err) {
-        this.#warn(full, err as Error);
+        if (j && prev && (err as NodeJS.ErrnoException).code === 'ENOENT' && j.retain(cRel) && this.#reusable(prev)) pending.push(Promise.resolve(prev));
+        else this.#warn(full, err as Error);
         continue;
       }
       if (st.isDirectory()) pending.push((await this.walkDir(full, cRel, child, st, prev, whole)).done);
@@ -606,4 +621,12 @@ function aggregate(nodes: readonly TreeNode[]): { files: number; dirs: number; b
     }
   }
   return { files, dirs, bytes };
+}
+
+/** A backup that keeps entries of its parent found the parent unusable; the caller backs up whole instead. Never reaches a user. */
+export class ParentUnusableError extends Error {
+  constructor(why: string) {
+    super(`the backup cannot keep entries of its parent: ${why}`);
+    this.name = 'ParentUnusableError';
+  }
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ParentUnusableError } from './archiver.ts';
 import { backupDir, openTestRepo, restoreTo, type TestRepo } from '../repo/testing/fixture.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
 
@@ -74,5 +75,43 @@ describe('backup with the change journal', () => {
     const full = await backupDir(t, src, { changes: { mode: 'full', paths: new Set() } });
     expect(full.stats.files_changed).toBe(1);
     await expectRestoresAsSource(full);
+  });
+});
+
+describe('backup that keeps entries of its parent', () => {
+  let t: TestRepo;
+  let src: string;
+
+  beforeEach(async () => {
+    t = await openTestRepo({ workers: 1 });
+    src = path.join(await t.temp.make('lifeboat-src-'), 'vol');
+    fs.mkdirSync(path.join(src, 'wal'), { recursive: true });
+    for (const s of ['s1', 's2', 's3']) fs.writeFileSync(path.join(src, 'wal', s), `segment ${s}\n`);
+    fs.writeFileSync(path.join(src, 'data'), 'data at the base\n');
+  });
+  afterEach(() => t.close());
+
+  const retainS1 = (listed: string[]) => ({ mode: 'paths' as const, paths: new Set(['wal', ...listed]), retain: (rel: string) => rel === 'wal/s1' || rel === 'wal/s5' });
+
+  it('keeps what it is told to keep when it is gone from disk, even when listed, and follows the rest', async () => {
+    await backupDir(t, src);
+    await fsp.rm(path.join(src, 'wal', 's1'));
+    await fsp.rm(path.join(src, 'wal', 's2'));
+    await fsp.writeFile(path.join(src, 'wal', 's3'), 'segment s3, finished\n');
+    await fsp.writeFile(path.join(src, 'wal', 's4'), 'segment s4\n');
+    await fsp.writeFile(path.join(src, 'data'), 'data after the base\n');
+    // s1 is listed but gone by the time it is looked at (recycled meanwhile): kept all the same
+    const inc = await backupDir(t, src, { changes: retainS1(['wal/s1', 'wal/s3', 'wal/s4']) });
+    const out = path.join(await t.temp.make(), 'out');
+    await restoreTo(t, inc, out);
+    expect(fs.readdirSync(path.join(out, 'wal')).sort()).toEqual(['s1', 's3', 's4']);
+    expect(fs.readFileSync(path.join(out, 'wal', 's1'), 'utf8')).toBe('segment s1\n');
+    expect(fs.readFileSync(path.join(out, 'wal', 's3'), 'utf8')).toBe('segment s3, finished\n');
+    // not named: the parent's
+    expect(fs.readFileSync(path.join(out, 'data'), 'utf8')).toBe('data at the base\n');
+  });
+
+  it('refuses to keep entries without a parent to keep them from', async () => {
+    await expect(backupDir(t, src, { changes: retainS1(['wal/s1']) })).rejects.toBeInstanceOf(ParentUnusableError);
   });
 });

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
 import { flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
-import { DatabaseBackupError, VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
-import { startPostgresBackup } from '../docker/postgres-backup.ts';
+import { VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { backup, type BackupOptions } from './archiver.ts';
 import { type SavedImage, saveImages } from './images.ts';
+import { backupPostgres, type PostgresChain } from './postgres.ts';
 
 /**
  * What a volume snapshot records besides the files (sealed in its meta blob):
@@ -22,6 +22,8 @@ export interface VolumeSnapshotMeta {
     readonly spec: ContainerSpec;
   }[];
   readonly images: readonly SavedImage[];
+  /** A PostgreSQL data directory's place in its chain of base and WAL-only backups. */
+  readonly postgres?: PostgresChain;
 }
 
 export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'volume' | 'meta' | 'tags'> {
@@ -45,44 +47,6 @@ export interface VolumeBackupResult {
   readonly snapshot: Snapshot;
   readonly report: QuiesceReport;
   readonly images: readonly SavedImage[];
-}
-
-/**
- * A volume holding a running PostgreSQL's data directory, read under its
- * online-backup protocol: pg_backup_start; every file but the WAL, read as it
- * is while the database writes (its recovery mends torn pages); pg_backup_stop,
- * whose backup_label (and tablespace_map) go into the snapshot in the data
- * directory; then the WAL. Restored, the database replays that WAL to a
- * consistent state as of the backup's end, which is the snapshot's time.
- */
-async function backupPostgres(engine: DockerEngine, repo: Repository, db: ContainerDetail, volume: string, read: BackupOptions, timeoutMs: number): Promise<Snapshot> {
-  const pg = await startPostgresBackup(engine, db, { timeoutMs });
-  const mount = db.mounts.find((m) => m.type === 'volume' && m.name === volume);
-  const inside = mount && (pg.dataDirectory === mount.destination ? '' : pg.dataDirectory.startsWith(`${mount.destination}/`) ? pg.dataDirectory.slice(mount.destination.length + 1) : undefined);
-  if (inside === undefined) {
-    await pg.abort();
-    throw new DatabaseBackupError(`PostgreSQL in container ${db.name} keeps its data in ${pg.dataDirectory}, which is not on volume ${volume} (mounted at ${mount?.destination ?? 'nowhere'})`);
-  }
-  const at = (name: string) => (inside === '' ? name : `${inside}/${name}`);
-  try {
-    return await backup(repo, {
-      ...read,
-      tolerateChanges: true,
-      phases: {
-        last: [at('pg_wal')],
-        add: [at('backup_label'), at('tablespace_map')],
-        between: async () => {
-          const end = await pg.stop();
-          const files = new Map([[at('backup_label'), Buffer.from(end.labelFile)]]);
-          if (end.tablespaceMap !== '') files.set(at('tablespace_map'), Buffer.from(end.tablespaceMap));
-          return { files, capturedAt: end.at };
-        },
-      },
-    });
-  } catch (err) {
-    await pg.abort();
-    throw err;
-  }
 }
 
 /** Containers (inspected) that mount a volume. */
@@ -133,7 +97,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     const frozen = containers.filter((c) => c !== database);
     const read = { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
     const { result: snapshot, report } = await withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, () =>
-      database ? backupPostgres(engine, repo, database, volume.name, read, hookTimeoutMs) : backup(repo, read),
+      database ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log }) : backup(repo, read),
     );
     return { snapshot, report, images };
   } finally {

@@ -14,10 +14,18 @@ import type { ExecSession } from './exec-session.ts';
 export interface PostgresBackup {
   /** The data directory inside the container (`SHOW data_directory`). */
   readonly dataDirectory: string;
-  /** Ends the backup: what recovery needs (the backup_label, the tablespace map), and when. */
-  stop(): Promise<{ readonly labelFile: string; readonly tablespaceMap: string; readonly lsn: string; readonly at: Date }>;
+  /** Where the backup starts in the WAL: its recovery needs every segment from here on. */
+  readonly start: WalPosition;
+  /** Ends the backup: what recovery needs (the backup_label, the tablespace map), where it ended, and when. */
+  stop(): Promise<{ readonly labelFile: string; readonly tablespaceMap: string; readonly end: WalPosition; readonly at: Date }>;
   /** Leaves without ending it (the backup failed): closing the session aborts it in PostgreSQL. */
   abort(): Promise<void>;
+}
+
+/** A point in the WAL: its LSN and the name of the segment file holding it (timeline included). */
+export interface WalPosition {
+  readonly lsn: string;
+  readonly segment: string;
 }
 
 export interface PostgresOptions {
@@ -35,53 +43,101 @@ const MARK = '__lifeboat_done__';
  */
 const PSQL = `exec psql -X -A -t -q -v ON_ERROR_STOP=1 -F '|' -U "\${PGUSER:-\${POSTGRES_USER:-postgres}}" -d postgres`;
 
-export async function startPostgresBackup(engine: DockerEngine, container: ContainerDetail, opts: PostgresOptions): Promise<PostgresBackup> {
-  const fail = (what: string, err: unknown) =>
-    new DatabaseBackupError(`PostgreSQL in container ${container.name}: ${what} failed: ${(err as Error).message}`, { cause: err });
-  let session: ExecSession;
-  try {
-    session = await engine.session(container.id, ['sh', '-c', PSQL]);
-  } catch (err) {
-    throw fail('starting psql', err);
-  }
-  const ask = async (sql: string): Promise<string[]> => {
-    await session.write(`${sql}\n\\echo ${MARK}\n`);
-    const lines = await session.readUntil((l) => l === MARK, opts.timeoutMs);
-    return lines.slice(0, -1).filter((l) => l !== '');
+const LSN = /^[0-9A-F]+\/[0-9A-F]+$/;
+/** An LSN and its segment file's name, as `SELECT lsn, pg_walfile_name(lsn)` prints them. */
+const POSITION = /^[0-9A-F]+\/[0-9A-F]+\|[0-9A-F]{24}(\||$)/;
+
+interface Psql {
+  /** The first line of the answer to `sql` that has the expected shape ('' when none has). */
+  answer(sql: string, shape: RegExp): Promise<string>;
+  close(): Promise<void>;
+}
+
+async function psql(engine: DockerEngine, container: ContainerDetail, opts: PostgresOptions): Promise<Psql> {
+  const session: ExecSession = await engine.session(container.id, ['sh', '-c', PSQL]);
+  return {
+    async answer(sql, shape) {
+      await session.write(`${sql}\n\\echo ${MARK}\n`);
+      const lines = await session.readUntil((l) => l === MARK, opts.timeoutMs);
+      // stderr (a NOTICE, a WARNING) shares the session with the answers and may come before them
+      return lines.slice(0, -1).find((l) => shape.test(l)) ?? '';
+    },
+    close: () => session.close(5000),
   };
-  // stderr (a NOTICE, a WARNING) shares the session with the answers and may come before them
-  const answer = async (sql: string, shape: RegExp): Promise<string> => (await ask(sql)).find((l) => shape.test(l)) ?? '';
+}
+
+const failure = (container: ContainerDetail, what: string, err: unknown) =>
+  err instanceof DatabaseBackupError || !(err instanceof LifeboatError)
+    ? err
+    : new DatabaseBackupError(`PostgreSQL in container ${container.name}: ${what} failed: ${(err as Error).message}`, { cause: err });
+
+const position = (row: string): WalPosition => {
+  const [lsn, segment] = row.split('|');
+  return { lsn: lsn!, segment: segment! };
+};
+
+export async function startPostgresBackup(engine: DockerEngine, container: ContainerDetail, opts: PostgresOptions): Promise<PostgresBackup> {
+  let db: Psql;
   try {
-    const version = Number(await answer('SHOW server_version_num;', /^\d+$/));
-    if (!Number.isInteger(version) || version < 90600) throw new DatabaseBackupError(`server_version_num ${version}: PostgreSQL 9.6 or later is needed for a non-exclusive backup`);
-    const dataDirectory = await answer('SHOW data_directory;', /^\//);
+    db = await psql(engine, container, opts);
+  } catch (err) {
+    throw failure(container, 'starting psql', err);
+  }
+  try {
+    const version = Number(await db.answer('SHOW server_version_num;', /^\d+$/));
+    if (!Number.isInteger(version) || version < 100000) throw new DatabaseBackupError(`server_version_num ${version}: PostgreSQL 10 or later is needed`);
+    const dataDirectory = await db.answer('SHOW data_directory;', /^\//);
     if (!dataDirectory.startsWith('/')) throw new DatabaseBackupError(`data_directory is ${JSON.stringify(dataDirectory)}`);
     const modern = version >= 150000;
     // fast: an immediate checkpoint, so the backup starts now rather than at the next scheduled one
-    await ask(modern ? "SELECT pg_backup_start('lifeboat', true);" : "SELECT pg_start_backup('lifeboat', true, false);");
+    const startLsn = await db.answer(modern ? "SELECT pg_backup_start('lifeboat', true);" : "SELECT pg_start_backup('lifeboat', true, false);", LSN);
+    if (!startLsn) throw new DatabaseBackupError('pg_backup_start gave no LSN');
+    const start = position(await db.answer(`SELECT '${startLsn}', pg_walfile_name('${startLsn}');`, POSITION));
     return {
       dataDirectory,
+      start,
       async stop() {
         try {
           const hex = (v: string) => Buffer.from(v, 'hex').toString('utf8');
-          const row = await answer(
-            `SELECT lsn, encode(convert_to(labelfile, 'UTF8'), 'hex'), encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') FROM ${modern ? 'pg_backup_stop(false)' : 'pg_stop_backup(false, false)'};`,
-            /^[0-9A-F]+\/[0-9A-F]+\|/,
+          const row = await db.answer(
+            `SELECT lsn, pg_walfile_name(lsn), encode(convert_to(labelfile, 'UTF8'), 'hex'), encode(convert_to(coalesce(spcmapfile, ''), 'UTF8'), 'hex') FROM ${modern ? 'pg_backup_stop(false)' : 'pg_stop_backup(false, false)'};`,
+            POSITION,
           );
           const at = new Date();
-          const [lsn, label, map] = row.split('|');
-          if (!lsn || !label) throw new DatabaseBackupError('pg_backup_stop gave no backup label');
-          return { lsn, labelFile: hex(label), tablespaceMap: hex(map ?? ''), at };
+          const [, , label, map] = row.split('|');
+          if (!label) throw new DatabaseBackupError('pg_backup_stop gave no backup label');
+          return { end: position(row), labelFile: hex(label), tablespaceMap: hex(map ?? ''), at };
         } catch (err) {
-          throw err instanceof DatabaseBackupError ? err : fail('ending the backup (pg_backup_stop)', err);
+          throw failure(container, 'ending the backup (pg_backup_stop)', err);
         } finally {
-          await session.close(5000);
+          await db.close();
         }
       },
-      abort: () => session.close(5000),
+      abort: () => db.close(),
     };
   } catch (err) {
-    await session.close(5000);
-    throw err instanceof DatabaseBackupError || !(err instanceof LifeboatError) ? err : fail('starting the backup (pg_backup_start)', err);
+    await db.close();
+    throw failure(container, 'starting the backup (pg_backup_start)', err);
+  }
+}
+
+/**
+ * Where PostgreSQL has flushed its WAL to, and how many bytes that is past
+ * `since`: every transaction committed before this is asked is in the WAL up
+ * to here, on disk.
+ */
+export async function flushedWal(engine: DockerEngine, container: ContainerDetail, since: string, opts: PostgresOptions): Promise<WalPosition & { readonly bytesSince: number }> {
+  if (!LSN.test(since)) throw new DatabaseBackupError(`${JSON.stringify(since)} is not an LSN`);
+  let db: Psql | undefined;
+  try {
+    db = await psql(engine, container, opts);
+    const row = await db.answer(`SELECT lsn, pg_walfile_name(lsn), pg_wal_lsn_diff(lsn, '${since}') FROM pg_current_wal_flush_lsn() AS lsn;`, POSITION);
+    const bytesSince = Number(row.split('|')[2]);
+    if (!Number.isFinite(bytesSince)) throw new DatabaseBackupError(`pg_current_wal_flush_lsn answered ${JSON.stringify(row)}`);
+    return { ...position(row), bytesSince };
+  } catch (err) {
+    throw failure(container, 'asking where the WAL is', err);
+  } finally {
+    await db?.close();
   }
 }

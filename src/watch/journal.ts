@@ -1,10 +1,9 @@
 import { EventEmitter } from 'node:events';
-import path from 'node:path';
-import chokidar, { type FSWatcher } from 'chokidar';
 import type { Logger } from 'pino';
 import type { AgentCatalog } from '../catalog/agent-catalog.ts';
 import { JournalStore } from './journal-store.ts';
 import { RESCAN } from './rescan.ts';
+import { TreeWatcher } from './tree-watcher.ts';
 
 /**
  * What a backup may rely on from the journal. `paths` mode lists, relative to
@@ -48,7 +47,7 @@ const DIR_CAP = 100;
 
 interface Watch {
   readonly mountpoint: string;
-  readonly watcher: FSWatcher;
+  readonly watcher: TreeWatcher;
   ready: boolean;
   /** Bumped whenever the journal loses track (start, error, overflow): a take from an older epoch cannot restore trust. */
   epoch: number;
@@ -57,7 +56,7 @@ interface Watch {
 }
 
 /**
- * The change journal: a watcher (chokidar: inotify on Linux) on each tracked
+ * The change journal: a watcher (inotify, one watch per directory) on each tracked
  * volume's mountpoint, recording changed paths in the agent catalog so that an
  * incremental backup examines only those. Changes are aggregated for a
  * moment and capped per directory, as Syncthing's watcher does; anything the
@@ -83,20 +82,17 @@ export class ChangeJournal extends EventEmitter {
     await this.unwatch(volume);
     // Whatever was recorded before, changes made while nobody watched are unknown.
     this.#store.distrust(volume, 'agent started');
-    const watcher = chokidar.watch(mountpoint, { ignoreInitial: true, followSymlinks: false, persistent: true });
+    const watcher = new TreeWatcher(mountpoint);
     const w: Watch = { mountpoint, watcher, ready: false, epoch: 1, pending: new Set(), timer: undefined };
     this.#watches.set(volume, w);
-    const note = (file: string, listing: boolean) => this.#note(volume, w, file, listing);
-    watcher.on('change', (f) => note(f, false));
-    for (const ev of ['add', 'unlink', 'addDir', 'unlinkDir'] as const) watcher.on(ev, (f) => note(f, true));
-    watcher.on('error', (err) => this.#failed(volume, w, err as NodeJS.ErrnoException));
-    await new Promise<void>((resolve) => {
-      watcher.once('ready', () => {
-        w.ready = true;
-        resolve();
-      });
-      watcher.once('error', () => resolve());
+    watcher.on('change', (rel: string, listing: boolean) => this.#note(volume, w, rel, listing));
+    let failed = false;
+    watcher.on('error', (err: NodeJS.ErrnoException) => {
+      failed = true;
+      this.#failed(volume, w, err);
     });
+    watcher.start();
+    w.ready = !failed;
   }
 
   async unwatch(volume: string): Promise<void> {
@@ -104,7 +100,7 @@ export class ChangeJournal extends EventEmitter {
     if (!w) return;
     this.#watches.delete(volume);
     clearTimeout(w.timer);
-    await w.watcher.close();
+    w.watcher.close();
   }
 
   take(volume: string): JournalTake {
@@ -147,9 +143,7 @@ export class ChangeJournal extends EventEmitter {
     }
   }
 
-  #note(volume: string, w: Watch, file: string, listing: boolean): void {
-    const rel = path.relative(w.mountpoint, file).split(path.sep).join('/');
-    if (rel.startsWith('..')) return;
+  #note(volume: string, w: Watch, rel: string, listing: boolean): void {
     w.pending.add(rel);
     // A created or removed entry changes its directory's listing too.
     if (listing && rel !== '') w.pending.add(parentOf(rel));

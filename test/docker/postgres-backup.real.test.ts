@@ -1,7 +1,8 @@
 /**
  * lifeboat.consistency=postgres against a real PostgreSQL 15 (the image of
  * test/lib/postgres-image.ts) under pgbench, through the CLI: the database is
- * never paused, and each snapshot, restored into a new volume, starts
+ * never paused, after a base backup each snapshot reads only the WAL written
+ * since (until the chain breaks), and each snapshot, restored into a new volume, starts
  * (replaying its WAL from the backup_label), passes pg_amcheck, and keeps
  * pgbench's invariants: every transaction whole or absent.
  */
@@ -69,14 +70,19 @@ describe('PostgreSQL under load, backed up by its own protocol', () => {
         await sleep(50);
       }
     })();
-    const snapshots: { snapshot: string; time: string }[] = [];
+    const snapshots: { snapshot: string; examined: number }[] = [];
+    const backupNow = async () => {
+      const r = await lifeboat(['--config', config, '--json', 'backup', volume], { timeoutMs: 180_000 });
+      expect(r.code, r.stderr).toBe(0);
+      snapshots.push({ snapshot: r.json().snapshot, examined: r.json().examined });
+    };
     try {
       await sleep(2000);
-      for (let i = 0; i < 3; i++) {
-        const r = await lifeboat(['--config', config, '--json', 'backup', volume], { timeoutMs: 180_000 });
-        expect(r.code, r.stderr).toBe(0);
-        snapshots.push({ snapshot: r.json().snapshot, time: '' });
-      }
+      // a base backup, then two that read only the WAL written since
+      for (let i = 0; i < 3; i++) await backupNow();
+      // the segment the chain ends in is recycled (a switch, a checkpoint): the next one is a base backup again
+      for (let i = 0; i < 2; i++) await psql(db, 'select pg_switch_wal(); checkpoint;');
+      await backupNow();
     } finally {
       watching = false;
       await watcher;
@@ -84,7 +90,14 @@ describe('PostgreSQL under load, backed up by its own protocol', () => {
       await loadEnded;
     }
     expect([...states]).toEqual(['running']);
+    const files = Number((await docker('exec', db, 'sh', '-c', `find ${POSTGRES_DATA_DIR} | wc -l`)).trim());
+    const [base, wal1, wal2, rebase] = snapshots.map((s) => s.examined);
+    expect(base).toBeGreaterThan(files / 2);
+    expect(wal1).toBeLessThan(files / 4);
+    expect(wal2).toBeLessThan(files / 4);
+    expect(rebase).toBeGreaterThan(files / 2);
 
+    let history = -1;
     for (const { snapshot } of snapshots) {
       const copy = uniqueName('pgcopy');
       made.volumes.push(copy);
@@ -95,6 +108,10 @@ describe('PostgreSQL under load, backed up by its own protocol', () => {
       expect(t).toBe(b);
       expect(b).toBe(a);
       expect(a).toBe(h);
+      // each snapshot holds what the load committed before it: the WAL-only ones replayed past their base
+      const rows = Number(await psql(restored, 'select count(*) from pgbench_history'));
+      expect(rows).toBeGreaterThan(history);
+      history = rows;
       await docker('exec', restored, 'pg_amcheck', '--all', '--install-missing', '--heapallindexed');
       await docker('rm', '-f', restored);
     }

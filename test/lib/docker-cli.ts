@@ -10,15 +10,20 @@ import { DEFAULT_SOCKET } from '../docker/harness.ts';
 
 const execFileP = promisify(execFile);
 
-/** `docker -H unix://socket ...args`: its stdout, or an error carrying its output. */
-export async function docker(...args: string[]): Promise<string> {
-  try {
-    return (await execFileP('docker', ['-H', `unix://${DEFAULT_SOCKET}`, ...args], { maxBuffer: 16 * 1024 * 1024 })).stdout;
-  } catch (err) {
-    const e = err as Error & { stdout?: string; stderr?: string };
-    throw new Error(`docker ${args.join(' ')}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
+/** The docker CLI against the engine at `socket`: `docker -H unix://socket ...args` gives its stdout, or an error carrying its output. */
+export function dockerAt(socket: string): (...args: string[]) => Promise<string> {
+  return async (...args) => {
+    try {
+      return (await execFileP('docker', ['-H', `unix://${socket}`, ...args], { maxBuffer: 16 * 1024 * 1024 })).stdout;
+    } catch (err) {
+      const e = err as Error & { stdout?: string; stderr?: string };
+      throw new Error(`docker ${args.join(' ')}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+    }
+  };
 }
+
+/** The docker CLI against the test engine. */
+export const docker = dockerAt(DEFAULT_SOCKET);
 
 /** Polls `check` every 100 ms until it returns true; fails after `ms`. */
 export async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
