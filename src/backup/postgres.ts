@@ -21,6 +21,8 @@ export interface PostgresChain {
   readonly walDir: string;
   /** Where the base backup started: recovery needs every segment from this one on. */
   readonly start: WalPosition;
+  /** The cluster's system identifier: WAL of another cluster never continues a chain. */
+  readonly system: string;
   /** The segment being written when this snapshot's WAL was read: those before it are in the snapshot whole. */
   readonly segment: string;
   /** The base backup's snapshot; null in the base backup itself. */
@@ -51,14 +53,7 @@ export async function backupPostgres(engine: DockerEngine, repo: Repository, db:
     // before asking: whatever committed until now is at or below the flushed position
     const capturedAt = new Date();
     const now = await flushedWal(engine, db, chain.start.lsn, opts);
-    let why =
-      now.segment.slice(0, 8) !== chain.start.segment.slice(0, 8)
-        ? `the timeline changed (${now.segment.slice(0, 8)})`
-        : now.bytesSince > WAL_PER_BASE
-          ? `${Math.round(now.bytesSince / MiB)} MiB of WAL since the base backup`
-          : !fs.existsSync(path.join(read.source, chain.walDir, chain.segment))
-            ? `WAL segment ${chain.segment} was recycled before it was read whole`
-            : undefined;
+    let why = brokenChain(chain, now, read.source);
     const changes = why === undefined ? walChanges(read.source, chain) : undefined;
     if (changes === undefined) why ??= `the WAL directory ${chain.walDir} cannot be listed`;
     else {
@@ -80,6 +75,16 @@ export async function backupPostgres(engine: DockerEngine, repo: Repository, db:
   return baseBackup(engine, repo, db, read, opts);
 }
 
+/** Why the chain cannot go on from where PostgreSQL is now, if it cannot. */
+export function brokenChain(chain: PostgresChain, now: Awaited<ReturnType<typeof flushedWal>>, source: string): string | undefined {
+  if (now.system !== chain.system) return `another cluster (system identifier ${now.system})`;
+  if (now.segment.slice(0, 8) !== chain.start.segment.slice(0, 8)) return `the timeline changed (${now.segment.slice(0, 8)})`;
+  if (now.bytesSince < 0) return 'the WAL is behind the base backup';
+  if (now.bytesSince > WAL_PER_BASE) return `${Math.round(now.bytesSince / MiB)} MiB of WAL since the base backup`;
+  if (!fs.existsSync(path.join(source, chain.walDir, chain.segment))) return `WAL segment ${chain.segment} was recycled before it was read whole`;
+  return undefined;
+}
+
 /** The data files under pg_backup_start / pg_backup_stop, then the WAL: the head of a chain. */
 async function baseBackup(engine: DockerEngine, repo: Repository, db: ContainerDetail, read: BackupOptions & { readonly meta: object }, opts: PostgresBackupOptions): Promise<Snapshot> {
   const pg = await startPostgresBackup(engine, db, opts);
@@ -96,7 +101,7 @@ async function baseBackup(engine: DockerEngine, repo: Repository, db: ContainerD
     return await backup(repo, {
       ...whole,
       // the base's own WAL up to its start segment is whole; later segments are read again by the next backup
-      meta: { ...read.meta, postgres: { walDir: at('pg_wal'), start: pg.start, segment: pg.start.segment, base: null } satisfies PostgresChain },
+      meta: { ...read.meta, postgres: { walDir: at('pg_wal'), start: pg.start, system: pg.system, segment: pg.start.segment, base: null } satisfies PostgresChain },
       tolerateChanges: true,
       phases: {
         last: [at('pg_wal')],
@@ -142,6 +147,6 @@ function walChanges(source: string, chain: PostgresChain): BackupOptions['change
 function chainOf(meta: unknown): PostgresChain | undefined {
   const c = (meta as { postgres?: Partial<PostgresChain> } | null)?.postgres;
   const position = (p: unknown): p is WalPosition => typeof (p as WalPosition)?.lsn === 'string' && SEGMENT.test((p as WalPosition).segment ?? '');
-  if (!c || typeof c.walDir !== 'string' || c.walDir.split('/').includes('..') || !position(c.start) || !SEGMENT.test(c.segment ?? '') || !(c.base === null || typeof c.base === 'string')) return undefined;
+  if (!c || typeof c.walDir !== 'string' || c.walDir.split('/').includes('..') || typeof c.system !== 'string' || !position(c.start) || !SEGMENT.test(c.segment ?? '') || !(c.base === null || typeof c.base === 'string')) return undefined;
   return c as PostgresChain;
 }

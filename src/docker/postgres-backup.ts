@@ -16,6 +16,8 @@ export interface PostgresBackup {
   readonly dataDirectory: string;
   /** Where the backup starts in the WAL: its recovery needs every segment from here on. */
   readonly start: WalPosition;
+  /** The cluster's system identifier (pg_control_system()): another initdb, another cluster. */
+  readonly system: string;
   /** Ends the backup: what recovery needs (the backup_label, the tablespace map), where it ended, and when. */
   stop(): Promise<{ readonly labelFile: string; readonly tablespaceMap: string; readonly end: WalPosition; readonly at: Date }>;
   /** Leaves without ending it (the backup failed): closing the session aborts it in PostgreSQL. */
@@ -92,10 +94,12 @@ export async function startPostgresBackup(engine: DockerEngine, container: Conta
     // fast: an immediate checkpoint, so the backup starts now rather than at the next scheduled one
     const startLsn = await db.answer(modern ? "SELECT pg_backup_start('lifeboat', true);" : "SELECT pg_start_backup('lifeboat', true, false);", LSN);
     if (!startLsn) throw new DatabaseBackupError('pg_backup_start gave no LSN');
-    const start = position(await db.answer(`SELECT '${startLsn}', pg_walfile_name('${startLsn}');`, POSITION));
+    const [lsn, segment, system] = (await db.answer(`SELECT '${startLsn}', pg_walfile_name('${startLsn}'), system_identifier FROM pg_control_system();`, POSITION)).split('|');
+    if (!segment || !system) throw new DatabaseBackupError('pg_walfile_name gave no segment');
     return {
       dataDirectory,
-      start,
+      start: { lsn: lsn!, segment },
+      system,
       async stop() {
         try {
           const hex = (v: string) => Buffer.from(v, 'hex').toString('utf8');
@@ -126,15 +130,19 @@ export async function startPostgresBackup(engine: DockerEngine, container: Conta
  * `since`: every transaction committed before this is asked is in the WAL up
  * to here, on disk.
  */
-export async function flushedWal(engine: DockerEngine, container: ContainerDetail, since: string, opts: PostgresOptions): Promise<WalPosition & { readonly bytesSince: number }> {
+export async function flushedWal(engine: DockerEngine, container: ContainerDetail, since: string, opts: PostgresOptions): Promise<WalPosition & { readonly bytesSince: number; readonly system: string }> {
   if (!LSN.test(since)) throw new DatabaseBackupError(`${JSON.stringify(since)} is not an LSN`);
   let db: Psql | undefined;
   try {
     db = await psql(engine, container, opts);
-    const row = await db.answer(`SELECT lsn, pg_walfile_name(lsn), pg_wal_lsn_diff(lsn, '${since}') FROM pg_current_wal_flush_lsn() AS lsn;`, POSITION);
-    const bytesSince = Number(row.split('|')[2]);
-    if (!Number.isFinite(bytesSince)) throw new DatabaseBackupError(`pg_current_wal_flush_lsn answered ${JSON.stringify(row)}`);
-    return { ...position(row), bytesSince };
+    const row = await db.answer(
+      `SELECT lsn, pg_walfile_name(lsn), pg_wal_lsn_diff(lsn, '${since}'), system_identifier FROM pg_current_wal_flush_lsn() AS lsn, pg_control_system();`,
+      POSITION,
+    );
+    const [, , diff, system] = row.split('|');
+    const bytesSince = Number(diff);
+    if (!Number.isFinite(bytesSince) || !system) throw new DatabaseBackupError(`pg_current_wal_flush_lsn answered ${JSON.stringify(row)}`);
+    return { ...position(row), bytesSince, system };
   } catch (err) {
     throw failure(container, 'asking where the WAL is', err);
   } finally {
