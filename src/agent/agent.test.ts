@@ -125,45 +125,40 @@ describe('Agent (fake engine, fake journal)', () => {
     expect(lines.filter((l) => l.level >= ERROR)).toEqual([]);
   });
 
-  it('a target rpo: a volume written without pause is backed up every rpo, not only once it goes quiet', async () => {
+  /**
+   * Starts an agent on a continuous volume, waits for its first snapshot, then
+   * writes and reports a change every `everyMs` until `count` snapshots exist:
+   * their capture times, in order, and the agent.
+   */
+  async function writtenWithoutPause(config: string, everyMs: number, count: number): Promise<{ times: number[]; agent: Agent }> {
     const v = await engine.createVolume('data');
     await fsp.writeFile(path.join(v.mountpoint, 'a.txt'), 'one');
-    // a debounce the writes never let pass: only the rpo brings backups
-    const a = await start('[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ndebounce = "10s"\nrpo = "1s"\n');
+    const a = await start(config);
     await until('tracking', () => a.tracked.has('data') && journal.watched.get('data') === v.mountpoint);
-    expect(a.tracked.get('data')).toMatchObject({ continuous: true, debounceMs: 1000, rpoMs: 1000 });
     await until('the first snapshot', async () => (await snapshotsOf('data')).length === 1);
     const writing = setInterval(() => {
       void fsp.appendFile(path.join(v.mountpoint, 'a.txt'), 'x');
       journal.changed('data');
-    }, 100);
+    }, everyMs);
     try {
-      await until('three more snapshots while it never goes quiet', async () => (await snapshotsOf('data')).length >= 4, 15_000);
+      await until(`${count} snapshots while it never goes quiet`, async () => (await snapshotsOf('data')).length >= count, 15_000);
     } finally {
       clearInterval(writing);
     }
-    const times = (await snapshotsOf('data')).map((s) => Date.parse(s.time));
+    return { times: (await snapshotsOf('data')).map((s) => Date.parse(s.time)).sort((x, y) => x - y), agent: a };
+  }
+
+  it('a target rpo: a volume written without pause is backed up every rpo, not only once it goes quiet', async () => {
+    // a debounce the writes never let pass: only the rpo brings backups
+    const { times, agent } = await writtenWithoutPause('[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ndebounce = "10s"\nrpo = "1s"\n', 100, 4);
+    expect(agent.tracked.get('data')).toMatchObject({ continuous: true, debounceMs: 1000, rpoMs: 1000 });
     // captured about every second (the rpo), each after the one before had ended
     for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeLessThan(2500);
   });
 
   it('a volume whose journal reports a batch every aggregate period is not quiet: backed up every rpo, not every batch', async () => {
-    const v = await engine.createVolume('data');
-    await fsp.writeFile(path.join(v.mountpoint, 'a.txt'), 'one');
     // the debounce equals the aggregation: each batch lands just as the last one's quiet would end
-    const a = await start('[journal]\naggregate = "300ms"\n[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ndebounce = "300ms"\nrpo = "2s"\n');
-    await until('tracking', () => a.tracked.has('data') && journal.watched.get('data') === v.mountpoint);
-    await until('the first snapshot', async () => (await snapshotsOf('data')).length === 1);
-    const batches = setInterval(() => {
-      void fsp.appendFile(path.join(v.mountpoint, 'a.txt'), 'x');
-      journal.changed('data');
-    }, 300);
-    try {
-      await until('three more snapshots', async () => (await snapshotsOf('data')).length >= 4, 15_000);
-    } finally {
-      clearInterval(batches);
-    }
-    const times = (await snapshotsOf('data')).map((s) => Date.parse(s.time)).sort((x, y) => x - y);
+    const { times } = await writtenWithoutPause('[journal]\naggregate = "300ms"\n[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ndebounce = "300ms"\nrpo = "2s"\n', 300, 4);
     for (let i = 2; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThan(1000);
   });
 
