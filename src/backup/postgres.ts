@@ -95,6 +95,10 @@ async function baseBackup(engine: DockerEngine, repo: Repository, db: ContainerD
     throw new DatabaseBackupError(`PostgreSQL in container ${db.name} keeps its data in ${pg.dataDirectory}, which is not on volume ${read.volume} (mounted at ${mount?.destination ?? 'nowhere'})`);
   }
   const at = (name: string) => (inside === '' ? name : `${inside}/${name}`);
+  if (fs.lstatSync(path.join(read.source, at('pg_wal')), { throwIfNoEntry: false })?.isDirectory() !== true) {
+    await pg.abort();
+    throw new DatabaseBackupError(`PostgreSQL in container ${db.name} keeps its WAL outside volume ${read.volume} (pg_wal is not a directory there: initdb --waldir?): its backups could not be restored`);
+  }
   // every data file is looked at: the journal's changes since the last backup miss those its WAL-only parents did not read
   const { changes: _journal, ...whole } = read;
   try {
