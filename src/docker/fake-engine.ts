@@ -483,14 +483,20 @@ export class FakeEngine implements DockerEngine {
     this.#emitContainer(c, 'unpause');
   }
 
-  /** As exec, with the command's stdin open to the session (a host process, as exec's are). */
-  async session(id: string, cmd: readonly string[]): Promise<ExecSession> {
+  /** The running container a command may be exec'd in, refused as the engine refuses it. */
+  #execIn(id: string, cmd: readonly string[]): FakeContainer {
     this.#check('exec');
     const c = this.#mustContainer(id);
     this.#record('exec', c.id);
     if (c.state === 'paused') throw new EngineRequestError(`Container ${c.name} is paused, unpause the container before exec`);
     if (c.state !== 'running') throw new EngineRequestError(`Container ${c.id} is not running`);
     if (cmd.length === 0) throw new EngineRequestError('No exec command specified');
+    return c;
+  }
+
+  /** As exec, with the command's stdin open to the session (a host process, as exec's are). */
+  async session(id: string, cmd: readonly string[]): Promise<ExecSession> {
+    const c = this.#execIn(id, cmd);
     const cwd = path.join(this.root, 'exec', c.name);
     await fsp.mkdir(cwd, { recursive: true });
     const [file, args] = cmd[0] === 'sh' && cmd[1] === '-c' ? ['/bin/sh', cmd.slice(1)] : [cmd[0]!, cmd.slice(1)];
@@ -529,12 +535,7 @@ export class FakeEngine implements DockerEngine {
   }
 
   async exec(id: string, cmd: readonly string[], opts: { timeoutMs: number }): Promise<ExecResult> {
-    this.#check('exec');
-    const c = this.#mustContainer(id);
-    this.#record('exec', c.id);
-    if (c.state === 'paused') throw new EngineRequestError(`Container ${c.name} is paused, unpause the container before exec`);
-    if (c.state !== 'running') throw new EngineRequestError(`Container ${c.id} is not running`);
-    if (cmd.length === 0) throw new EngineRequestError('No exec command specified');
+    const c = this.#execIn(id, cmd);
     const execId = randomId();
     const shown = `${cmd[0]} ${cmd.slice(1).join(' ')}`; // as the engine prints it: "true " for ['true']
     this.#emitContainer(c, `exec_create: ${shown}`, { execID: execId });
