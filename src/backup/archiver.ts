@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { CorruptDataError, CorruptIndexError, noSpace, SourceError } from '../errors/errors.ts';
-import { BlockListBuilder, decodeList, listRefs } from '../repo/content.ts';
+import { BlockListBuilder, blockGroups, decodeList, listRefs } from '../repo/content.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
 import { entriesFromTrailer } from '../repo/pack.ts';
@@ -15,7 +15,7 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { byName, decodeTree, encodeTree, type Tree, type TreeNode, treeRefs } from '../repo/tree.ts';
 import { BlobWriter } from '../repo/writer.ts';
 import { faultPoint } from '../util/fault.ts';
-import { RESCAN } from '../watch/rescan.ts';
+import { RESCAN, RESTAT } from '../watch/rescan.ts';
 import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
@@ -63,6 +63,13 @@ export interface BackupOptions {
   readonly tolerateChanges?: boolean;
   /** A read in two phases, around a step of a database's backup protocol. */
   readonly phases?: Phases;
+  /**
+   * Files, by path relative to the source, of which only a window is read:
+   * an append-only log (a database's WAL). Such a file is read through its
+   * window even when its metadata is as the parent's (fixed blocks only;
+   * others are read whole).
+   */
+  readonly windows?: ReadonlyMap<string, ReadWindow>;
   /** Told about damage found in the repository that the backup worked around (packs gone, their blocks stored again). */
   readonly onDamage?: (message: string) => void;
   readonly onProgress?: (p: Progress) => void;
@@ -87,12 +94,32 @@ export interface Phases {
   readonly between: () => Promise<{ readonly files: ReadonlyMap<string, Buffer>; readonly capturedAt: Date }>;
 }
 
+export interface ReadWindow {
+  /**
+   * The bytes before this are as the parent snapshot has them (the log only
+   * grows past where it was when the parent read it): the parent's blocks are
+   * taken unread when the file is the same inode.
+   */
+  readonly from: number;
+  /**
+   * The bytes from here on are taken as zeros, unread: the log has not been
+   * written there yet, and its reader stops where the zeros begin.
+   */
+  readonly to: number;
+}
+
 /** Files up to this size travel to the workers in batches; larger ones alone or in ranges. */
 const SMALL = 1 * MiB;
 /** A large file is cut into ranges of this size (fixed blocks only) so every worker reads a part. */
 const RANGE = 8 * MiB;
 /** Reads of a file that changes while it is read, before it is reported instead of stored. */
 const READ_ATTEMPTS = 3;
+
+/** A windowed read: the parent's block ids taken first, then the file read up to `to`, zeros after. */
+interface ReadPlan {
+  readonly kept: readonly string[];
+  readonly to: number;
+}
 
 /** How one read of a file ended: its block ids, or why they cannot be used. */
 type ReadOutcome =
@@ -198,6 +225,8 @@ interface Journal {
   readonly dirty: ReadonlySet<string>;
   /** Directories to scan whole: the journal recorded them instead of their many changed entries. */
   readonly rescan: ReadonlySet<string>;
+  /** Directories whose every entry is looked at (their watch rested), not below their subdirectories. */
+  readonly restat: ReadonlySet<string>;
   /** Every directory above a dirty or rescanned path, the root included. */
   readonly above: ReadonlySet<string>;
   /** Entries of the parent kept when they are gone from disk. */
@@ -207,10 +236,16 @@ interface Journal {
 function journalOf(paths: ReadonlySet<string>, retain: (rel: string) => boolean = () => false): Journal {
   const dirty = new Set<string>();
   const rescan = new Set<string>();
+  const restat = new Set<string>();
+  const dirOf = (p: string, marker: string) => (p === marker ? '' : p.endsWith(`/${marker}`) ? p.slice(0, -marker.length - 1) : undefined);
   for (const p of paths) {
-    if (p === RESCAN) rescan.add('');
-    else if (p.endsWith(`/${RESCAN}`)) rescan.add(p.slice(0, -RESCAN.length - 1));
-    else dirty.add(p);
+    const whole = dirOf(p, RESCAN);
+    const entries = dirOf(p, RESTAT);
+    if (whole !== undefined) rescan.add(whole);
+    else if (entries !== undefined) {
+      restat.add(entries);
+      dirty.add(entries);
+    } else dirty.add(p);
   }
   const above = new Set<string>();
   for (const p of [...dirty, ...rescan]) {
@@ -218,7 +253,7 @@ function journalOf(paths: ReadonlySet<string>, retain: (rel: string) => boolean 
     above.add('');
     for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) above.add(p.slice(0, i));
   }
-  return { dirty, rescan, above, retain };
+  return { dirty, rescan, restat, above, retain };
 }
 
 const touched = (j: Journal, rel: string) => j.dirty.has(rel) || j.rescan.has(rel) || j.above.has(rel);
@@ -367,7 +402,7 @@ class Archiver {
       const cRel = childPath(rel, child);
       if (later?.includes(cRel)) continue;
       const prev = before.get(child);
-      if (j && prev && !touched(j, cRel) && this.#reusable(prev)) {
+      if (j && prev && !touched(j, cRel) && !j.restat.has(rel) && this.#reusable(prev)) {
         pending.push(Promise.resolve(prev));
         continue;
       }
@@ -381,7 +416,7 @@ class Archiver {
         continue;
       }
       if (st.isDirectory()) pending.push((await this.walkDir(full, cRel, child, st, prev, whole)).done);
-      else if (st.isFile()) pending.push((await this.#file(full, child, st, prev)).done);
+      else if (st.isFile()) pending.push((await this.#file(full, cRel, st, prev)).done);
       else pending.push(this.#special(full, child, st));
     }
     if (later) {
@@ -413,7 +448,7 @@ class Archiver {
       return undefined; // not there (yet): nothing to read
     }
     if (st.isDirectory()) return (await this.walkDir(full, rel, name, st, previous, true)).done;
-    if (st.isFile()) return (await this.#file(full, name, st, previous)).done;
+    if (st.isFile()) return (await this.#file(full, rel, st, previous)).done;
     return this.#special(full, name, st);
   }
 
@@ -451,9 +486,12 @@ class Archiver {
   }
 
   /** Dispatches a file's reading; resolves (once dispatched) with a promise of its node. */
-  async #file(full: string, name: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
+  async #file(full: string, rel: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
+    const name = path.posix.basename(rel);
     const size = Number(st.size);
+    const window = this.#windowOf(rel, st);
     if (
+      window === undefined &&
       before?.type === 'file' &&
       before.size === size &&
       before.mtime === String(st.mtimeNs) &&
@@ -463,21 +501,60 @@ class Archiver {
     ) {
       return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
-    const first = await this.#readOnce(full, st, true);
-    const node = this.#settle(full, name, st, before, first.done);
+    const first = await this.#readOnce(full, st, true, window && (await this.#plan(window, st, before)));
+    const node = this.#settle(full, rel, st, before, first.done);
     node.catch(() => {});
     if (this.#later) this.#reads.push(node);
     return { done: node };
   }
 
+  /** A file's read window, when it has one that applies: fixed blocks, and larger than a batch. */
+  #windowOf(rel: string, st: FileStat): ReadWindow | undefined {
+    const window = this.#opts.windows?.get(rel);
+    return window && this.#opts.splitter.kind === 'fixed' && Number(st.size) > SMALL ? window : undefined;
+  }
+
+  /**
+   * What of a file is read through its window: the parent's ids of the whole
+   * blocks before `from` (when every one is in the index, and the file is the
+   * same inode), and the blocks up to the one holding `to`; zeros after.
+   */
+  async #plan(window: ReadWindow, st: FileStat, before: TreeNode | undefined): Promise<ReadPlan> {
+    const block = this.#opts.splitter.size;
+    const size = Number(st.size);
+    const to = Math.min(size, Math.ceil(Math.max(window.to, 0) / block) * block);
+    const count = Math.floor(Math.min(window.from, to, before?.size ?? 0) / block);
+    const plan = { kept: [] as string[], to };
+    if (count <= 0 || before?.type !== 'file' || before.ino !== String(st.ino)) return plan;
+    try {
+      for await (const group of blockGroups((id, type) => this.#repo.loadBlob(id, type), before, before.name)) {
+        plan.kept.push(...group.slice(0, count - plan.kept.length));
+        if (plan.kept.length === count) break;
+      }
+    } catch (err) {
+      if (!(err instanceof CorruptIndexError || err instanceof CorruptDataError)) throw err;
+      return { kept: [], to }; // the parent's list is damaged: read from the start
+    }
+    return plan.kept.length === count && plan.kept.every((hex) => this.#indexed(hex)) ? plan : { kept: [], to };
+  }
+
+  /** The id of a block of `length` zeros, stored if the repository lacks it. */
+  #zeros(length: number): string {
+    return toHex(this.#saveBlob(BlobType.data, Buffer.alloc(length)));
+  }
+
+  #indexed(hex: string): boolean {
+    return this.#writer.has(Buffer.from(hex, 'hex') as BlobId);
+  }
+
   /** An entry the journal says is untouched is taken as it was, unless it is a directory whose tree the index lost. */
   #reusable(node: TreeNode): boolean {
-    return node.type !== 'dir' || node.subtree === undefined || this.#writer.has(Buffer.from(node.subtree, 'hex') as BlobId);
+    return node.type !== 'dir' || node.subtree === undefined || this.#indexed(node.subtree);
   }
 
   /** Whether the index has every block (and list) an unchanged file names. */
   async #contentPresent(node: TreeNode): Promise<boolean> {
-    const has = (hex: string) => this.#writer.has(Buffer.from(hex, 'hex') as BlobId);
+    const has = (hex: string) => this.#indexed(hex);
     if (node.blocks) return node.blocks.every(has);
     for (const hex of node.lists ?? []) {
       if (!has(hex)) return false;
@@ -496,7 +573,8 @@ class Archiver {
    * never blocks of versions that did not coexist, nor content under the
    * metadata of another version.
    */
-  async #settle(full: string, name: string, st: FileStat, before: TreeNode | undefined, first: Promise<ReadOutcome>): Promise<TreeNode | undefined> {
+  async #settle(full: string, rel: string, st: FileStat, before: TreeNode | undefined, first: Promise<ReadOutcome>): Promise<TreeNode | undefined> {
+    const name = path.posix.basename(rel);
     let stat = st;
     let outcome = await first;
     for (let reads = 1; outcome.kind === 'changed' && reads < READ_ATTEMPTS; reads++) {
@@ -512,7 +590,8 @@ class Archiver {
         break;
       }
       // A job of its own: the walk may have sent its last shared batch already.
-      outcome = await (await this.#readOnce(full, stat, false)).done;
+      const window = this.#windowOf(rel, stat);
+      outcome = await (await this.#readOnce(full, stat, false, window && (await this.#plan(window, stat, before)))).done;
     }
     if (outcome.kind === 'error') {
       this.#warn(full, new Error(outcome.message));
@@ -536,8 +615,10 @@ class Archiver {
    * ids, whatever the file's size. Once a part found the file changed (or
    * unreadable), the rest of it is not dispatched, and ids are no longer taken.
    */
-  async #readOnce(full: string, st: FileStat, shared: boolean): Promise<Later<ReadOutcome>> {
+  async #readOnce(full: string, st: FileStat, shared: boolean, plan?: ReadPlan): Promise<Later<ReadOutcome>> {
     const content = new BlockListBuilder((list) => toHex(this.#saveBlob(BlobType.list, list, () => listRefs(list))));
+    const block = this.#opts.splitter.size;
+    for (const id of plan?.kept ?? []) content.add(id);
     let failed: ReadOutcome | undefined;
     let taken: Promise<void> = Promise.resolve();
     const take = (part: Promise<StoreResult>) => {
@@ -554,7 +635,18 @@ class Archiver {
       // (that ends the process, and an abandoned backup's containers with it); the failure reaches the walk through the batcher.
       taken.catch(() => {});
     };
-    await this.#read(full, st, shared, take, () => failed !== undefined);
+    const size = Number(st.size);
+    const range = plan ? { from: plan.kept.length * block, to: plan.to } : { from: 0, to: size };
+    await this.#read(full, st, shared, take, () => failed !== undefined, range);
+    if (range.to < size) {
+      const zero = this.#zeros(block);
+      const last = (size - range.to) % block;
+      taken = taken.then(() => {
+        if (failed !== undefined) return;
+        for (let at = range.to; at + block <= size; at += block) content.add(zero);
+        if (last > 0) content.add(this.#zeros(last));
+      });
+    }
     const done = taken.then((): ReadOutcome => failed ?? { kind: 'read', content: content.finish() });
     done.catch(() => {});
     return { done };
@@ -566,7 +658,7 @@ class Archiver {
    * Every item carries what the lstat saw, for the worker to compare with what
    * it opens.
    */
-  async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean): Promise<void> {
+  async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean, range: { from: number; to: number }): Promise<void> {
     const size = Number(st.size);
     const seen: SeenFile = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
     if (size <= SMALL) {
@@ -576,9 +668,9 @@ class Archiver {
       return;
     }
     const { kind, size: block } = this.#opts.splitter;
-    const range = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
-    for (let start = 0; start < size && !stop(); start += range) {
-      take(this.#jobs.alone({ path: full, start, end: Math.min(start + range, size), seen, ...this.#tolerant }));
+    const step = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
+    for (let start = range.from; start < range.to && !stop(); start += step) {
+      take(this.#jobs.alone({ path: full, start, end: Math.min(start + step, range.to), seen, ...this.#tolerant }));
       await this.#jobs.pace();
     }
   }

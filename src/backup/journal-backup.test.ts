@@ -67,6 +67,21 @@ describe('backup with the change journal', () => {
     await expectRestoresAsSource(inc);
   });
 
+  it('looks at every entry of a directory whose watch rested, and at nothing below its subdirectories', async () => {
+    await backupDir(t, src);
+    fs.mkdirSync(path.join(src, 'd6', 'sub'));
+    fs.writeFileSync(path.join(src, 'd6', 'sub', 'x'), 'x');
+    await backupDir(t, src, { changes: paths('d6', 'd6/sub', 'd6/sub/x') });
+    // rewritten while the watch rested: no event names them
+    fs.writeFileSync(path.join(src, 'd6', 'f10'), 'rewritten 10');
+    fs.writeFileSync(path.join(src, 'd6', 'f90'), 'rewritten 90');
+    const inc = await backupDir(t, src, { changes: paths('d6/?') });
+    expect(inc.stats.files_changed).toBe(2);
+    // d6 and its entries (the subdirectory's own entries are as they were)
+    expect(inc.stats.examined).toBe(1 + PER_DIR + 1);
+    await expectRestoresAsSource(inc);
+  });
+
   it('trusts the journal: a change it did not name stays out until a full scan', async () => {
     const first = await backupDir(t, src);
     await fsp.writeFile(path.join(src, 'd9', 'f9'), 'unreported');
@@ -75,6 +90,57 @@ describe('backup with the change journal', () => {
     const full = await backupDir(t, src, { changes: { mode: 'full', paths: new Set() } });
     expect(full.stats.files_changed).toBe(1);
     await expectRestoresAsSource(full);
+  });
+});
+
+describe('backup of a file read through a window (an append-only log)', () => {
+  let t: TestRepo;
+  let src: string;
+  const MiB = 1024 * 1024;
+  const BLOCK = 64 * 1024;
+
+  beforeEach(async () => {
+    t = await openTestRepo({ workers: 1 });
+    src = path.join(await t.temp.make('lifeboat-src-'), 'vol');
+    fs.mkdirSync(src, { recursive: true });
+    fs.writeFileSync(path.join(src, 'log'), Buffer.alloc(4 * MiB, 1));
+  });
+  afterEach(() => t.close());
+
+  const restored = async (snapshot: Awaited<ReturnType<typeof backupDir>>) => {
+    const out = path.join(await t.temp.make(), 'out');
+    await restoreTo(t, snapshot, out);
+    return fs.readFileSync(path.join(out, 'log'));
+  };
+
+  it('takes the parent\'s blocks before the window unread, for the same inode only', async () => {
+    await backupDir(t, src);
+    const fd = fs.openSync(path.join(src, 'log'), 'r+');
+    // the first MiB differs on disk, but the window says the parent has it: the parent's blocks are taken, not read
+    fs.writeSync(fd, Buffer.alloc(MiB, 2), 0, MiB, 0);
+    fs.writeSync(fd, Buffer.alloc(MiB, 3), 0, MiB, 3 * MiB);
+    fs.closeSync(fd);
+    const inc = await backupDir(t, src, { windows: new Map([['log', { from: 3 * MiB + 100, to: 4 * MiB }]]) });
+    expect(inc.stats.bytes_read).toBe(MiB);
+    const back = await restored(inc);
+    expect([back[0], back[3 * MiB - 1], back[3 * MiB], back.length]).toEqual([1, 1, 3, 4 * MiB]);
+
+    // another file under the name (the old one kept aside: its inode is not reused): nothing is taken
+    fs.renameSync(path.join(src, 'log'), path.join(src, 'old'));
+    fs.writeFileSync(path.join(src, 'log'), Buffer.alloc(4 * MiB, 4));
+    const replaced = await backupDir(t, src, { windows: new Map([['log', { from: 3 * MiB, to: 4 * MiB }]]) });
+    expect(replaced.stats.bytes_read).toBe(8 * MiB);
+  });
+
+  it('reads up to the block holding the window\'s end and takes zeros after, unchanged metadata or not', async () => {
+    const first = await backupDir(t, src, { windows: new Map([['log', { from: 0, to: 2 * MiB + 1 }]]) });
+    expect(first.stats.bytes_read).toBe(2 * MiB + BLOCK);
+    const back = await restored(first);
+    expect([back[2 * MiB + BLOCK - 1], back[2 * MiB + BLOCK], back[4 * MiB - 1], back.length]).toEqual([1, 0, 0, 4 * MiB]);
+    // the log grew into what was taken as zeros, but its metadata is as it was: the window reads it all the same
+    const again = await backupDir(t, src, { windows: new Map([['log', { from: 2 * MiB, to: 4 * MiB }]]) });
+    expect(again.stats.bytes_read).toBe(2 * MiB);
+    expect((await restored(again)).equals(Buffer.alloc(4 * MiB, 1))).toBe(true);
   });
 });
 

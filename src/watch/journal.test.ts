@@ -6,7 +6,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentCatalog } from '../catalog/agent-catalog.ts';
 import { ChangeJournal } from './journal.ts';
-import { RESCAN } from './rescan.ts';
+import { RESCAN, RESTAT } from './rescan.ts';
 
 const log = pino({ level: 'silent' });
 
@@ -77,17 +77,36 @@ describe('ChangeJournal (real watcher)', () => {
   });
 
   it('records a directory crowded within one aggregation window as one rescan of its subtree', async () => {
-    await fsp.mkdir(path.join(vol, 'many'));
     await journal.close();
     journal = open({ aggregateMs: 1500 });
     await journal.watch('data', vol);
     journal.take('data').commit();
+    // made outside and moved in: the watcher reports every entry it finds in it at once
+    const outside = path.join(dir, 'many');
+    await fsp.mkdir(outside);
+    for (let i = 0; i < 150; i++) fs.writeFileSync(path.join(outside, `f${i}`), String(i));
     const batch = changed();
-    for (let i = 0; i < 150; i++) fs.writeFileSync(path.join(vol, 'many', `f${i}`), String(i));
+    await fsp.rename(outside, path.join(vol, 'many'));
     await batch;
     const paths = journal.take('data').paths;
     expect(paths.has(`many/${RESCAN}`)).toBe(true);
     expect([...paths].filter((p) => p.startsWith('many/f'))).toEqual([]);
+  });
+
+  it('records a hot directory\'s entries to be looked at again once its watch has rested', async () => {
+    journal.take('data').commit();
+    const batches: Promise<number>[] = [changed()];
+    const fds = ['f.txt', 'g.txt'].map((n) => fs.openSync(path.join(vol, 'a', 'b', n), 'a'));
+    for (let i = 0; i < 1000; i++) fs.writeSync(fds[i % 2]!, 'x');
+    for (const fd of fds) fs.closeSync(fd);
+    // while the watch rests: no event of its own
+    fs.writeFileSync(path.join(vol, 'a', 'b', 'unseen'), 'x');
+    const marked = () => journal.take('data').paths.has(`a/b/${RESTAT}`);
+    while (!marked()) {
+      await batches.at(-1);
+      batches.push(changed());
+    }
+    expect(journal.take('data').paths.size).toBeLessThan(40);
   });
 
   it('gives up past max_paths: the next take is a full scan, and only a clean full scan restores trust', async () => {

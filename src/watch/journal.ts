@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { AgentCatalog } from '../catalog/agent-catalog.ts';
 import { JournalStore } from './journal-store.ts';
-import { RESCAN } from './rescan.ts';
+import { RESCAN, RESTAT } from './rescan.ts';
 import { TreeWatcher } from './tree-watcher.ts';
 
 /**
@@ -82,10 +82,12 @@ export class ChangeJournal extends EventEmitter {
     await this.unwatch(volume);
     // Whatever was recorded before, changes made while nobody watched are unknown.
     this.#store.distrust(volume, 'agent started');
-    const watcher = new TreeWatcher(mountpoint);
+    // a hot directory's watch rests as long as changes are gathered: it delays nothing
+    const watcher = new TreeWatcher(mountpoint, { restMs: this.#opts.aggregateMs });
     const w: Watch = { mountpoint, watcher, ready: false, epoch: 1, pending: new Set(), timer: undefined };
     this.#watches.set(volume, w);
     watcher.on('change', (rel: string, listing: boolean) => this.#note(volume, w, rel, listing));
+    watcher.on('rested', (dir: string) => this.#note(volume, w, restatOf(dir), false));
     let failed = false;
     watcher.on('error', (err: NodeJS.ErrnoException) => {
       failed = true;
@@ -211,3 +213,4 @@ function capPerDirectory(paths: Set<string>): Set<string> {
 }
 
 const rescanOf = (dir: string): string => (dir === '' ? RESCAN : `${dir}/${RESCAN}`);
+const restatOf = (dir: string): string => (dir === '' ? RESTAT : `${dir}/${RESTAT}`);

@@ -5,3 +5,10 @@
  * needs nothing else of it.
  */
 export const RESCAN = '*';
+
+/**
+ * A journal path ending in this segment asks for every entry of that
+ * directory to be looked at again (lstat), not what is below its
+ * subdirectories: what a directory whose watch rested is recorded as.
+ */
+export const RESTAT = '?';

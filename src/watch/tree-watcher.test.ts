@@ -4,6 +4,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { TreeWatcher } from './tree-watcher.ts';
 
+const REST_MS = 300;
+
 let root: string;
 let w: TreeWatcher;
 let seen: Map<string, boolean>;
@@ -24,7 +26,7 @@ beforeEach(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-treewatch-'));
   fs.mkdirSync(path.join(root, 'a', 'b'), { recursive: true });
   fs.writeFileSync(path.join(root, 'a', 'b', 'f'), 'one');
-  w = new TreeWatcher(root);
+  w = new TreeWatcher(root, { restMs: REST_MS });
   seen = new Map();
   w.on('change', (rel: string, listing: boolean) => seen.set(rel, seen.get(rel) || listing));
   w.start();
@@ -67,8 +69,30 @@ it('follows directories as they come, with what was written in them before the w
   });
 });
 
+it('rests the watch of a hot directory, then says its entries may have changed and follows what was made meanwhile', async () => {
+  const events: string[] = [];
+  w.on('change', (rel: string) => events.push(rel));
+  const rested = new Promise<string>((resolve) => w.once('rested', resolve));
+  // two files in turn: the kernel merges only an event identical to the one before it
+  const fds = ['f', 'g'].map((n) => fs.openSync(path.join(root, 'a', 'b', n), 'a'));
+  for (let i = 0; i < 2000; i++) fs.writeSync(fds[i % 2]!, 'x');
+  for (const fd of fds) fs.closeSync(fd);
+  // written while the watch rests: not reported one by one, but covered by 'rested'
+  fs.writeFileSync(path.join(root, 'a', 'b', 'quiet'), 'q');
+  fs.mkdirSync(path.join(root, 'a', 'b', 'made'));
+  expect(await rested).toBe('a/b');
+  expect(events.length).toBeLessThan(100);
+  expect(events).not.toContain('a/b/quiet');
+  // the directory made while its parent's watch rested is watched from the wake on
+  fs.writeFileSync(path.join(root, 'a', 'b', 'made', 'later'), 'x');
+  expect(await reported('a/b/made/later')).toBe(true);
+  // and the rested directory's own watch is back
+  fs.writeFileSync(path.join(root, 'a', 'b', 'after'), 'x');
+  expect(await reported('a/b/after')).toBe(true);
+});
+
 it('says when the root cannot be watched', () => {
-  const lost = new TreeWatcher(path.join(root, 'missing'));
+  const lost = new TreeWatcher(path.join(root, 'missing'), { restMs: REST_MS });
   const errors: NodeJS.ErrnoException[] = [];
   lost.on('error', (e: NodeJS.ErrnoException) => errors.push(e));
   lost.start();

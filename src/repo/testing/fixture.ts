@@ -114,6 +114,7 @@ export interface BackupSettings {
   readonly onDamage?: (message: string) => void;
   /** Recorded as the snapshot's Docker volume. */
   readonly volume?: string;
+  readonly windows?: BackupOptions['windows'];
 }
 
 /** backup() with test defaults (fixed 64 KiB blocks, the pool's pack size); fails on any warning unless allowed. */
@@ -130,6 +131,7 @@ export async function backupDir(t: TestRepo, source: string, settings: BackupSet
     onWarning: (p, err) => warnings.push(`${p}: ${err.message}`),
     ...(settings.onDamage ? { onDamage: settings.onDamage } : {}),
     ...(settings.volume ? { volume: settings.volume } : {}),
+    ...(settings.windows ? { windows: settings.windows } : {}),
   });
   if (!settings.allowWarnings && warnings.length > 0) throw new Error(`backup warned:\n${warnings.join('\n')}`);
   return snapshot;
