@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.ts';
 import { returnAbandoned } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import { InventoryWatcher, type WatcherOptions } from '../docker/watch.ts';
+import { PsqlSessions } from '../docker/postgres-backup.ts';
 import type { Logger } from '../log/logger.ts';
 import { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
@@ -86,6 +87,8 @@ export class Agent {
   readonly #retryMs: number;
   readonly #queue = new JobQueue();
   readonly #pools: PoolKeeper;
+  /** Open between a PostgreSQL volume's backups, so each asks where the WAL is without an exec. */
+  readonly #psql = new PsqlSessions();
   readonly #backups: VolumeBackups;
   readonly #metrics: AgentMetrics;
   readonly #scheduler: Scheduler;
@@ -443,6 +446,7 @@ export class Agent {
     if (this.#server) await closeServer(this.#server);
     await this.#replicator?.stop();
     await this.#pools.close();
+    await this.#psql.close();
     this.#catalog.close();
     this.#repo.close();
     log.info('lifeboat agent stopped');
@@ -521,6 +525,7 @@ export class Agent {
         workDir: path.join(config.agent.state_dir, 'tmp'),
         log: this.#log,
         quiesceJournal: this.#catalog,
+        psqlSessions: this.#psql,
         onWarning: (p: string, err: Error) => this.#log.warn({ volume, path: p, err: err.message }, 'skipped an entry it could not read'),
         onDamage: (message: string) => this.#log.error({ volume }, `repository damaged: ${message}`),
         ...(take ? { changes: take } : {}),

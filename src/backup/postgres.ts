@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ContainerDetail, DockerEngine } from '../docker/engine.ts';
-import { flushedWal, startPostgresBackup, type WalPosition } from '../docker/postgres-backup.ts';
+import { flushedWal, type PsqlSessions, startPostgresBackup, type WalPosition } from '../docker/postgres-backup.ts';
 import { DatabaseBackupError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { latestSnapshotOf, loadSnapshotMeta } from '../repo/snapshots.ts';
 import { MiB } from '../util/units.ts';
-import { backup, type BackupOptions, ParentUnusableError } from './archiver.ts';
+import { backup, type BackupOptions, ParentUnusableError, type ReadWindow } from './archiver.ts';
 
 /**
  * A PostgreSQL snapshot's place in its chain: a base backup (the data files
@@ -25,6 +25,13 @@ export interface PostgresChain {
   readonly system: string;
   /** The segment being written when this snapshot's WAL was read: those before it are in the snapshot whole. */
   readonly segment: string;
+  /**
+   * Where the WAL was flushed to (LSN) before this snapshot's WAL was read:
+   * `segment` up to there is in the snapshot as it stays (WAL is only
+   * appended), so the next backup reads that segment from there on.
+   * Absent in a base backup.
+   */
+  readonly flushed?: string;
   /** The base backup's snapshot; null in the base backup itself. */
   readonly base: string | null;
 }
@@ -37,6 +44,8 @@ const SEGMENT = /^[0-9A-F]{24}$/;
 export interface PostgresBackupOptions {
   readonly timeoutMs: number;
   readonly log: Logger;
+  /** Sessions kept open between backups (the agent's); without, each backup opens its own. */
+  readonly sessions?: PsqlSessions;
 }
 
 /**
@@ -54,16 +63,16 @@ export async function backupPostgres(engine: DockerEngine, repo: Repository, db:
     const capturedAt = new Date();
     const now = await flushedWal(engine, db, chain.start.lsn, opts);
     let why = brokenChain(chain, now, read.source);
-    const changes = why === undefined ? walChanges(read.source, chain) : undefined;
-    if (changes === undefined) why ??= `the WAL directory ${chain.walDir} cannot be listed`;
+    const wal = why === undefined ? walChanges(read.source, chain, now) : undefined;
+    if (wal === undefined) why ??= `the WAL directory ${chain.walDir} cannot be listed`;
     else {
       try {
         return await backup(repo, {
           ...read,
-          meta: { ...read.meta, postgres: { ...chain, segment: now.segment, base: chain.base ?? parent.id } satisfies PostgresChain },
+          meta: { ...read.meta, postgres: { ...chain, segment: now.segment, flushed: now.lsn, base: chain.base ?? parent.id } satisfies PostgresChain },
           tolerateChanges: true,
           capturedAt,
-          changes,
+          ...wal,
         });
       } catch (err) {
         if (!(err instanceof ParentUnusableError)) throw err;
@@ -127,24 +136,52 @@ async function baseBackup(engine: DockerEngine, repo: Repository, db: ContainerD
 /**
  * What a WAL-only backup looks at: every entry of the WAL directory now (the
  * unchanged ones by their metadata alone), keeping the parent's segments of
- * the chain that PostgreSQL has since recycled.
+ * the chain that PostgreSQL has since recycled; and of the segments from the
+ * parent's on, only what PostgreSQL wrote since the parent read them, up to
+ * where it has flushed now. Past that a segment is taken as zeros, as
+ * PostgreSQL makes a new one, and its recovery ends there: the segments
+ * recycled ahead of the one being written (old WAL under new names) and the
+ * unwritten rest of that one are neither read nor stored.
  */
-function walChanges(source: string, chain: PostgresChain): BackupOptions['changes'] {
+function walChanges(source: string, chain: PostgresChain, now: WalPosition): Pick<BackupOptions, 'changes' | 'windows'> | undefined {
+  const dir = path.join(source, chain.walDir);
   let names: string[];
   try {
-    names = fs.readdirSync(path.join(source, chain.walDir));
+    names = fs.readdirSync(dir);
   } catch {
     return undefined;
   }
   const timeline = chain.start.segment.slice(0, 8);
+  const windows = new Map<string, ReadWindow>();
+  for (const name of names) {
+    if (!SEGMENT.test(name) || !name.startsWith(timeline) || name < chain.segment) continue;
+    const size = fs.statSync(path.join(dir, name), { throwIfNoEntry: false })?.size ?? 0;
+    const from = name === chain.segment && chain.flushed !== undefined ? segmentOffset(chain.flushed, name, size) ?? 0 : 0;
+    const to = name < now.segment ? size : name === now.segment ? segmentOffset(now.lsn, name, size) : 0;
+    // a flushed position outside its own segment (a segment size not the file's): read it whole
+    windows.set(`${chain.walDir}/${name}`, { from, to: to ?? size });
+  }
   return {
-    mode: 'paths',
-    paths: new Set([chain.walDir, ...names.map((n) => `${chain.walDir}/${n}`)]),
-    retain: (rel) => {
-      const name = rel.slice(chain.walDir.length + 1);
-      return rel.startsWith(`${chain.walDir}/`) && SEGMENT.test(name) && name.startsWith(timeline) && name >= chain.start.segment;
+    windows,
+    changes: {
+      mode: 'paths',
+      paths: new Set([chain.walDir, ...names.map((n) => `${chain.walDir}/${n}`)]),
+      retain: (rel) => {
+        const name = rel.slice(chain.walDir.length + 1);
+        return rel.startsWith(`${chain.walDir}/`) && SEGMENT.test(name) && name.startsWith(timeline) && name >= chain.start.segment;
+      },
     },
   };
+}
+
+/** Where an LSN falls in a segment file of `size` bytes, if it falls in that one. */
+export function segmentOffset(lsn: string, segment: string, size: number): number | undefined {
+  const [hi, lo] = lsn.split('/');
+  if (!(size > 0 && (size & (size - 1)) === 0) || hi === undefined || lo === undefined) return undefined;
+  const at = (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+  // a segment's name: timeline, then the LSN's high 32 bits, then the segment within them
+  const number = BigInt(`0x${segment.slice(8, 16)}`) * (0x100000000n / BigInt(size)) + BigInt(`0x${segment.slice(16, 24)}`);
+  return at / BigInt(size) === number ? Number(at % BigInt(size)) : undefined;
 }
 
 /** The chain a snapshot's metadata records, if it is whole. */
@@ -152,5 +189,6 @@ function chainOf(meta: unknown): PostgresChain | undefined {
   const c = (meta as { postgres?: Partial<PostgresChain> } | null)?.postgres;
   const position = (p: unknown): p is WalPosition => typeof (p as WalPosition)?.lsn === 'string' && SEGMENT.test((p as WalPosition).segment ?? '');
   if (!c || typeof c.walDir !== 'string' || c.walDir.split('/').includes('..') || typeof c.system !== 'string' || !position(c.start) || !SEGMENT.test(c.segment ?? '') || !(c.base === null || typeof c.base === 'string')) return undefined;
+  if (c.flushed !== undefined && !/^[0-9A-F]+\/[0-9A-F]+$/.test(c.flushed)) return undefined;
   return c as PostgresChain;
 }

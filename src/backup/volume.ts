@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
+import type { PsqlSessions } from '../docker/postgres-backup.ts';
 import { VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
@@ -41,6 +42,8 @@ export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'vol
    * worker pool, which the caller abandons (AbortableWorkers).
    */
   readonly signal?: AbortSignal;
+  /** The agent's psql sessions, kept open between a PostgreSQL volume's backups. */
+  readonly psqlSessions?: PsqlSessions;
 }
 
 export interface VolumeBackupResult {
@@ -80,7 +83,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
 
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
-  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, signal, ...archive } = opts;
+  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, signal, psqlSessions, ...archive } = opts;
   // From saving (or reusing) the images to the snapshot that names them: forgetUnusedImages, exclusive, cannot come between.
   const lock = repo.lock('shared');
   try {
@@ -97,7 +100,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     const frozen = containers.filter((c) => c !== database);
     const read = { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
     const { result: snapshot, report } = await withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, () =>
-      database ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log }) : backup(repo, read),
+      database ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log, ...(psqlSessions ? { sessions: psqlSessions } : {}) }) : backup(repo, read),
     );
     return { snapshot, report, images };
   } finally {

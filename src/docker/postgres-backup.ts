@@ -49,7 +49,7 @@ const LSN = /^[0-9A-F]+\/[0-9A-F]+$/;
 /** An LSN and its segment file's name, as `SELECT lsn, pg_walfile_name(lsn)` prints them. */
 const POSITION = /^[0-9A-F]+\/[0-9A-F]+\|[0-9A-F]{24}(\||$)/;
 
-interface Psql {
+export interface Psql {
   /** The first line of the answer to `sql` that has the expected shape ('' when none has). */
   answer(sql: string, shape: RegExp): Promise<string>;
   close(): Promise<void>;
@@ -126,15 +126,58 @@ export async function startPostgresBackup(engine: DockerEngine, container: Conta
 }
 
 /**
+ * psql sessions kept open between backups, one per container, for the
+ * question each WAL-only backup asks: it then costs a query, not an exec (a
+ * process started in the container, a backend forked and authenticated)
+ * every few seconds. A session that fails is closed and the question asked
+ * once more on a new one (the database restarted meanwhile). Each holds one
+ * connection to its database until close().
+ */
+export class PsqlSessions {
+  readonly #open = new Map<string, { readonly db: Promise<Psql>; turn: Promise<unknown> }>();
+
+  /** Runs `ask` on the container's session, one question at a time. */
+  async ask<T>(engine: DockerEngine, container: ContainerDetail, opts: PostgresOptions, ask: (db: Psql) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let s = this.#open.get(container.id);
+      const reused = s !== undefined;
+      if (!s) {
+        s = { db: psql(engine, container, opts), turn: Promise.resolve() };
+        this.#open.set(container.id, s);
+      }
+      const entry = s;
+      const answer = entry.turn.then(async () => ask(await entry.db));
+      entry.turn = answer.catch(() => {});
+      try {
+        return await answer;
+      } catch (err) {
+        if (this.#open.get(container.id) === entry) this.#open.delete(container.id);
+        await entry.db.then((db) => db.close()).catch(() => {});
+        if (!reused || attempt > 1) throw err;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    const open = [...this.#open.values()];
+    this.#open.clear();
+    await Promise.all(open.map((s) => s.db.then((db) => db.close()).catch(() => {})));
+  }
+}
+
+/**
  * Where PostgreSQL has flushed its WAL to, and how many bytes that is past
  * `since`: every transaction committed before this is asked is in the WAL up
- * to here, on disk.
+ * to here, on disk. On a session of `sessions` when given, else on one of its own.
  */
-export async function flushedWal(engine: DockerEngine, container: ContainerDetail, since: string, opts: PostgresOptions): Promise<WalPosition & { readonly bytesSince: number; readonly system: string }> {
+export async function flushedWal(
+  engine: DockerEngine,
+  container: ContainerDetail,
+  since: string,
+  opts: PostgresOptions & { readonly sessions?: PsqlSessions },
+): Promise<WalPosition & { readonly bytesSince: number; readonly system: string }> {
   if (!LSN.test(since)) throw new DatabaseBackupError(`${JSON.stringify(since)} is not an LSN`);
-  let db: Psql | undefined;
-  try {
-    db = await psql(engine, container, opts);
+  const ask = async (db: Psql) => {
     const row = await db.answer(
       `SELECT lsn, pg_walfile_name(lsn), pg_wal_lsn_diff(lsn, '${since}'), system_identifier FROM pg_current_wal_flush_lsn() AS lsn, pg_control_system();`,
       POSITION,
@@ -143,9 +186,16 @@ export async function flushedWal(engine: DockerEngine, container: ContainerDetai
     const bytesSince = Number(diff);
     if (!Number.isFinite(bytesSince) || !system) throw new DatabaseBackupError(`pg_current_wal_flush_lsn answered ${JSON.stringify(row)}`);
     return { ...position(row), bytesSince, system };
+  };
+  try {
+    if (opts.sessions) return await opts.sessions.ask(engine, container, opts, ask);
+    const db = await psql(engine, container, opts);
+    try {
+      return await ask(db);
+    } finally {
+      await db.close();
+    }
   } catch (err) {
     throw failure(container, 'asking where the WAL is', err);
-  } finally {
-    await db?.close();
   }
 }
