@@ -31,28 +31,37 @@ export interface FailoverOptions {
   /** pgbench's scale (about 15 MB of data each). */
   readonly scale: number;
   readonly clients: number;
-  /** Length of each measured load phase, in seconds. */
+  /** Length of the measured load phase, in seconds. */
   readonly seconds: number;
   /** The volume's lifeboat.consistency label: postgres (its backup protocol) or pause (the container frozen for the capture). */
   readonly consistency: 'postgres' | 'pause';
   /** [[volume]] rpo. */
   readonly rpo: string;
-  /** Measures pgbench without the agents first. */
-  readonly baseline: boolean;
+  /**
+   * Measures pgbench without the agents too: the measured phase alternates
+   * this many windows with both agents frozen (SIGSTOP) and as many running,
+   * frozen first, so the database's own drift from minute to minute (as large
+   * as the agents' cost) falls on both alike. 0: the agents run throughout.
+   */
+  readonly rounds: number;
   readonly log: (msg: string) => void;
 }
 
 export interface FailoverResult {
-  /** pgbench's mean tps over the measured phase, without and with the agents. */
+  /** pgbench's mean tps over the measured phase's windows without and with the agents. */
   readonly tpsOff: number | null;
   readonly tpsOn: number;
+  /** The mean tps of each window, [off, on] by round. */
+  readonly rounds: readonly (readonly [number, number])[];
+  /** Seconds of the measured phase the agents ran. */
+  readonly onSeconds: number;
   /** Each pause of the database during the measured phase, in ms. */
   readonly pausesMs: readonly number[];
   /** Backups A made during the measured phase, and how many of them were base backups (the rest read only the WAL). */
   readonly backups: { readonly total: number; readonly base: number };
-  /** CPU seconds (user + system) A's and B's agents spent during the measured phase. */
+  /** CPU seconds (user + system) A's and B's agents spent during the measured phase (while they ran). */
   readonly agentCpuS: { readonly a: number; readonly b: number };
-  /** The age of B's newest snapshot of the volume, sampled once a second during the measured phase. */
+  /** The age of B's newest snapshot of the volume, sampled once a second while the agents ran. */
   readonly peerAgesS: readonly number[];
   /** Kill time minus the newest heartbeat in the recovered database. */
   readonly lossS: number;
@@ -95,13 +104,6 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverResult> {
 
     const pgbench = (seconds: number) => load(second!.socket, container, ['pgbench', '-n', '-P', '1', '-T', String(seconds), '-c', String(o.clients), '-j', String(o.clients)]);
     const heartbeat = load(second.socket, container, ['sh', '-c', 'while :; do echo "insert into lb_heartbeat values (clock_timestamp());"; sleep 0.1; done | psql -XAtq -v ON_ERROR_STOP=1']);
-    let tpsOff: number | null = null;
-    if (o.baseline) {
-      o.log(`baseline: pgbench for ${o.seconds} s, no agent`);
-      const run = pgbench(o.seconds);
-      await run.ended;
-      tpsOff = meanTps(run.progress(), 2, o.seconds);
-    }
 
     const a = await makeAgent('a', {
       docker: `unix://${second.socket}`,
@@ -119,18 +121,40 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverResult> {
     await until('the volume replicated to B', async () => (await rpoAtPeer(da, volume)) !== undefined, { daemon: da, timeoutMs: 300_000 });
 
     const events = load(second.socket, null, ['events', '--filter', `container=${container}`, '--filter', 'event=pause', '--filter', 'event=unpause', '--format', '{{.Action}} {{.TimeNano}}']);
-    o.log(`measured phase: pgbench for ${o.seconds} s with the agents`);
+    o.log(`measured phase: pgbench for ${o.seconds} s, ${o.rounds > 0 ? `${o.rounds} rounds of the agents frozen, then running` : 'the agents running'}`);
     const run = pgbench(o.seconds + 600);
+    const runStart = Date.now();
     const peerAgesS: number[] = [];
     const cpuBefore = { a: cpuSeconds(da), b: cpuSeconds(db) };
     const logsBefore = da.logs.length;
-    const phaseEnd = Date.now() + o.seconds * 1000;
-    while (Date.now() < phaseEnd) {
-      const age = await rpoAtPeer(da, volume);
-      if (age !== undefined) peerAgesS.push(age);
-      await sleep(1000);
+    const windowMs = (o.seconds * 1000) / Math.max(1, 2 * o.rounds);
+    const windows: { on: boolean; from: number; to: number }[] = [];
+    for (let i = o.rounds > 0 ? 0 : 1; i < Math.max(2, 2 * o.rounds); i++) {
+      const on = i % 2 === 1;
+      const set = (run: boolean) => {
+        for (const d of [da, db]) d.child.kill(run ? 'SIGCONT' : 'SIGSTOP');
+      };
+      set(on);
+      // never frozen with the database paused for a capture: that would be no baseline
+      while (!on && (await dockerA('inspect', '-f', '{{.State.Paused}}', container)).trim() === 'true') {
+        set(true);
+        await sleep(50);
+        set(false);
+      }
+      const from = Date.now();
+      // ages from before a snapshot taken since the thaw reached B measure the freeze, not the agents
+      let caughtUp = false;
+      while (Date.now() < from + windowMs) {
+        if (on) {
+          const age = await rpoAtPeer(da, volume);
+          caughtUp ||= age !== undefined && age < (Date.now() - from) / 1000;
+          if (caughtUp && age !== undefined) peerAgesS.push(age);
+        }
+        await sleep(Math.min(1000, Math.max(0, from + windowMs - Date.now())));
+      }
+      windows.push({ on, from: (from - runStart) / 1000, to: (Date.now() - runStart) / 1000 });
     }
-    // the disaster: host A's agent and database die at once
+    // the disaster: host A's agent and database die at once, the agents running
     const agentCpuS = { a: cpuSeconds(da) - cpuBefore.a, b: cpuSeconds(db) - cpuBefore.b };
     const phaseLogs = da.logs.slice(logsBefore);
     const backups = {
@@ -140,7 +164,13 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverResult> {
     const killedAt = Date.now();
     da.child.kill('SIGKILL');
     await dockerA('kill', container);
-    const tpsOn = meanTps(run.progress(), 2, o.seconds);
+    // each window's first seconds settle (a catch-up backup after a thaw)
+    const tpsOf = (w: (typeof windows)[number]) => meanTps(run.progress(), w.from + 3, w.to);
+    const byRound = windows.filter((w) => !w.on).map((off, i) => [tpsOf(off), tpsOf(windows.filter((w) => w.on)[i]!)] as const);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const tpsOn = mean(windows.filter((w) => w.on).map(tpsOf));
+    const tpsOff = byRound.length === 0 ? null : mean(byRound.map(([off]) => off));
+    const onSeconds = windows.filter((w) => w.on).reduce((n, w) => n + w.to - w.from, 0);
     for (const p of [run, heartbeat, events]) p.stop();
     await da.exited;
     const pausesMs = pauses(events.lines());
@@ -165,6 +195,8 @@ export async function runFailover(o: FailoverOptions): Promise<FailoverResult> {
     return {
       tpsOff,
       tpsOn,
+      rounds: byRound,
+      onSeconds,
       pausesMs,
       backups,
       agentCpuS,

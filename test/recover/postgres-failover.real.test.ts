@@ -14,7 +14,7 @@ import { runFailover } from '../lib/pg-failover.ts';
 it('recovers a PostgreSQL lost under load on its peer: whole transactions, a recent heartbeat, never paused', async () => {
   await ensureEngine();
   try {
-    const r = await runFailover({ scale: 2, clients: 2, seconds: 15, consistency: 'postgres', rpo: '5s', baseline: false, log: () => {} });
+    const r = await runFailover({ scale: 2, clients: 2, seconds: 15, consistency: 'postgres', rpo: '5s', rounds: 0, log: () => {} });
     const [tellers, branches, accounts, history] = r.balances;
     expect(tellers).toBe(branches);
     expect(branches).toBe(accounts);
