@@ -91,6 +91,22 @@ it('rests the watch of a hot directory, then says its entries may have changed a
   expect(await reported('a/b/after')).toBe(true);
 });
 
+it('reports a hot directory removed while its watch rested, and stops watching it', async () => {
+  const hot = path.join(root, 'a', 'b');
+  const rested = new Promise<string>((resolve) => w.once('rested', resolve));
+  const fds = ['f', 'g'].map((n) => fs.openSync(path.join(hot, n), 'a'));
+  for (let i = 0; i < 200; i++) fs.writeSync(fds[i % 2]!, 'x');
+  for (const fd of fds) fs.closeSync(fd);
+  seen.clear();
+  fs.rmSync(hot, { recursive: true });
+  // its parent's watch reports the removal; the wake finds it gone and says so rather than 'rested'
+  expect(await Promise.race([reported('a/b'), rested])).toBe(true);
+  await new Promise<void>((resolve) => {
+    const check = () => (w.size === 2 ? resolve() : setImmediate(check));
+    check();
+  });
+});
+
 it('says when the root cannot be watched', () => {
   const lost = new TreeWatcher(path.join(root, 'missing'), { restMs: REST_MS });
   const errors: NodeJS.ErrnoException[] = [];
