@@ -1,44 +1,25 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { FakeEngine } from './fake-engine.ts';
 import { flushedWal, PsqlSessions } from './postgres-backup.ts';
+import { installFakePsql } from './testing/fake-psql.ts';
 import { spec, tempDir } from './testing/inventory-fixture.ts';
-
-// A psql that answers the WAL question and notes its pid each time it starts: one line per session.
-const FAKE_PSQL = `#!/bin/sh
-echo $$ >> "$STARTS"
-while read -r line; do
-  case "$line" in
-    '\\echo '*) echo "\${line#\\\\echo }" ;;
-    *pg_current_wal_flush_lsn*) echo "0/3000100|000000010000000000000003|256|7445566778899001122" ;;
-  esac
-done
-`;
 
 let dir: ReturnType<typeof tempDir>;
 let engine: FakeEngine;
-let starts: string;
-let savedPath: string | undefined;
+let psql: ReturnType<typeof installFakePsql>;
 
 beforeEach(() => {
   dir = tempDir('lifeboat-psql-');
-  const bin = path.join(dir.dir, 'bin');
-  fs.mkdirSync(bin);
-  fs.writeFileSync(path.join(bin, 'psql'), FAKE_PSQL, { mode: 0o755 });
-  starts = path.join(dir.dir, 'starts');
-  savedPath = process.env.PATH;
-  process.env.PATH = `${bin}:${process.env.PATH}`;
-  process.env.STARTS = starts;
+  psql = installFakePsql(dir.dir);
   engine = new FakeEngine(path.join(dir.dir, 'engine'));
 });
 afterEach(() => {
-  process.env.PATH = savedPath;
-  delete process.env.STARTS;
+  psql.restore();
   dir.cleanup();
 });
 
-const sessionsStarted = () => (fs.existsSync(starts) ? fs.readFileSync(starts, 'utf8').trim().split('\n') : []);
+const sessionsStarted = () => psql.starts();
 
 it('asks every backup\'s question on one session, and on a new one once that one is gone', async () => {
   engine.addImage({ repoTags: ['postgres:15'] });
