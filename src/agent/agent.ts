@@ -523,6 +523,8 @@ export class Agent {
         hookTimeoutMs: config.docker.hook_timeout,
         stopTimeoutSeconds: Math.ceil(config.docker.stop_timeout / 1000),
         workDir: path.join(config.agent.state_dir, 'tmp'),
+        captureDir: config.backup.capture_dir,
+        fingerprints: this.#catalog.fingerprints(volume),
         log: this.#log,
         quiesceJournal: this.#catalog,
         psqlSessions: this.#psql,

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { CorruptDataError, CorruptIndexError, noSpace, SourceError } from '../errors/errors.ts';
+import { CaptureFailedError, CorruptDataError, CorruptIndexError, noSpace, SourceError } from '../errors/errors.ts';
 import { BlockListBuilder, blockGroups, decodeList, listRefs } from '../repo/content.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
@@ -21,6 +21,7 @@ import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { PackReport, SeenFile, StoreItem, StoreResult } from '../workers/protocol.ts';
+import { Capture, type CapturedFile, type CaptureOptions, type ParentBlocks } from './capture.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
 
 export interface BackupOptions {
@@ -70,6 +71,12 @@ export interface BackupOptions {
    * others are read whole).
    */
   readonly windows?: ReadonlyMap<string, ReadWindow>;
+  /**
+   * The containers are frozen while the walk runs: every file it reads is
+   * copied first (reflinks, or the blocks that changed), the containers
+   * thawed, and the copies read. Not with `phases` or `windows`.
+   */
+  readonly capture?: CaptureOptions;
   /** Told about damage found in the repository that the backup worked around (packs gone, their blocks stored again). */
   readonly onDamage?: (message: string) => void;
   readonly onProgress?: (p: Progress) => void;
@@ -115,9 +122,12 @@ const RANGE = 8 * MiB;
 /** Reads of a file that changes while it is read, before it is reported instead of stored. */
 const READ_ATTEMPTS = 3;
 
-/** A windowed read: the parent's block ids taken first, then the file read up to `to`, zeros after. */
+/** Part of a file's read: block ids taken as they are (the parent's), or bytes to read. */
+type PlanPart = { readonly ids: readonly string[] } | { readonly from: number; readonly to: number };
+
+/** A read in parts, covering the file up to `to`; zeros after. */
 interface ReadPlan {
-  readonly kept: readonly string[];
+  readonly parts: readonly PlanPart[];
   readonly to: number;
 }
 
@@ -142,11 +152,14 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   });
   if (!rootStat.isDirectory()) throw new SourceError(`cannot back up ${source}: not a directory`);
 
+  if (opts.capture && (opts.phases || opts.windows)) throw new Error('a capture cannot be combined with phases or read windows');
   const lock = repo.lock('shared');
   const recordsBefore = new Set(listRecordIds(repo.dir));
   const writer = new BlobWriter(repo, opts.packSize);
   const archiver = new Archiver(repo, writer, opts);
+  let capture: Capture | undefined;
   try {
+    if (opts.capture) capture = archiver.captureWith(await Capture.open(opts.capture, opts.splitter.kind === 'fixed' ? opts.splitter.size : undefined));
     const lost = repo.forgetMissingPacks();
     if (lost.length > 0) {
       // What the lost packs held must come back from the source: every file is looked at, and
@@ -163,6 +176,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     // A snapshot's time is when its data was captured: the read begins now, so nothing older is in it.
     let capturedAt = opts.capturedAt ?? new Date();
     const walked = await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot);
+    if (opts.capture) await archiver.thaw(opts.capture.thaw);
     if (opts.phases) capturedAt = await archiver.secondPhase(opts.phases);
     const rootNode = await walked.done;
     faultPoint('backup-walked');
@@ -200,6 +214,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     faultPoint('snapshot-saved');
     return snapshot;
   } catch (err) {
+    archiver.dropHeld(err);
     await archiver.settled();
     writer.abort();
     await opts.pool.reset();
@@ -212,6 +227,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     // Packs and index rows say so where they are written; this catches the snapshot row.
     throw noSpace(err, 'the snapshot');
   } finally {
+    capture?.close();
     lock.release();
   }
 }
@@ -262,6 +278,9 @@ const childPath = (rel: string, name: string) => (rel === '' ? name : `${rel}/${
 class Archiver {
   readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = { files_new: 0, files_changed: 0, bytes_read: 0, errors: 0, examined: 0 };
   #journal: Journal | undefined;
+  #capture: Capture | undefined;
+  /** Lets the jobs held while the containers are frozen go (or fail them: the walk failed). */
+  #release: ((failed?: unknown) => void) | undefined;
   /** Unchanged files count as such only when the index has every block they name (the repository lost some). */
   #vouch = false;
   readonly #tolerant: { tolerant?: true };
@@ -304,6 +323,26 @@ class Archiver {
     for (const [p, content] of files) this.#later!.files.set(p, content);
     this.#later!.open.go();
     return capturedAt;
+  }
+
+  /** From here on, files are copied as they are found and read after thaw(). */
+  captureWith(capture: Capture): Capture {
+    this.#capture = capture;
+    this.#release = this.#jobs.hold();
+    return capture;
+  }
+
+  /** Every file is captured: the containers run again while the copies are read. */
+  async thaw(thaw: () => Promise<void>): Promise<void> {
+    await thaw();
+    this.#release?.();
+    this.#release = undefined;
+  }
+
+  /** The walk failed while jobs were held: they fail too, unread. */
+  dropHeld(err: unknown): void {
+    this.#release?.(err);
+    this.#release = undefined;
   }
 
   /** From here on, walk only what the journal names (the rest is the parent's). */
@@ -501,6 +540,7 @@ class Archiver {
     ) {
       return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
+    if (this.#capture) return this.#captured(full, rel, st, before);
     const first = await this.#readOnce(full, st, true, window && (await this.#plan(window, st, before)));
     const node = this.#settle(full, rel, st, before, first.done);
     node.catch(() => {});
@@ -515,6 +555,41 @@ class Archiver {
   }
 
   /**
+   * Copies a file while the containers are frozen (its read, of the copy,
+   * comes after the thaw): whole, or the blocks whose fingerprints differ
+   * from the parent's, whose ids the rest keeps.
+   */
+  async #captured(full: string, rel: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
+    const capture = this.#capture!;
+    const known = capture.known(rel, before);
+    const ids = known && before && (await this.#parentIds(before));
+    const parent: ParentBlocks | undefined = ids && ids.length * 8 === known.hashes.length ? { hashes: known.hashes, ids, size: before!.size } : undefined;
+    let file: CapturedFile | undefined;
+    try {
+      file = capture.take(full, st, parent);
+    } catch (err) {
+      if (err instanceof CaptureFailedError) throw err;
+      this.#warn(full, err as Error); // gone or unreadable: as if the walk had not found it
+      return { done: Promise.resolve(undefined) };
+    }
+    if (!file) {
+      const kept = before ? 'kept as it was in the parent snapshot' : 'left out of the snapshot';
+      this.#warn(full, new Error(`changed while it was copied, though its containers were frozen (another writer?); ${kept}`));
+      return { done: Promise.resolve(before) };
+    }
+    const { hashes, kept } = file;
+    const plan = kept && parent ? keptPlan(kept, parent.ids, this.#opts.splitter.size, Number(file.stat.size)) : undefined;
+    const first = await this.#readOnce(file.path, file.seen, true, plan);
+    const read = first.done.then((o) => {
+      if (o.kind === 'read' && hashes) capture.remember(rel, o.content, hashes);
+      return o;
+    });
+    const node = this.#settle(full, rel, file.stat, before, read).finally(() => capture.release(file));
+    node.catch(() => {});
+    return { done: node };
+  }
+
+  /**
    * What of a file is read through its window: the parent's ids of the whole
    * blocks before `from` (when every one is in the index, and the file is the
    * same inode), and the blocks up to the one holding `to`; zeros after.
@@ -524,18 +599,26 @@ class Archiver {
     const size = Number(st.size);
     const to = Math.min(size, Math.ceil(Math.max(window.to, 0) / block) * block);
     const count = Math.floor(Math.min(window.from, to, before?.size ?? 0) / block);
-    const plan = { kept: [] as string[], to };
-    if (count <= 0 || before?.type !== 'file' || before.ino !== String(st.ino)) return plan;
+    const whole = { parts: [{ from: 0, to }], to };
+    if (count <= 0 || before?.type !== 'file' || before.ino !== String(st.ino)) return whole;
+    const kept = await this.#parentIds(before, count);
+    // the parent's list is damaged or its blocks gone: read from the start
+    return kept?.length === count ? { parts: [{ ids: kept }, { from: count * block, to }], to } : whole;
+  }
+
+  /** The parent's block ids of a file (its first `limit`), when its lists load and the index has every one. */
+  async #parentIds(before: TreeNode, limit = Infinity): Promise<string[] | undefined> {
+    const ids: string[] = [];
     try {
       for await (const group of blockGroups((id, type) => this.#repo.loadBlob(id, type), before, before.name)) {
-        plan.kept.push(...group.slice(0, count - plan.kept.length));
-        if (plan.kept.length === count) break;
+        ids.push(...group.slice(0, limit - ids.length));
+        if (ids.length === limit) break;
       }
     } catch (err) {
       if (!(err instanceof CorruptIndexError || err instanceof CorruptDataError)) throw err;
-      return { kept: [], to }; // the parent's list is damaged: read from the start
+      return undefined;
     }
-    return plan.kept.length === count && plan.kept.every((hex) => this.#indexed(hex)) ? plan : { kept: [], to };
+    return ids.every((hex) => this.#indexed(hex)) ? ids : undefined;
   }
 
   /** The id of a block of `length` zeros, stored if the repository lacks it. */
@@ -618,7 +701,6 @@ class Archiver {
   async #readOnce(full: string, st: FileStat, shared: boolean, plan?: ReadPlan): Promise<Later<ReadOutcome>> {
     const content = new BlockListBuilder((list) => toHex(this.#saveBlob(BlobType.list, list, () => listRefs(list))));
     const block = this.#opts.splitter.size;
-    for (const id of plan?.kept ?? []) content.add(id);
     let failed: ReadOutcome | undefined;
     let taken: Promise<void> = Promise.resolve();
     const take = (part: Promise<StoreResult>) => {
@@ -636,14 +718,21 @@ class Archiver {
       taken.catch(() => {});
     };
     const size = Number(st.size);
-    const range = plan ? { from: plan.kept.length * block, to: plan.to } : { from: 0, to: size };
-    await this.#read(full, st, shared, take, () => failed !== undefined, range);
-    if (range.to < size) {
+    const to = plan?.to ?? size;
+    for (const part of plan?.parts ?? [{ from: 0, to: size }]) {
+      if (failed !== undefined) break;
+      if ('ids' in part) {
+        taken = taken.then(() => {
+          if (failed === undefined) for (const id of part.ids) content.add(id);
+        });
+      } else await this.#read(full, st, shared, take, () => failed !== undefined, part);
+    }
+    if (to < size) {
       const zero = this.#zeros(block);
-      const last = (size - range.to) % block;
+      const last = (size - to) % block;
       taken = taken.then(() => {
         if (failed !== undefined) return;
-        for (let at = range.to; at + block <= size; at += block) content.add(zero);
+        for (let at = to; at + block <= size; at += block) content.add(zero);
         if (last > 0) content.add(this.#zeros(last));
       });
     }
@@ -653,17 +742,16 @@ class Archiver {
   }
 
   /**
-   * Splits a file into worker items, batched when small (`shared`), ranges when
-   * large and fixed-block; hands each to `take` once dispatched, until `stop`.
-   * Every item carries what the lstat saw, for the worker to compare with what
-   * it opens.
+   * Splits a range of a file into worker items, batched when small (`shared`),
+   * in ranges when large and fixed-block; hands each to `take` once
+   * dispatched, until `stop`. Every item carries what the lstat saw, for the
+   * worker to compare with what it opens.
    */
   async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean, range: { from: number; to: number }): Promise<void> {
-    const size = Number(st.size);
     const seen: SeenFile = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
-    if (size <= SMALL) {
-      const item: StoreItem = { path: full, start: 0, end: size, seen, ...this.#tolerant };
-      take(shared ? this.#jobs.add(item, size) : this.#jobs.alone(item));
+    if (range.to - range.from <= SMALL) {
+      const item: StoreItem = { path: full, start: range.from, end: range.to, seen, ...this.#tolerant };
+      take(shared ? this.#jobs.add(item, range.to - range.from) : this.#jobs.alone(item));
       await this.#jobs.pace();
       return;
     }
@@ -695,6 +783,18 @@ class Archiver {
     this.#lastProgress = now;
     this.#opts.onProgress({ files: this.counts.files_new + this.counts.files_changed, bytesRead: this.counts.bytes_read, bytesNew: this.#writer.stats.bytesNew });
   }
+}
+
+/** A captured file's read: runs of the parent's block ids where the copy left holes, of the copy's bytes elsewhere. */
+function keptPlan(kept: Uint8Array, ids: readonly string[], block: number, size: number): ReadPlan {
+  const parts: PlanPart[] = [];
+  for (let i = 0; i < kept.length; ) {
+    let j = i;
+    while (j < kept.length && kept[j] === kept[i]) j++;
+    parts.push(kept[i] ? { ids: ids.slice(i, j) } : { from: i * block, to: Math.min(j * block, size) });
+    i = j;
+  }
+  return { parts, to: size };
 }
 
 /** A directory's totals, from its entries': a reused subtree brings its own, so totals need no full walk. */

@@ -11,6 +11,7 @@ import { listSnapshots, loadSnapshotMeta } from '../repo/snapshots.ts';
 import { openTestRepo, type TestRepo } from '../repo/testing/fixture.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
 import { restoreToVolume } from '../restore/volume.ts';
+import { RepoWorkers } from '../workers/pool.ts';
 import { backupVolume, type VolumeSnapshotMeta } from './volume.ts';
 
 const log = pino({ level: 'silent' });
@@ -53,6 +54,8 @@ describe('backupVolume (fake engine)', () => {
     hookTimeoutMs: 5_000,
     stopTimeoutSeconds: 1,
     workDir: await t.temp.make('lifeboat-work-'),
+    captureDir: await t.temp.make('lifeboat-capture-'),
+    fingerprints: catalog.fingerprints('data'),
     log,
     quiesceJournal: catalog,
   });
@@ -137,6 +140,46 @@ describe('backupVolume (fake engine)', () => {
     expect(await state(cache)).toBe('running');
   });
 
+  it('thaws the frozen containers once the files are copied, before any is read, and the snapshot is what was frozen', async () => {
+    const db = await run('db', { labels: { 'lifeboat.stop-during-backup': 'true' } });
+    const cache = await run('cache', { labels: { 'lifeboat.pause-during-backup': 'true' } });
+    const frozen = await describeTree(mountpoint);
+    const states: string[] = [];
+    const pool = new RepoWorkers(t.repo, { workers: 2, level: 3, packSize: t.packSize });
+    const store = pool.store.bind(pool);
+    const opts = await options();
+    pool.store = async (splitter, items) => {
+      // the first read of the volume's files (the images were stored before anything was frozen)
+      if (states.length === 0 && items.some((i) => i.path.startsWith(opts.captureDir))) {
+        states.push(await state(db), await state(cache));
+        await fsp.writeFile(path.join(mountpoint, 'hello.txt'), 'written once the containers ran again\n');
+      }
+      return store(splitter, items);
+    };
+    try {
+      const r = await backupVolume(engine, t.repo, { ...opts, pool });
+      expect(states).toEqual(['running', 'running']);
+      await restoreToVolume(engine, t.repo, r.snapshot, { volume: 'copy', force: false, pool });
+      expect(diffTrees(frozen, await describeTree((await engine.inspectVolume('copy'))!.mountpoint), { root: false })).toEqual([]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reads in place, frozen throughout, when the copies cannot be written, and says so', async () => {
+    const cache = await run('cache', { labels: { 'lifeboat.pause-during-backup': 'true' } });
+    const notADir = path.join(await t.temp.make('lifeboat-file-'), 'file');
+    await fsp.writeFile(notADir, '');
+    const warnings: string[] = [];
+    const warned = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
+    engine.calls.length = 0;
+    const r = await backupVolume(engine, t.repo, { ...(await options()), captureDir: notADir, log: warned });
+    expect(r.snapshot.stats.errors).toBe(0);
+    expect(calls(cache)).toEqual(['pause', 'unpause', 'pause', 'unpause']);
+    expect(await state(cache)).toBe('running');
+    expect(warnings).toEqual(['could not copy the files while the containers were frozen: reading them in place, frozen throughout']);
+  });
+
   it('refuses a volume that does not exist or is excluded', async () => {
     await expect(backupVolume(engine, t.repo, { ...(await options()), volume: 'nope' })).rejects.toBeInstanceOf(VolumeNotFoundError);
     await run('app', { labels: { 'lifeboat.exclude': 'true' } });
@@ -173,6 +216,7 @@ describe('restoreToVolume (fake engine)', () => {
         hookTimeoutMs: 1000,
         stopTimeoutSeconds: 1,
         workDir: await t.temp.make(),
+        captureDir: await t.temp.make(),
         log,
         quiesceJournal: catalog,
       })

@@ -1,11 +1,13 @@
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
 import type { PsqlSessions } from '../docker/postgres-backup.ts';
-import { VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
+import { CaptureFailedError, VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { backup, type BackupOptions } from './archiver.ts';
+import type { FingerprintStore } from './capture.ts';
 import { type SavedImage, saveImages } from './images.ts';
 import { backupPostgres, type PostgresChain } from './postgres.ts';
 
@@ -33,6 +35,13 @@ export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'vol
   readonly stopTimeoutSeconds: number;
   /** Where `docker save` output is unpacked while it is backed up. */
   readonly workDir: string;
+  /**
+   * Where the files of a volume whose containers are frozen are copied before
+   * they thaw (reflinks when on the volume's XFS or btrfs file system).
+   */
+  readonly captureDir: string;
+  /** The volume's block fingerprints from its last capture, so the next copies only what changed. */
+  readonly fingerprints?: FingerprintStore;
   readonly log: Logger;
   /** The agent catalog's record of containers paused or stopped, so none stays so after a crash. */
   readonly quiesceJournal: QuiesceJournal;
@@ -83,7 +92,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
 
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
-  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, log, changes, quiesceJournal: journal, signal, psqlSessions, ...archive } = opts;
+  const { volume: _v, hookTimeoutMs, stopTimeoutSeconds, workDir, captureDir, fingerprints, log, changes, quiesceJournal: journal, signal, psqlSessions, ...archive } = opts;
   // From saving (or reusing) the images to the snapshot that names them: forgetUnusedImages, exclusive, cannot come between.
   const lock = repo.lock('shared');
   try {
@@ -99,10 +108,24 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     // the database is made consistent by its own protocol: it is neither paused nor stopped
     const frozen = containers.filter((c) => c !== database);
     const read = { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
-    const { result: snapshot, report } = await withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, () =>
-      database ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log, ...(psqlSessions ? { sessions: psqlSessions } : {}) }) : backup(repo, read),
-    );
-    return { snapshot, report, images };
+    // Frozen containers wait only for a copy of what the backup reads, not for the backup.
+    const freezes = !database && frozen.some((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude) && (flag(c.labels, LABEL.pause) || flag(c.labels, LABEL.stop)));
+    const dir = path.join(captureDir, `capture-${volume.name}`);
+    const run = (capture: boolean) =>
+      withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, (thaw) =>
+        database
+          ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log, ...(psqlSessions ? { sessions: psqlSessions } : {}) })
+          : backup(repo, capture ? { ...read, capture: { dir, thaw, ...(fingerprints ? { fingerprints } : {}) } } : read),
+      );
+    let done: Awaited<ReturnType<typeof run>>;
+    try {
+      done = await run(freezes);
+    } catch (err) {
+      if (!(err instanceof CaptureFailedError)) throw err;
+      log.warn({ volume: volume.name, err: err.message }, 'could not copy the files while the containers were frozen: reading them in place, frozen throughout');
+      done = await run(false);
+    }
+    return { snapshot: done.result, report: done.report, images };
   } finally {
     lock.release();
   }

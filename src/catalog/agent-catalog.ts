@@ -354,6 +354,24 @@ export class AgentCatalog {
   quiesced(): QuiescedRow[] {
     return this.#stmt('SELECT * FROM quiesced ORDER BY since, container').all() as QuiescedRow[];
   }
+
+  // --- capture fingerprints (src/backup/capture.ts reads and writes them through this view)
+
+  /** A volume's block fingerprints by path: what its last capture read of each large file. */
+  fingerprints(volume: string): { get(path: string): FingerprintRow | undefined; put(path: string, row: FingerprintRow): void } {
+    return {
+      get: (p) => this.#stmt('SELECT key, block, hashes FROM fingerprints WHERE volume = ? AND path = ?').get(volume, p) as FingerprintRow | undefined,
+      put: (p, row) => {
+        this.#stmt('INSERT OR REPLACE INTO fingerprints (volume, path, key, block, hashes) VALUES (?, ?, ?, ?, ?)').run(volume, p, row.key, row.block, row.hashes);
+      },
+    };
+  }
+}
+
+export interface FingerprintRow {
+  readonly key: Buffer;
+  readonly block: number;
+  readonly hashes: Buffer;
 }
 
 const json = <T>(v: unknown): T => JSON.parse(v as string) as T;

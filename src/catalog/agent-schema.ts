@@ -136,4 +136,17 @@ export const agentMigrations: readonly Migration[] = [
         owner      TEXT
       ) STRICT;
     `),
+  // Per-block fingerprints (xxh64) of the large files a frozen volume's capture read, so the next
+  // capture copies only the blocks that changed; key names the snapshot content they describe.
+  (db) =>
+    db.exec(`
+      CREATE TABLE fingerprints (
+        volume  TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        key     BLOB NOT NULL,
+        block   INTEGER NOT NULL,
+        hashes  BLOB NOT NULL,
+        PRIMARY KEY (volume, path)
+      ) STRICT, WITHOUT ROWID;
+    `),
 ];

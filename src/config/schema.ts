@@ -179,6 +179,12 @@ const backup = z.strictObject({
   block_size: size({ min: 4 * KiB, max: 8 * MiB, powerOfTwo: true, example: '64KiB' }).prefault('64KiB'),
   chunker: oneOf(['fixed', 'cdc']).default('fixed'),
   workers: int(1).default(() => os.availableParallelism()),
+  /**
+   * Where a frozen volume's files are copied before its containers thaw;
+   * defaults to `<state_dir>/tmp`. On the XFS or btrfs file system of Docker's
+   * data root the copies are reflinks.
+   */
+  capture_dir: text().optional(),
 });
 
 
@@ -230,6 +236,7 @@ export const configSchema = z
   .transform((c) => ({
     ...c,
     repository: { ...c.repository, path: c.repository.path ?? path.join(c.agent.state_dir, 'repository') },
+    backup: { ...c.backup, capture_dir: c.backup.capture_dir ?? path.join(c.agent.state_dir, 'tmp') },
   }));
 
 export type Config = z.output<typeof configSchema>;

@@ -59,12 +59,13 @@ export interface QuiesceReport {
  * made consistent, as their labels ask: backup-pre commands first (any
  * failure aborts before anything is stopped), then stop-during-backup
  * containers are stopped (dependents first) and pause-during-backup ones
- * paused; afterwards, whatever happened, paused ones are unpaused and stopped
- * ones started (dependencies first; as their state then asks: an engine that
- * restarted meanwhile left the paused ones exited too), then backup-post
- * commands run. Only containers that were running are touched: one that was
- * stopped stays so. An abort (opts.signal) stops it between steps: what it
- * had paused or stopped is returned, and the abort's reason thrown.
+ * paused; then, when work calls thaw() (it has captured what it reads) or
+ * ends, whatever happened, paused ones are unpaused and stopped ones started
+ * (dependencies first; as their state then asks: an engine that restarted
+ * meanwhile left the paused ones exited too), and backup-post commands run.
+ * Only containers that were running are touched: one that was stopped stays
+ * so. An abort (opts.signal) stops it between steps: what it had paused or
+ * stopped is returned, and the abort's reason thrown.
  *
  * Every pause and stop is noted in the journal before the engine is asked and
  * cleared once undone. A container this process cannot return (the engine went
@@ -75,7 +76,7 @@ export async function withQuiesced<T>(
   engine: DockerEngine,
   containers: readonly ContainerDetail[],
   opts: QuiesceOptions,
-  work: () => Promise<T>,
+  work: (thaw: () => Promise<void>) => Promise<T>,
 ): Promise<{ result: T; report: QuiesceReport }> {
   const running = startOrder(containers.filter((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude)));
   for (const c of running) await runHook(engine, c, 'pre', opts);
@@ -91,6 +92,29 @@ export async function withQuiesced<T>(
     quiesced.push({ c, action, at: performance.now() });
     await ask();
   };
+  const actions: ContainerAction[] = [];
+  const failures: string[] = [];
+  const warnings: string[] = [];
+  let thawed: Promise<void> | undefined;
+  // Never rejects: what could not be returned is reported once the work is over.
+  const thaw = () =>
+    (thawed ??= (async () => {
+      // Paused ones first (they resume at once), then the stopped ones, dependencies first.
+      const byAction = (a: QuiesceAction) => quiesced.filter((q) => q.action === a).reverse();
+      for (const { c, action, at } of [...byAction('paused'), ...byAction('stopped')]) {
+        try {
+          await returnToRunning(engine, c.id);
+          opts.journal.clearQuiesced(c.id);
+          actions.push({ container: c.name, action, ms: Math.round(performance.now() - at) });
+        } catch (err) {
+          opts.journal.releaseQuiesced(c.id);
+          failures.push(`${c.name} (${action}): ${(err as Error).message}`);
+        }
+      }
+      for (const a of actions) opts.log.info({ container: a.container, ms: a.ms }, `was ${a.action} for the backup`);
+      if (failures.length > 0) return;
+      for (const c of running) await runHook(engine, c, 'post', opts).catch((err: Error) => warnings.push(err.message));
+    })());
   let result: T | undefined;
   let failed: { error: unknown } | undefined;
   try {
@@ -102,25 +126,11 @@ export async function withQuiesced<T>(
     }
     faultPoint('quiesced');
     opts.signal?.throwIfAborted();
-    result = await work();
+    result = await work(thaw);
   } catch (error) {
     failed = { error };
   }
-  const actions: ContainerAction[] = [];
-  const failures: string[] = [];
-  // Paused ones first (they resume at once), then the stopped ones, dependencies first.
-  const byAction = (a: QuiesceAction) => quiesced.filter((q) => q.action === a).reverse();
-  for (const { c, action, at } of [...byAction('paused'), ...byAction('stopped')]) {
-    try {
-      await returnToRunning(engine, c.id);
-      opts.journal.clearQuiesced(c.id);
-      actions.push({ container: c.name, action, ms: Math.round(performance.now() - at) });
-    } catch (err) {
-      opts.journal.releaseQuiesced(c.id);
-      failures.push(`${c.name} (${action}): ${(err as Error).message}`);
-    }
-  }
-  for (const a of actions) opts.log.info({ container: a.container, ms: a.ms }, `was ${a.action} for the backup`);
+  await thaw();
   // A container left paused or stopped is worse than a failed backup: say so above all else.
   if (failures.length > 0) {
     opts.log.error({ failures }, 'could not return containers to their running state');
@@ -131,10 +141,6 @@ export async function withQuiesced<T>(
     );
   }
   if (failed) throw failed.error;
-  const warnings: string[] = [];
-  for (const c of running) {
-    await runHook(engine, c, 'post', opts).catch((err: Error) => warnings.push(err.message));
-  }
   return { result: result as T, report: { actions, warnings } };
 }
 

@@ -146,6 +146,11 @@ export class DatabaseBackupError extends LifeboatError {
   readonly code = 'LB_ERR_DATABASE_BACKUP';
 }
 
+/** The point-in-time copy made while a volume's containers were frozen could not be written (its scratch file system is full). */
+export class CaptureFailedError extends LifeboatError {
+  readonly code = 'LB_ERR_CAPTURE_FAILED';
+}
+
 /** A lifeboat.backup-pre or -post command failed, timed out, or could not run. */
 export class HookFailedError extends LifeboatError {
   readonly code = 'LB_ERR_HOOK_FAILED';

@@ -18,6 +18,7 @@ export class JobBatcher<I, R> {
   #items: I[] = [];
   #waiters: PromiseWithResolvers<R>[] = [];
   #bytes = 0;
+  #held: Promise<void> | undefined;
 
   constructor(send: (items: I[]) => Promise<readonly R[]>, depth: number) {
     this.#send = send;
@@ -48,8 +49,25 @@ export class JobBatcher<I, R> {
     await this.pace();
   }
 
+  /**
+   * Holds every job back until the returned function is called (with an
+   * error: they fail with it, unsent), and pace() no longer waits meanwhile: a walk that captures files while containers
+   * are frozen dispatches them all before any is read.
+   */
+  hold(): (failed?: unknown) => void {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    promise.catch(() => {}); // each held job fails with it
+    this.#held = promise;
+    return (failed?: unknown) => {
+      this.#held = undefined;
+      if (failed === undefined) resolve();
+      else reject(failed);
+    };
+  }
+
   /** Resolves once a job slot is free. */
   async pace(): Promise<void> {
+    if (this.#held) return;
     await this.#jobs.acquire();
     this.#jobs.release();
     if (this.failure) throw this.failure;
@@ -74,6 +92,7 @@ export class JobBatcher<I, R> {
   }
 
   async #dispatch(items: I[]): Promise<readonly R[]> {
+    await this.#held;
     await this.#jobs.acquire();
     const job = this.#send(items);
     this.#inFlight.add(job);

@@ -89,6 +89,8 @@ export function registerBackup(program: Command): void {
               hookTimeoutMs: ctx.config.docker.hook_timeout,
               stopTimeoutSeconds: Math.ceil(ctx.config.docker.stop_timeout / 1000),
               workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
+              captureDir: ctx.config.backup.capture_dir,
+              fingerprints: catalog.fingerprints(volume),
               log: ctx.log,
               quiesceJournal: catalog,
               signal: interrupt.signal,

@@ -114,6 +114,7 @@ export async function sourceHost(t: TestRepo, opts: { labels?: Record<string, Re
           hookTimeoutMs: 5000,
           stopTimeoutSeconds: 1,
           workDir,
+          captureDir: workDir,
           log,
           quiesceJournal: catalog,
         })

@@ -115,6 +115,7 @@ export interface BackupSettings {
   /** Recorded as the snapshot's Docker volume. */
   readonly volume?: string;
   readonly windows?: BackupOptions['windows'];
+  readonly capture?: BackupOptions['capture'];
 }
 
 /** backup() with test defaults (fixed 64 KiB blocks, the pool's pack size); fails on any warning unless allowed. */
@@ -132,6 +133,7 @@ export async function backupDir(t: TestRepo, source: string, settings: BackupSet
     ...(settings.onDamage ? { onDamage: settings.onDamage } : {}),
     ...(settings.volume ? { volume: settings.volume } : {}),
     ...(settings.windows ? { windows: settings.windows } : {}),
+    ...(settings.capture ? { capture: settings.capture } : {}),
   });
   if (!settings.allowWarnings && warnings.length > 0) throw new Error(`backup warned:\n${warnings.join('\n')}`);
   return snapshot;

@@ -1,0 +1,158 @@
+/**
+ * Capture, then process (issue 13): while a volume's containers are frozen
+ * the backup only copies what it will read, thaws them, and then hashes,
+ * compresses and packs the copies. The containers' writes after the thaw must
+ * not reach the snapshot, no worker may read before the thaw, and on a file
+ * system without reflinks only the blocks whose fingerprints changed are
+ * copied.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentCatalog } from '../catalog/agent-catalog.ts';
+import { CaptureFailedError } from '../errors/errors.ts';
+import type { Snapshot } from '../repo/snapshot.ts';
+import type { SplitterSpec } from '../repo/splitter-spec.ts';
+import { backupDir, openTestRepo, restoreTo, type TestRepo } from '../repo/testing/fixture.ts';
+import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
+import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
+import { RepoWorkers } from '../workers/pool.ts';
+import type { StoreItem, StoreReply } from '../workers/protocol.ts';
+import type { CaptureOptions, FingerprintStore } from './capture.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const BLOCK = 64 * KiB;
+
+/** The real pool, counting the items it was sent. */
+class CountingWorkers extends RepoWorkers {
+  items = 0;
+  override store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+    this.items += items.length;
+    return super.store(splitter, items);
+  }
+}
+
+describe('capture, then process', () => {
+  let t: TestRepo;
+  let catalog: AgentCatalog;
+  let pool: CountingWorkers;
+  let src: string;
+  let scratch: string;
+  let store: FingerprintStore;
+
+  beforeEach(async () => {
+    t = await openTestRepo();
+    pool = new CountingWorkers(t.repo, { workers: 2, level: 3, packSize: t.packSize });
+    catalog = AgentCatalog.open(await t.temp.make('lifeboat-state-'));
+    store = catalog.fingerprints('data');
+    src = await t.temp.make('lifeboat-src-');
+    scratch = path.join(await t.temp.make('lifeboat-scratch-'), 'capture');
+    await fsp.mkdir(path.join(src, 'sub'));
+    await fsp.writeFile(path.join(src, 'small'), 'small, as frozen');
+    await fsp.writeFile(path.join(src, 'sub', 'big'), pseudoRandomBytes(4 * MiB + 1000, 1));
+  });
+  afterEach(async () => {
+    catalog.close();
+    await pool.close();
+    await t.close();
+  });
+
+  const backupCapturing = (thaw: () => Promise<void> | void, over: Partial<CaptureOptions> = {}): Promise<Snapshot> =>
+    backupDir({ ...t, pool }, src, { capture: { dir: scratch, fingerprints: store, thaw: async () => thaw(), ...over } });
+
+  const restored = async (s: Snapshot) => {
+    const target = path.join(await t.temp.make('lifeboat-restore-'), 'r');
+    await restoreTo({ ...t, pool }, s, target);
+    return target;
+  };
+
+  it('reads nothing before the thaw, and the snapshot holds the files as they were frozen, not what was written after', async () => {
+    const frozen = await describeTree(src);
+    let readBeforeThaw: number | undefined;
+    const s = await backupCapturing(async () => {
+      readBeforeThaw = pool.items;
+      // the containers run again: every file changes, one goes, one comes
+      await fsp.writeFile(path.join(src, 'small'), 'written after the thaw');
+      await pwrite(path.join(src, 'sub', 'big'), 2 * MiB, Buffer.alloc(BLOCK, 7));
+      await fsp.writeFile(path.join(src, 'sub', 'new'), 'new');
+    });
+    expect(readBeforeThaw).toBe(0);
+    expect(s.stats.errors).toBe(0);
+    expect(diffTrees(frozen, await describeTree(await restored(s)))).toEqual([]);
+    expect(fs.existsSync(scratch)).toBe(false); // the copies are gone
+  });
+
+  it('copies, on a file system without reflinks, only the blocks whose fingerprints changed, and restores the whole file', async () => {
+    await backupCapturing(() => {});
+    const big = path.join(src, 'sub', 'big');
+    await pwrite(big, 1 * MiB + 10, Buffer.from('changed'));
+    await pwrite(big, 3 * MiB + 5, Buffer.from('changed too'));
+    await pwrite(big, 4 * MiB + 100, Buffer.from('and the short last block'));
+    const frozen = await describeTree(src);
+
+    let copied: number | undefined;
+    const s = await backupCapturing(async () => {
+      const copies = await fsp.readdir(scratch);
+      const sizes = await Promise.all(copies.map(async (c) => (await fsp.stat(path.join(scratch, c))).blocks * 512));
+      copied = Math.max(...sizes);
+    });
+    if (!reflinks(scratch)) expect(copied).toBeLessThanOrEqual(3 * BLOCK + 4 * KiB);
+    expect(s.stats.bytes_read).toBe(2 * BLOCK + 1000); // the two changed blocks and the last, short one
+    expect(diffTrees(frozen, await describeTree(await restored(s)))).toEqual([]);
+  });
+
+  it('copies a file whole when its fingerprints describe another version than the parent snapshot has', async () => {
+    await backupCapturing(() => {});
+    const big = path.join(src, 'sub', 'big');
+    await fsp.writeFile(big, pseudoRandomBytes(4 * MiB + 1000, 2));
+    await backupDir({ ...t, pool }, src); // without a capture: the fingerprints are not renewed
+    await pwrite(big, 0, Buffer.from('x'));
+    const frozen = await describeTree(src);
+
+    const s = await backupCapturing(() => {});
+    expect(s.stats.bytes_read).toBe(4 * MiB + 1000);
+    expect(diffTrees(frozen, await describeTree(await restored(s)))).toEqual([]);
+  });
+
+  it('grows and shrinks: blocks past the parent\'s end are copied, and a shorter file keeps none it lost', async () => {
+    await backupCapturing(() => {});
+    const big = path.join(src, 'sub', 'big');
+    await fsp.appendFile(big, pseudoRandomBytes(200 * KiB, 3));
+    let s = await backupCapturing(() => {});
+    expect(s.stats.bytes_read).toBe(1000 + 200 * KiB); // the old short last block, now whole, and the new ones
+    await fsp.truncate(big, 2 * MiB + 7);
+    const frozen = await describeTree(src);
+    s = await backupCapturing(() => {});
+    expect(s.stats.bytes_read).toBe(7); // only the new short last block
+    expect(diffTrees(frozen, await describeTree(await restored(s)))).toEqual([]);
+  });
+
+  it('fails with LB_ERR_CAPTURE_FAILED, nothing read and nothing left held, when the copies cannot be written', async () => {
+    const notADir = path.join(await t.temp.make('lifeboat-file-'), 'file');
+    await fsp.writeFile(notADir, '');
+    let thawed = false;
+    const failed = backupCapturing(() => void (thawed = true), { dir: path.join(notADir, 'capture') });
+    await expect(failed).rejects.toBeInstanceOf(CaptureFailedError);
+    await expect(failed).rejects.toMatchObject({ code: 'LB_ERR_CAPTURE_FAILED' });
+    expect(thawed).toBe(false);
+    expect(pool.items).toBe(0);
+    // and the repository takes the next backup
+    const s = await backupDir({ ...t, pool }, src);
+    expect(s.stats.errors).toBe(0);
+  });
+});
+
+async function pwrite(file: string, at: number, data: Buffer): Promise<void> {
+  const fd = await fsp.open(file, 'r+');
+  await fd.write(data, 0, data.length, at);
+  await fd.close();
+}
+
+/** Whether `dir`'s file system shares extents (XFS, btrfs): there a copy costs no blocks. */
+function reflinks(dir: string): boolean {
+  const type = execFileSync('stat', ['-f', '-c', '%T', path.dirname(dir)], { encoding: 'utf8' }).trim();
+  return type === 'xfs' || type === 'btrfs';
+}
