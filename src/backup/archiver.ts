@@ -21,7 +21,7 @@ import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
 import type { RepoWorkers } from '../workers/pool.ts';
 import type { PackReport, SeenFile, StoreItem, StoreResult } from '../workers/protocol.ts';
-import { Capture, type CapturedFile, type CaptureOptions, type ParentBlocks } from './capture.ts';
+import { Capture, type CapturedFile, type CaptureOptions } from './capture.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
 
 export interface BackupOptions {
@@ -159,7 +159,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   const archiver = new Archiver(repo, writer, opts);
   let capture: Capture | undefined;
   try {
-    if (opts.capture) capture = archiver.captureWith(await Capture.open(opts.capture, opts.splitter.kind === 'fixed' ? opts.splitter.size : undefined));
+    if (opts.capture) capture = archiver.captureWith(Capture.open(opts.capture, opts.splitter.kind === 'fixed' ? opts.splitter.size : undefined, opts.pool));
     const lost = repo.forgetMissingPacks();
     if (lost.length > 0) {
       // What the lost packs held must come back from the source: every file is looked at, and
@@ -281,6 +281,8 @@ class Archiver {
   #capture: Capture | undefined;
   /** Lets the jobs held while the containers are frozen go (or fail them: the walk failed). */
   #release: ((failed?: unknown) => void) | undefined;
+  /** Settles when the containers run again (or the walk failed): what waits for it reads the copies. */
+  readonly #thawed = Promise.withResolvers<void>();
   /** Unchanged files count as such only when the index has every block they name (the repository lost some). */
   #vouch = false;
   readonly #tolerant: { tolerant?: true };
@@ -337,12 +339,15 @@ class Archiver {
     await thaw();
     this.#release?.();
     this.#release = undefined;
+    this.#thawed.resolve();
   }
 
   /** The walk failed while jobs were held: they fail too, unread. */
   dropHeld(err: unknown): void {
     this.#release?.(err);
     this.#release = undefined;
+    this.#thawed.promise.catch(() => {}); // what waited on it fails through the walk
+    this.#thawed.reject(err);
   }
 
   /** From here on, walk only what the journal names (the rest is the parent's). */
@@ -557,16 +562,17 @@ class Archiver {
   /**
    * Copies a file while the containers are frozen (its read, of the copy,
    * comes after the thaw): whole, or the blocks whose fingerprints differ
-   * from the parent's, whose ids the rest keeps.
+   * from the parent's, whose ids the rest keeps. A reflink clone is compared
+   * with the parent's fingerprints after the thaw. Nothing but the copy
+   * happens before it: the parent's ids are looked up after.
    */
   async #captured(full: string, rel: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
     const capture = this.#capture!;
-    const known = capture.known(rel, before);
-    const ids = known && before && (await this.#parentIds(before));
-    const parent: ParentBlocks | undefined = ids && ids.length * 8 === known.hashes.length ? { hashes: known.hashes, ids, size: before!.size } : undefined;
+    // the repository lost packs: what the parent had may be gone, so nothing is taken from it unread
+    const parent = this.#vouch ? undefined : capture.known(rel, before);
     let file: CapturedFile | undefined;
     try {
-      file = capture.take(full, st, parent);
+      file = await capture.take(full, st, parent);
     } catch (err) {
       if (err instanceof CaptureFailedError) throw err;
       this.#warn(full, err as Error); // gone or unreadable: as if the walk had not found it
@@ -577,14 +583,31 @@ class Archiver {
       this.#warn(full, new Error(`changed while it was copied, though its containers were frozen (another writer?); ${kept}`));
       return { done: Promise.resolve(before) };
     }
-    const { hashes, kept } = file;
-    const plan = kept && parent ? keptPlan(kept, parent.ids, this.#opts.splitter.size, Number(file.stat.size)) : undefined;
-    const first = await this.#readOnce(file.path, file.seen, true, plan);
-    const read = first.done.then((o) => {
-      if (o.kind === 'read' && hashes) capture.remember(rel, o.content, hashes);
-      return o;
-    });
-    const node = this.#settle(full, rel, file.stat, before, read).finally(() => capture.release(file));
+    const copy = file;
+    // resolves once the read is dispatched, with its node to come
+    const dispatch = async (changes: { kept?: Uint8Array; hashes?: Buffer } | undefined, shared: boolean): Promise<{ node: Promise<TreeNode | undefined> }> => {
+      let plan: ReadPlan | undefined;
+      if (changes?.kept?.includes(1)) {
+        const ids = await this.#parentIds(before!);
+        if (ids?.length !== parent!.hashes.length / 8) {
+          this.#warn(full, new Error("the parent snapshot's blocks it kept could not be found in the repository; kept as it was in the parent snapshot"));
+          return { node: Promise.resolve(before) };
+        }
+        plan = keptPlan(changes.kept, ids, this.#opts.splitter.size, Number(copy.stat.size));
+      }
+      const first = await this.#readOnce(copy.path, copy.seen, shared, plan);
+      const outcome = first.done.then((o) => {
+        if (o.kind === 'read' && changes?.hashes) capture.remember(rel, o.content, changes.hashes);
+        return o;
+      });
+      return { node: this.#settle(full, rel, copy.stat, before, outcome) };
+    };
+    const afterThaw = (changes: () => Promise<{ kept?: Uint8Array; hashes?: Buffer } | undefined>) =>
+      // after the walk, which has sent its last shared job by then: each read alone
+      this.#thawed.promise.then(async () => (await dispatch(await changes(), false)).node);
+    const node = (
+      copy.reflinked ? afterThaw(() => capture.changes(copy, parent)) : copy.kept ? afterThaw(async () => copy) : (await dispatch(copy, true)).node
+    ).finally(() => capture.release(copy));
     node.catch(() => {});
     return { done: node };
   }

@@ -9,8 +9,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AgentCatalog } from '../catalog/agent-catalog.ts';
 import { CaptureFailedError } from '../errors/errors.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
@@ -150,6 +151,60 @@ async function pwrite(file: string, at: number, data: Buffer): Promise<void> {
   await fd.write(data, 0, data.length, at);
   await fd.close();
 }
+
+describe('capture by reflinks, on XFS', () => {
+  let mnt: string | undefined;
+  let cannot = '';
+  let t: TestRepo;
+  let catalog: AgentCatalog;
+
+  beforeAll(async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-xfs-'));
+    try {
+      execFileSync('truncate', ['-s', '512M', path.join(dir, 'img')]);
+      execFileSync('mkfs.xfs', ['-q', '-m', 'reflink=1', path.join(dir, 'img')], { stdio: 'pipe' });
+      fs.mkdirSync(path.join(dir, 'mnt'));
+      execFileSync('mount', ['-o', 'loop', path.join(dir, 'img'), path.join(dir, 'mnt')], { stdio: 'pipe' });
+      mnt = path.join(dir, 'mnt');
+    } catch (err) {
+      cannot = `cannot make a loop-mounted XFS here (needs root, mkfs.xfs from xfsprogs, loop devices): ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`;
+    }
+  });
+  afterAll(() => {
+    if (mnt) execFileSync('umount', ['-l', mnt]);
+  });
+  beforeEach(async () => {
+    t = await openTestRepo();
+    catalog = AgentCatalog.open(await t.temp.make('lifeboat-state-'));
+  });
+  afterEach(async () => {
+    catalog.close();
+    await t.close();
+  });
+
+  it('clones instead of copying (the file system\'s free space does not move), then reads only the blocks that changed', async (ctx) => {
+    ctx.skip(mnt === undefined, cannot);
+    const src = fs.mkdtempSync(path.join(mnt!, 'src-'));
+    const scratch = path.join(mnt!, 'capture');
+    const big = path.join(src, 'big');
+    await fsp.writeFile(big, pseudoRandomBytes(64 * MiB, 4));
+    const free = () => fs.statfsSync(mnt!).bfree * fs.statfsSync(mnt!).bsize;
+    const capture = (thaw: () => Promise<void>) => ({ dir: scratch, fingerprints: catalog.fingerprints('data'), thaw });
+
+    let used: number | undefined;
+    const before = free();
+    await backupDir(t, src, { capture: capture(async () => void (used = before - free())) });
+    expect(used).toBeLessThan(1 * MiB);
+
+    await pwrite(big, 10 * MiB + 3, Buffer.from('changed'));
+    const frozen = await describeTree(src);
+    const s = await backupDir(t, src, { capture: capture(async () => pwrite(big, 20 * MiB, Buffer.from('after the thaw'))) });
+    expect(s.stats.bytes_read).toBe(BLOCK); // the clone's blocks compared after the thaw: one changed
+    const target = path.join(await t.temp.make('lifeboat-restore-'), 'r');
+    await restoreTo(t, s, target);
+    expect(diffTrees(frozen, await describeTree(target))).toEqual([]);
+  });
+});
 
 /** Whether `dir`'s file system shares extents (XFS, btrfs): there a copy costs no blocks. */
 function reflinks(dir: string): boolean {

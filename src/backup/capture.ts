@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import xxhash, { type XXHashAPI } from 'xxhash-wasm';
 import { CaptureFailedError } from '../errors/errors.ts';
 import type { TreeNode } from '../repo/tree.ts';
+import type { RepoWorkers } from '../workers/pool.ts';
 import type { FileStat } from './node.ts';
 
 /**
@@ -32,10 +32,9 @@ export interface CaptureOptions {
   readonly thaw: () => Promise<void>;
 }
 
-/** What a file's capture knows of its parent version: fingerprints that match its node, and its block ids. */
+/** What a file's capture knows of its parent version: the fingerprints of its blocks, and its size. */
 export interface ParentBlocks {
   readonly hashes: Buffer;
-  readonly ids: readonly string[];
   readonly size: number;
 }
 
@@ -46,6 +45,8 @@ export interface CapturedFile {
   readonly seen: FileStat;
   /** The original's lstat, for the snapshot's node: taken before the copy and unchanged after it. */
   readonly stat: FileStat;
+  /** A reflink clone: whole, its changed blocks found after the thaw. */
+  readonly reflinked?: true;
   /** Per block: the parent's block i stands (1) or the copy holds it (0). Absent: the copy is whole. */
   readonly kept?: Uint8Array;
   /** The fingerprints of what was captured, to keep once its node is known. */
@@ -54,13 +55,12 @@ export interface CapturedFile {
 
 /** Times a file is captured again when it changed during its capture (a writer the freeze does not stop). */
 const ATTEMPTS = 3;
-const CHUNK = 4 << 20;
+/** A large file is fingerprinted in this many bytes or more per worker, all workers at once. */
+const SPLIT = 16 << 20;
 // what copyFile's FICLONE_FORCE throws where the file system (or the pair of them) cannot share extents
 const NO_REFLINK: ReadonlySet<string> = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EINVAL', 'ENOSYS', 'ENOTTY']);
 // what a copy's writing side throws: the capture cannot go on, whichever file it is
 const NO_ROOM: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EEXIST']);
-
-let hasher: Promise<XXHashAPI> | undefined;
 
 /** Identifies the content a node names (its block or list ids), so fingerprints are used only for the version they describe. */
 export function contentKey(content: Pick<TreeNode, 'blocks' | 'lists'>): Buffer {
@@ -71,43 +71,44 @@ export function contentKey(content: Pick<TreeNode, 'blocks' | 'lists'>): Buffer 
  * A point-in-time copy of the files a backup reads, made while the
  * containers are frozen, so hashing, compressing, sealing and packing happen
  * after they run again. On XFS and btrfs a copy is a reflink clone (its cost
- * is the file's extent map, not its data). Elsewhere (ext4) a large file is
- * read once at memory speed and only the blocks whose fingerprints differ
- * from its last capture are written to a sparse copy; the others are the
- * parent snapshot's, unread later.
+ * is the file's extent map, not its data), fingerprinted after the thaw.
+ * Elsewhere (ext4) a large file is read once at memory speed by every worker
+ * at once and only the blocks whose fingerprints differ from its last capture
+ * are written to a sparse copy. Either way the blocks that did not change are
+ * the parent snapshot's, unread later.
  */
 export class Capture {
   readonly #dir: string;
   readonly #block: number;
   readonly #store: FingerprintStore | undefined;
-  readonly #xx: XXHashAPI;
+  readonly #pool: RepoWorkers;
   #reflinks: boolean | undefined;
   #next = 0;
-  readonly #buffer = Buffer.allocUnsafe(CHUNK);
 
-  private constructor(dir: string, block: number, store: FingerprintStore | undefined, xx: XXHashAPI) {
+  private constructor(dir: string, block: number, store: FingerprintStore | undefined, pool: RepoWorkers) {
     this.#dir = dir;
     this.#block = block;
     this.#store = store;
-    this.#xx = xx;
+    this.#pool = pool;
   }
 
   /** `block`: the fixed block size fingerprints are taken at, or undefined (content-defined blocks) for whole copies only. */
-  static async open(opts: CaptureOptions, block: number | undefined): Promise<Capture> {
+  static open(opts: CaptureOptions, block: number | undefined, pool: RepoWorkers): Capture {
     try {
       fs.rmSync(opts.dir, { recursive: true, force: true });
       fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     } catch (err) {
       throw new CaptureFailedError(`cannot prepare the capture directory ${opts.dir}: ${(err as Error).message}`, { cause: err });
     }
-    return new Capture(opts.dir, block ?? 0, block ? opts.fingerprints : undefined, await (hasher ??= xxhash()));
+    return new Capture(opts.dir, block ?? 0, block ? opts.fingerprints : undefined, pool);
   }
 
-  /** The fingerprints kept for `rel` when they describe `before`, the parent's node. */
-  known(rel: string, before: TreeNode | undefined): Fingerprints | undefined {
-    if (!this.#store || before?.type !== 'file' || this.#reflinks) return undefined;
+  /** The parent's fingerprints for `rel`, when those kept describe `before`, the parent's node, block for block. */
+  known(rel: string, before: TreeNode | undefined): ParentBlocks | undefined {
+    if (!this.#store || before?.type !== 'file') return undefined;
     const f = this.#store.get(rel);
-    return f && f.block === this.#block && f.key.equals(contentKey(before)) ? f : undefined;
+    const fits = f && f.block === this.#block && f.hashes.length === Math.ceil(before.size / this.#block) * 8 && f.key.equals(contentKey(before));
+    return fits ? { hashes: f.hashes, size: before.size } : undefined;
   }
 
   /**
@@ -115,11 +116,11 @@ export class Capture {
    * cannot be written (the scratch file system is full), the source's own
    * error when it cannot be read, and returns undefined when it kept changing.
    */
-  take(full: string, st: FileStat, parent: ParentBlocks | undefined): CapturedFile | undefined {
+  async take(full: string, st: FileStat, parent: ParentBlocks | undefined): Promise<CapturedFile | undefined> {
     let stat = st;
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const copy = path.join(this.#dir, String(this.#next++));
-      const made = this.#copy(full, copy, Number(stat.size), parent);
+      const made = await this.#copy(full, copy, Number(stat.size), parent);
       const after = fs.lstatSync(full, { bigint: true });
       if (after.isFile() && same(stat, after)) return { path: copy, seen: fs.lstatSync(copy, { bigint: true }), stat, ...made };
       fs.rmSync(copy, { force: true });
@@ -127,6 +128,16 @@ export class Capture {
       stat = after;
     }
     return undefined;
+  }
+
+  /**
+   * A reflink clone's blocks against the parent's, once the containers run
+   * again: which changed, and the fingerprints to keep. Undefined when it is
+   * not worth it (no fingerprints kept, or a file of one block).
+   */
+  async changes(file: CapturedFile, parent: ParentBlocks | undefined): Promise<{ kept: Uint8Array; hashes: Buffer } | undefined> {
+    const size = Number(file.seen.size);
+    return this.#store && size > this.#block ? this.#fingerprint(file.path, null, size, parent) : undefined;
   }
 
   /** Keeps the fingerprints of a captured file once its read gave its content. */
@@ -143,12 +154,12 @@ export class Capture {
     fs.rmSync(this.#dir, { recursive: true, force: true });
   }
 
-  #copy(full: string, copy: string, size: number, parent: ParentBlocks | undefined): { kept?: Uint8Array; hashes?: Buffer } {
+  async #copy(full: string, copy: string, size: number, parent: ParentBlocks | undefined): Promise<{ reflinked?: true; kept?: Uint8Array; hashes?: Buffer }> {
     if (this.#reflinks !== false) {
       try {
         fs.copyFileSync(full, copy, fs.constants.COPYFILE_FICLONE_FORCE | fs.constants.COPYFILE_EXCL);
         this.#reflinks = true;
-        return {};
+        return { reflinked: true };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? '';
         if (!NO_REFLINK.has(code) || this.#reflinks) throw this.#copyFailure(err, full);
@@ -156,73 +167,40 @@ export class Capture {
         fs.rmSync(copy, { force: true });
       }
     }
-    if (!this.#store || size <= this.#block) return this.#whole(full, copy);
-    return this.#blocks(full, copy, size, parent);
-  }
-
-  #whole(full: string, copy: string): Record<string, never> {
     try {
-      fs.copyFileSync(full, copy, fs.constants.COPYFILE_EXCL);
+      if (!this.#store || size <= this.#block) {
+        fs.copyFileSync(full, copy, fs.constants.COPYFILE_EXCL);
+        return {};
+      }
+      const fd = fs.openSync(copy, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+      try {
+        fs.ftruncateSync(fd, size);
+      } finally {
+        fs.closeSync(fd);
+      }
     } catch (err) {
       throw this.#copyFailure(err, full);
     }
-    return {};
+    return this.#fingerprint(full, copy, size, parent);
   }
 
-  /** Reads the file once, fingerprinting each block; writes to the sparse copy the blocks the parent lacks. */
-  #blocks(full: string, copy: string, size: number, parent: ParentBlocks | undefined): { kept: Uint8Array; hashes: Buffer } {
+  /** Every worker fingerprints a part of the file (writing the changed blocks into `copy`, when given). */
+  async #fingerprint(source: string, copy: string | null, size: number, parent: ParentBlocks | undefined): Promise<{ kept: Uint8Array; hashes: Buffer }> {
     const block = this.#block;
-    const count = Math.ceil(size / block);
-    const hashes = Buffer.alloc(count * 8);
-    const kept = new Uint8Array(count);
-    // only whole blocks, or the last when it ends where the parent's did, can be the parent's
-    const reusable = (i: number) => parent !== undefined && i < parent.ids.length && Math.min(block, size - i * block) === Math.min(block, parent.size - i * block);
-    const src = fs.openSync(full, 'r');
-    let dst: number | undefined;
-    try {
-      dst = this.#open(copy);
-      for (let at = 0; at < size; ) {
-        const n = fs.readSync(src, this.#buffer, 0, Math.min(CHUNK, size - at), at);
-        if (n === 0) break; // shorter than seen: the lstat after the copy says so
-        for (let o = 0; o < n; o += block) {
-          const i = (at + o) / block;
-          const part = this.#buffer.subarray(o, Math.min(o + block, n));
-          hashes.writeBigUInt64LE(this.#xx.h64Raw(part), i * 8);
-          if (reusable(i) && parent!.hashes.compare(hashes, i * 8, i * 8 + 8, i * 8, i * 8 + 8) === 0) kept[i] = 1;
-          else this.#write(dst, part, at + o, full);
-        }
-        at += n;
-      }
-      this.#truncate(dst, size, full);
-    } finally {
-      fs.closeSync(src);
-      if (dst !== undefined) fs.closeSync(dst);
+    const parts = Math.max(1, Math.min(this.#pool.size, Math.floor(size / SPLIT)));
+    const per = Math.ceil(size / block / parts) * block;
+    const jobs = [];
+    for (let start = 0; start < size; start += per) {
+      const end = Math.min(size, start + per);
+      const from = (start / block) * 8;
+      const hashes = parent?.hashes.subarray(from, from + Math.ceil((end - start) / block) * 8);
+      jobs.push(this.#pool.capture({ source, copy, start, end, size, block, parent: hashes ?? null, parentSize: parent?.size ?? 0 }));
     }
-    return { kept, hashes };
-  }
-
-  #open(copy: string): number {
-    try {
-      return fs.openSync(copy, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-    } catch (err) {
-      throw this.#failure(err, copy);
-    }
-  }
-
-  #write(fd: number, data: Buffer, at: number, full: string): void {
-    try {
-      for (let o = 0; o < data.length; ) o += fs.writeSync(fd, data, o, data.length - o, at + o);
-    } catch (err) {
-      throw this.#failure(err, full);
-    }
-  }
-
-  #truncate(fd: number, size: number, full: string): void {
-    try {
-      fs.ftruncateSync(fd, size);
-    } catch (err) {
-      throw this.#failure(err, full);
-    }
+    const results = await Promise.all(jobs);
+    const failed = results.find((r) => r.error !== null)?.error;
+    if (failed?.side === 'copy') throw this.#failure(Object.assign(new Error(failed.message), { code: failed.code }), source);
+    if (failed) throw Object.assign(new Error(failed.message), { code: failed.code });
+    return { kept: Buffer.concat(results.map((r) => r.kept)), hashes: Buffer.concat(results.map((r) => r.hashes)) };
   }
 
   /** A copy that cannot be written fails the capture; a source that cannot be read is that file's problem alone. */

@@ -1,6 +1,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
+import { captureRange } from '../backup/capture-task.ts';
 import { storeItem } from '../backup/store-task.ts';
 import { checkPack } from '../repo/check-task.ts';
 import { closePackFds, restoreItem } from '../restore/extract-task.ts';
@@ -43,6 +44,11 @@ function run(job: Job): unknown {
     }
     case 'check':
       return checkPack(ctx, job.pack);
+    case 'capture': {
+      const result = captureRange(job.item);
+      churn += job.item.end - job.item.start;
+      return result;
+    }
     case 'close':
       closePackFds();
       ctx.close();

@@ -4,6 +4,8 @@ import { CorruptDataError, CorruptIndexError, LifeboatError, NoSpaceError } from
 import type { Repository } from '../repo/repository.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import type {
+  CaptureItem,
+  CaptureResult,
   CheckReply,
   FlushReply,
   Job,
@@ -117,6 +119,10 @@ export class RepoWorkers {
 
   check(pack: string): Promise<CheckReply> {
     return this.#run({ op: 'check', pack });
+  }
+
+  capture(item: CaptureItem): Promise<CaptureResult> {
+    return this.#run({ op: 'capture', item });
   }
 
   /** Ends a write session: every worker finishes its open pack; returns all packs not yet reported. */

@@ -109,8 +109,37 @@ export type Job =
   | { readonly op: 'reset' }
   | { readonly op: 'restore'; readonly items: readonly RestoreItem[] }
   | { readonly op: 'check'; readonly pack: string }
+  | { readonly op: 'capture'; readonly item: CaptureItem }
   /** The last job: the worker lets go of its index connection and pack descriptors before it is ended. */
   | { readonly op: 'close' };
+
+/**
+ * A block-aligned range of a file to fingerprint (xxh64 per block) while its
+ * containers are frozen, writing into `copy` (made and sized by the main
+ * thread; null: fingerprint only) the blocks whose fingerprints differ from
+ * the parent's. `parent` holds the parent's fingerprints from this range's
+ * first block on (possibly fewer than the range has).
+ */
+export interface CaptureItem {
+  readonly source: string;
+  readonly copy: string | null;
+  readonly start: number;
+  readonly end: number;
+  /** The whole file's size: the last block is shorter. */
+  readonly size: number;
+  readonly block: number;
+  readonly parent: Uint8Array | null;
+  readonly parentSize: number;
+}
+
+export interface CaptureResult {
+  /** 8 bytes a block of the range. */
+  readonly hashes: Uint8Array;
+  /** 1 where the block is the parent's (not written to the copy). */
+  readonly kept: Uint8Array;
+  /** What failed: reading the source (that file's problem), or writing the copy (the capture's). */
+  readonly error: { readonly side: 'source' | 'copy'; readonly code: string; readonly message: string } | null;
+}
 
 export interface StoreReply {
   readonly results: readonly StoreResult[];

@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import xxhash from 'xxhash-wasm';
+import type { CaptureItem, CaptureResult } from '../workers/protocol.ts';
+
+const CHUNK = 4 << 20;
+const xx = await xxhash();
+let buffer: Buffer | undefined;
+
+/**
+ * In a worker: reads a range of a frozen file once, fingerprinting each
+ * block, and writes into the copy the blocks that differ from the parent's.
+ */
+export function captureRange(item: CaptureItem): CaptureResult {
+  const { block, start, end, size, parent, parentSize } = item;
+  const count = Math.ceil((end - start) / block);
+  const hashes = Buffer.alloc(count * 8);
+  const kept = new Uint8Array(count);
+  const parentHashes = parent && Buffer.from(parent.buffer, parent.byteOffset, parent.byteLength);
+  // the parent's block stands only where it has one of the same length and the same fingerprint
+  const same = (i: number, at: number) =>
+    parentHashes !== null && (i + 1) * 8 <= parentHashes.length && Math.min(block, size - at) === Math.min(block, parentSize - at) && parentHashes.compare(hashes, i * 8, i * 8 + 8, i * 8, i * 8 + 8) === 0;
+  buffer ??= Buffer.allocUnsafe(CHUNK);
+  let src: number | undefined;
+  let dst: number | undefined;
+  const failed = (side: 'source' | 'copy', err: unknown): CaptureResult => {
+    const e = err as NodeJS.ErrnoException;
+    return { hashes, kept, error: { side, code: e.code ?? 'EIO', message: e.message } };
+  };
+  try {
+    try {
+      src = fs.openSync(item.source, 'r');
+    } catch (err) {
+      return failed('source', err);
+    }
+    try {
+      if (item.copy !== null) dst = fs.openSync(item.copy, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      return failed('copy', err);
+    }
+    for (let at = start; at < end; ) {
+      let n: number;
+      try {
+        n = fs.readSync(src, buffer, 0, Math.min(CHUNK, end - at), at);
+      } catch (err) {
+        return failed('source', err);
+      }
+      if (n === 0) break; // shorter than seen: the lstat after the capture says so
+      for (let o = 0; o < n; o += block) {
+        const i = (at + o - start) / block;
+        const part = buffer.subarray(o, Math.min(o + block, n));
+        hashes.writeBigUInt64LE(xx.h64Raw(part), i * 8);
+        if (same(i, at + o)) kept[i] = 1;
+        else if (dst !== undefined) {
+          try {
+            for (let w = 0; w < part.length; ) w += fs.writeSync(dst, part, w, part.length - w, at + o + w);
+          } catch (err) {
+            return failed('copy', err);
+          }
+        }
+      }
+      at += n;
+    }
+    return { hashes, kept, error: null };
+  } finally {
+    if (src !== undefined) fs.closeSync(src);
+    if (dst !== undefined) fs.closeSync(dst);
+  }
+}
