@@ -1,7 +1,7 @@
 import type { Repository } from '../repo/repository.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { type PoolOptions, RepoWorkers } from '../workers/pool.ts';
-import type { CheckReply, FlushReply, RestoreItem, RestoreReply, StoreItem, StoreReply } from '../workers/protocol.ts';
+import type { CaptureItem, CaptureResult, CheckReply, FlushReply, RestoreItem, RestoreReply, StoreItem, StoreReply } from '../workers/protocol.ts';
 
 /**
  * A worker pool that can be abandoned mid-backup: abort() fails every job in
@@ -33,6 +33,10 @@ export class AbortableWorkers extends RepoWorkers {
 
   override check(pack: string): Promise<CheckReply> {
     return this.#guard(() => super.check(pack));
+  }
+
+  override capture(item: CaptureItem): Promise<CaptureResult> {
+    return this.#guard(() => super.capture(item));
   }
 
   override flush(): Promise<FlushReply['packs']> {

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { CaptureFailedError, CorruptDataError, CorruptIndexError, noSpace, SourceError } from '../errors/errors.ts';
+import { CorruptDataError, CorruptIndexError, LifeboatError, noSpace, SourceError } from '../errors/errors.ts';
 import { BlockListBuilder, blockGroups, decodeList, listRefs } from '../repo/content.ts';
 import { blobId, seal } from '../repo/crypto.ts';
 import { BLOB_ID_BYTES, type BlobId, BlobType, toHex } from '../repo/ids.ts';
@@ -574,8 +574,9 @@ class Archiver {
     try {
       file = await capture.take(full, st, parent);
     } catch (err) {
-      if (err instanceof CaptureFailedError) throw err;
-      this.#warn(full, err as Error); // gone or unreadable: as if the walk had not found it
+      // gone or unreadable (a system error): as if the walk had not found it; anything else ends the backup
+      if (err instanceof LifeboatError || typeof (err as NodeJS.ErrnoException).code !== 'string') throw err;
+      this.#warn(full, err as Error);
       return { done: Promise.resolve(undefined) };
     }
     if (!file) {

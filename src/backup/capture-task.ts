@@ -5,6 +5,17 @@ import type { CaptureItem, CaptureResult } from '../workers/protocol.ts';
 const CHUNK = 4 << 20;
 const xx = await xxhash();
 let buffer: Buffer | undefined;
+let zeros = Buffer.alloc(0);
+const zeroHashes = new Map<number, bigint>();
+
+/** Whether a block is all zeros (a hole in a sparse file): left a hole in the copy, which reads as zeros. */
+function isZero(part: Buffer, hash: bigint): boolean {
+  if (zeros.length < part.length) zeros = Buffer.alloc(part.length);
+  const zero = zeros.subarray(0, part.length);
+  let h = zeroHashes.get(part.length);
+  if (h === undefined) zeroHashes.set(part.length, (h = xx.h64Raw(zero)));
+  return hash === h && part.equals(zero);
+}
 
 /**
  * In a worker: reads a range of a frozen file once, fingerprinting each
@@ -48,9 +59,10 @@ export function captureRange(item: CaptureItem): CaptureResult {
       for (let o = 0; o < n; o += block) {
         const i = (at + o - start) / block;
         const part = buffer.subarray(o, Math.min(o + block, n));
-        hashes.writeBigUInt64LE(xx.h64Raw(part), i * 8);
+        const hash = xx.h64Raw(part);
+        hashes.writeBigUInt64LE(hash, i * 8);
         if (same(i, at + o)) kept[i] = 1;
-        else if (dst !== undefined) {
+        else if (dst !== undefined && !isZero(part, hash)) {
           try {
             for (let w = 0; w < part.length; ) w += fs.writeSync(dst, part, w, part.length - w, at + o + w);
           } catch (err) {

@@ -131,6 +131,46 @@ describe('capture, then process', () => {
     expect(diffTrees(frozen, await describeTree(await restored(s)))).toEqual([]);
   });
 
+  it('leaves the holes of a sparse file holes in its copy, and restores it', async () => {
+    const sparse = path.join(src, 'sparse.img');
+    const fd = await fsp.open(sparse, 'w');
+    await fd.truncate(1024 * MiB);
+    await fd.write(Buffer.from('data in the middle'), 0, 18, 300 * MiB);
+    await fd.close();
+    let allocated: number | undefined;
+    const s = await backupCapturing(async () => {
+      const copies = await fsp.readdir(scratch);
+      const sizes = await Promise.all(copies.map(async (c) => (await fsp.stat(path.join(scratch, c))).blocks * 512));
+      allocated = sizes.reduce((a, b) => a + b, 0);
+    });
+    expect(allocated).toBeLessThan(4 * MiB + 2 * BLOCK); // the big file and one block of the sparse one
+    const target = await restored(s);
+    const back = await fsp.open(path.join(target, 'sparse.img'), 'r');
+    const at = Buffer.alloc(18);
+    await back.read(at, 0, 18, 300 * MiB);
+    await back.close();
+    expect(at.toString()).toBe('data in the middle');
+    expect((await fsp.stat(path.join(target, 'sparse.img'))).size).toBe(1024 * MiB);
+  });
+
+  it('refuses to copy what would leave the scratch file system nearly full (the containers write there too)', async (ctx) => {
+    const mnt = path.join(await t.temp.make('lifeboat-tmpfs-'), 'mnt');
+    await fsp.mkdir(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=300m,mode=0700', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch (err) {
+      ctx.skip(true, `cannot mount a tmpfs here (needs root): ${(err as Error).message}`);
+    }
+    try {
+      await fsp.writeFile(path.join(src, 'sub', 'big'), pseudoRandomBytes(64 * MiB, 5));
+      const failed = backupCapturing(() => {}, { dir: path.join(mnt, 'capture') });
+      await expect(failed).rejects.toThrow(/not enough room in .* to copy .*big \(67108864 bytes; \d+ free, of which 268435456 stay free\)/);
+      await expect(failed).rejects.toBeInstanceOf(CaptureFailedError);
+    } finally {
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+
   it('fails with LB_ERR_CAPTURE_FAILED, nothing read and nothing left held, when the copies cannot be written', async () => {
     const notADir = path.join(await t.temp.make('lifeboat-file-'), 'file');
     await fsp.writeFile(notADir, '');

@@ -55,6 +55,9 @@ export interface CapturedFile {
 
 /** Times a file is captured again when it changed during its capture (a writer the freeze does not stop). */
 const ATTEMPTS = 3;
+/** What a capture leaves free on the scratch file system: the larger of these. */
+const RESERVE_MIN = 256 << 20;
+const RESERVE_SHARE = 0.05;
 /** A large file is fingerprinted in this many bytes or more per worker, all workers at once. */
 const SPLIT = 16 << 20;
 // what copyFile's FICLONE_FORCE throws where the file system (or the pair of them) cannot share extents
@@ -120,7 +123,7 @@ export class Capture {
     let stat = st;
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const copy = path.join(this.#dir, String(this.#next++));
-      const made = await this.#copy(full, copy, Number(stat.size), parent);
+      const made = await this.#copy(full, copy, stat, parent);
       const after = fs.lstatSync(full, { bigint: true });
       if (after.isFile() && same(stat, after)) return { path: copy, seen: fs.lstatSync(copy, { bigint: true }), stat, ...made };
       fs.rmSync(copy, { force: true });
@@ -154,7 +157,8 @@ export class Capture {
     fs.rmSync(this.#dir, { recursive: true, force: true });
   }
 
-  async #copy(full: string, copy: string, size: number, parent: ParentBlocks | undefined): Promise<{ reflinked?: true; kept?: Uint8Array; hashes?: Buffer }> {
+  async #copy(full: string, copy: string, st: FileStat, parent: ParentBlocks | undefined): Promise<{ reflinked?: true; kept?: Uint8Array; hashes?: Buffer }> {
+    const size = Number(st.size);
     if (this.#reflinks !== false) {
       try {
         fs.copyFileSync(full, copy, fs.constants.COPYFILE_FICLONE_FORCE | fs.constants.COPYFILE_EXCL);
@@ -167,6 +171,8 @@ export class Capture {
         fs.rmSync(copy, { force: true });
       }
     }
+    // zero blocks are holes in the copy: only what is allocated can need room
+    this.#room(full, parent ? 0 : Math.min(size, Number(st.blocks) * 512));
     try {
       if (!this.#store || size <= this.#block) {
         fs.copyFileSync(full, copy, fs.constants.COPYFILE_EXCL);
@@ -201,6 +207,19 @@ export class Capture {
     if (failed?.side === 'copy') throw this.#failure(Object.assign(new Error(failed.message), { code: failed.code }), source);
     if (failed) throw Object.assign(new Error(failed.message), { code: failed.code });
     return { kept: Buffer.concat(results.map((r) => r.kept)), hashes: Buffer.concat(results.map((r) => r.hashes)) };
+  }
+
+  /**
+   * Refuses a copy that would leave the scratch file system (often the one
+   * the containers write to) with less than RESERVE free: they run again
+   * soon, and must not find it full.
+   */
+  #room(full: string, need: number): void {
+    const fsInfo = fs.statfsSync(this.#dir);
+    const free = fsInfo.bavail * fsInfo.bsize;
+    const reserve = Math.max(RESERVE_MIN, fsInfo.blocks * fsInfo.bsize * RESERVE_SHARE);
+    if (free - need >= reserve) return;
+    throw new CaptureFailedError(`not enough room in ${this.#dir} to copy ${full} (${need} bytes; ${free} free, of which ${Math.round(reserve)} stay free)`);
   }
 
   /** A copy that cannot be written fails the capture; a source that cannot be read is that file's problem alone. */

@@ -35,7 +35,7 @@ describe('parseConfig: defaults', () => {
         compression: 'auto',
         compression_level: 3,
       },
-      backup: { block_size: 64 * KiB, chunker: 'fixed', workers: os.availableParallelism() },
+      backup: { block_size: 64 * KiB, chunker: 'fixed', workers: os.availableParallelism(), capture_dir: path.join(defaultStateDir(), 'tmp') },
       retention: {},
       docker: { reconcile_interval: 5 * 60_000, hook_timeout: 60_000, stop_timeout: 30_000 },
       schedule: { backup: '0 * * * *', retention: '30 3 * * *' },
@@ -112,7 +112,7 @@ describe('parseConfig: defaults', () => {
     expect(c.agent.log_level).toBe('debug');
     expect(c.repository).toMatchObject({ pack_size: 1.5 * MiB, compression: 'off', compression_level: 19 });
     expect(c.repository.password_file).toBe('/etc/lifeboat/pw');
-    expect(c.backup).toEqual({ block_size: 8 * MiB, chunker: 'cdc', workers: 1 });
+    expect(c.backup).toMatchObject({ block_size: 8 * MiB, chunker: 'cdc', workers: 1 });
     expect(c.retention).toEqual({ keep_last: 0, keep_daily: 7 });
   });
 });
