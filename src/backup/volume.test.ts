@@ -182,6 +182,22 @@ describe('backupVolume (fake engine)', () => {
     expect(warnings).toEqual(['could not copy the files while the containers were frozen: reading them in place, frozen throughout']);
   });
 
+  it('takes lifeboat.consistency=pause and =stop as the two labels, and refuses a value it does not know before touching anything', async () => {
+    const cache = await run('cache', { labels: { 'lifeboat.consistency': 'pause' } });
+    const db = await run('db', { labels: { 'lifeboat.consistency': 'STOP' } });
+    engine.calls.length = 0;
+    await backupVolume(engine, t.repo, await options());
+    expect(calls(cache)).toEqual(['pause', 'unpause']);
+    expect(calls(db)).toEqual(['stop', 'start']);
+
+    const odd = await run('odd', { labels: { 'lifeboat.consistency': 'mysql', 'lifeboat.backup-pre': 'touch /pre-ran' } });
+    engine.calls.length = 0;
+    const err = await backupVolume(engine, t.repo, await options()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'LB_ERR_LABEL', exitCode: 2, message: 'container odd carries lifeboat.consistency="mysql": not one of postgres, pause, stop' });
+    expect(engine.calls).toEqual([]); // no hook run, no image saved, nothing paused
+    expect([await state(cache), await state(db), await state(odd)]).toEqual(['running', 'running', 'running']);
+  });
+
   it('refuses a volume that does not exist or is excluded', async () => {
     await expect(backupVolume(engine, t.repo, { ...(await options()), volume: 'nope' })).rejects.toBeInstanceOf(VolumeNotFoundError);
     await run('app', { labels: { 'lifeboat.exclude': 'true' } });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
+import { consistencyOf, flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
 import type { PsqlSessions } from '../docker/postgres-backup.ts';
 import { CaptureFailedError, VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
@@ -89,6 +89,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
   const containers = await containersUsing(engine, volume.name);
   const excluded = exclusionOf(volume, containers);
   if (excluded) throw new VolumeExcludedError(`not backing up volume ${volume.name}: ${excluded}`);
+  for (const c of containers) consistencyOf(c); // a label it does not know fails the backup before anything is done
 
   const imageIds = [...new Set(containers.map((c) => c.imageId))];
   const infos = (await Promise.all(imageIds.map((id) => engine.inspectImage(id)))).filter((i): i is ImageInfo => i !== undefined);
@@ -104,12 +105,12 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
       containers: containers.map((c) => ({ id: c.id, state: c.state, imageId: c.imageId, spec: c.spec })),
       images,
     };
-    const database = containers.find((c) => c.state === 'running' && c.labels[LABEL.consistency] === 'postgres');
+    const database = containers.find((c) => c.state === 'running' && consistencyOf(c) === 'postgres');
     // the database is made consistent by its own protocol: it is neither paused nor stopped
     const frozen = containers.filter((c) => c !== database);
     const read = { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
     // Frozen containers wait only for a copy of what the backup reads, not for the backup.
-    const freezes = !database && frozen.some((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude) && (flag(c.labels, LABEL.pause) || flag(c.labels, LABEL.stop)));
+    const freezes = !database && frozen.some((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude) && consistencyOf(c) !== undefined);
     const dir = path.join(captureDir, `capture-${volume.name}`);
     const run = (capture: boolean) =>
       withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, (thaw) =>

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { AgentCatalog, QuiesceAction, QuiescedRow } from '../catalog/agent-catalog.ts';
-import { HookFailedError } from '../errors/errors.ts';
+import { HookFailedError, LabelError } from '../errors/errors.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { ContainerDetail, DockerEngine } from './engine.ts';
 import { namespaceOwners } from './runtime.ts';
@@ -15,7 +15,10 @@ export const LABEL = {
   post: 'lifeboat.backup-post',
   /** Extra dependencies, "name,name": containers this one needs started first. */
   dependsOn: 'lifeboat.depends-on',
-  /** How the container's data is made consistent without a freeze: `postgres` (its online backup protocol). */
+  /**
+   * How the container's data is made consistent: `postgres` (its online
+   * backup protocol, no freeze), or `pause` and `stop` (as the two labels above).
+   */
   consistency: 'lifeboat.consistency',
   /** A command (sh -c) a drill runs in the recovered container until it exits 0: the application answers. */
   drillCheck: 'lifeboat.drill-check',
@@ -23,6 +26,24 @@ export const LABEL = {
 
 export function flag(labels: Readonly<Record<string, string>>, key: string): boolean {
   return /^(1|true|yes|on)$/i.test(labels[key] ?? '');
+}
+
+const CONSISTENCY = ['postgres', 'pause', 'stop'] as const;
+export type Consistency = (typeof CONSISTENCY)[number];
+
+/**
+ * What a container's labels ask for its data's consistency during a backup;
+ * a value of lifeboat.consistency this version does not know is refused
+ * (LabelError), not taken as nothing: the backup would not be what they meant.
+ */
+export function consistencyOf(c: Pick<ContainerDetail, 'name' | 'labels'>): Consistency | undefined {
+  const asked = c.labels[LABEL.consistency];
+  if (asked !== undefined) {
+    const known = CONSISTENCY.find((k) => k === asked.trim().toLowerCase());
+    if (!known) throw new LabelError(`container ${c.name} carries ${LABEL.consistency}=${JSON.stringify(asked)}: not one of ${CONSISTENCY.join(', ')}`);
+    return known;
+  }
+  return flag(c.labels, LABEL.stop) ? 'stop' : flag(c.labels, LABEL.pause) ? 'pause' : undefined;
 }
 
 /** The agent catalog's quiesce journal (AgentCatalog implements it). */
@@ -119,10 +140,10 @@ export async function withQuiesced<T>(
   let failed: { error: unknown } | undefined;
   try {
     for (const c of [...running].reverse()) {
-      if (flag(c.labels, LABEL.stop)) await quiesce(c, 'stopped', () => engine.stop(c.id, opts.stopTimeoutSeconds));
+      if (consistencyOf(c) === 'stop') await quiesce(c, 'stopped', () => engine.stop(c.id, opts.stopTimeoutSeconds));
     }
     for (const c of running) {
-      if (flag(c.labels, LABEL.pause) && !flag(c.labels, LABEL.stop)) await quiesce(c, 'paused', () => engine.pause(c.id));
+      if (consistencyOf(c) === 'pause') await quiesce(c, 'paused', () => engine.pause(c.id));
     }
     faultPoint('quiesced');
     opts.signal?.throwIfAborted();

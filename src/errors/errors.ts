@@ -146,6 +146,12 @@ export class DatabaseBackupError extends LifeboatError {
   readonly code = 'LB_ERR_DATABASE_BACKUP';
 }
 
+/** A container's lifeboat.* label has a value this version does not know. */
+export class LabelError extends LifeboatError {
+  readonly code = 'LB_ERR_LABEL';
+  override readonly exitCode = 2;
+}
+
 /** The point-in-time copy made while a volume's containers were frozen could not be written (its scratch file system is full). */
 export class CaptureFailedError extends LifeboatError {
   readonly code = 'LB_ERR_CAPTURE_FAILED';
