@@ -176,7 +176,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     // A snapshot's time is when its data was captured: the read begins now, so nothing older is in it.
     let capturedAt = opts.capturedAt ?? new Date();
     const walked = await archiver.walkDir(source, '', path.basename(source) || 'root', rootStat, parentRoot);
-    if (opts.capture) await archiver.thaw(opts.capture.thaw);
+    if (capture) await archiver.thaw(() => opts.capture!.thaw(capture!.stats));
     if (opts.phases) capturedAt = await archiver.secondPhase(opts.phases);
     const rootNode = await walked.done;
     faultPoint('backup-walked');
@@ -766,16 +766,17 @@ class Archiver {
   }
 
   /**
-   * Splits a range of a file into worker items, batched when small (`shared`),
-   * in ranges when large and fixed-block; hands each to `take` once
-   * dispatched, until `stop`. Every item carries what the lstat saw, for the
+   * Splits a range of a file into worker items: a small file whole, batched
+   * with others (`shared`); else ranges (fixed blocks) or the file alone;
+   * hands each to `take` once dispatched, until `stop`. Every item carries what the lstat saw, for the
    * worker to compare with what it opens.
    */
   async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean, range: { from: number; to: number }): Promise<void> {
+    const size = Number(st.size);
     const seen: SeenFile = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
-    if (range.to - range.from <= SMALL) {
-      const item: StoreItem = { path: full, start: range.from, end: range.to, seen, ...this.#tolerant };
-      take(shared ? this.#jobs.add(item, range.to - range.from) : this.#jobs.alone(item));
+    if (size <= SMALL && range.from === 0 && range.to === size) {
+      const item: StoreItem = { path: full, start: 0, end: size, seen, ...this.#tolerant };
+      take(shared ? this.#jobs.add(item, size) : this.#jobs.alone(item));
       await this.#jobs.pace();
       return;
     }

@@ -33,9 +33,10 @@ export function captureRange(item: CaptureItem): CaptureResult {
   buffer ??= Buffer.allocUnsafe(CHUNK);
   let src: number | undefined;
   let dst: number | undefined;
+  let copied = 0;
   const failed = (side: 'source' | 'copy', err: unknown): CaptureResult => {
     const e = err as NodeJS.ErrnoException;
-    return { hashes, kept, error: { side, code: e.code ?? 'EIO', message: e.message } };
+    return { hashes, kept, copied, error: { side, code: e.code ?? 'EIO', message: e.message } };
   };
   try {
     try {
@@ -65,6 +66,7 @@ export function captureRange(item: CaptureItem): CaptureResult {
         else if (dst !== undefined && !isZero(part, hash)) {
           try {
             for (let w = 0; w < part.length; ) w += fs.writeSync(dst, part, w, part.length - w, at + o + w);
+            copied += part.length;
           } catch (err) {
             return failed('copy', err);
           }
@@ -72,7 +74,7 @@ export function captureRange(item: CaptureItem): CaptureResult {
       }
       at += n;
     }
-    return { hashes, kept, error: null };
+    return { hashes, kept, copied, error: null };
   } finally {
     if (src !== undefined) fs.closeSync(src);
     if (dst !== undefined) fs.closeSync(dst);

@@ -28,8 +28,19 @@ export interface CaptureOptions {
   /** A scratch directory for the copies, emptied first; reflinks need it on the volume's file system. */
   readonly dir: string;
   readonly fingerprints?: FingerprintStore;
-  /** Returns the containers to running: called once every file the backup reads is captured. */
-  readonly thaw: () => Promise<void>;
+  /** Returns the containers to running: called once every file the backup reads is captured, with what that took. */
+  readonly thaw: (captured: CaptureStats) => Promise<void>;
+}
+
+/** What a capture did while the containers were frozen. */
+export interface CaptureStats {
+  readonly files: number;
+  /** Bytes read to fingerprint them. */
+  readonly read: number;
+  /** Bytes written to copies (reflink clones count nothing). */
+  readonly copied: number;
+  readonly reflinks: boolean;
+  readonly ms: number;
 }
 
 /** What a file's capture knows of its parent version: the fingerprints of its blocks, and its size. */
@@ -87,6 +98,8 @@ export class Capture {
   readonly #pool: RepoWorkers;
   #reflinks: boolean | undefined;
   #next = 0;
+  readonly #started = performance.now();
+  readonly #counts = { files: 0, read: 0, copied: 0 };
 
   private constructor(dir: string, block: number, store: FingerprintStore | undefined, pool: RepoWorkers) {
     this.#dir = dir;
@@ -123,6 +136,7 @@ export class Capture {
     let stat = st;
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const copy = path.join(this.#dir, String(this.#next++));
+      this.#counts.files++;
       const made = await this.#copy(full, copy, stat, parent);
       const after = fs.lstatSync(full, { bigint: true });
       if (after.isFile() && same(stat, after)) return { path: copy, seen: fs.lstatSync(copy, { bigint: true }), stat, ...made };
@@ -141,6 +155,10 @@ export class Capture {
   async changes(file: CapturedFile, parent: ParentBlocks | undefined): Promise<{ kept: Uint8Array; hashes: Buffer } | undefined> {
     const size = Number(file.seen.size);
     return this.#store && size > this.#block ? this.#fingerprint(file.path, null, size, parent) : undefined;
+  }
+
+  get stats(): CaptureStats {
+    return { ...this.#counts, reflinks: this.#reflinks === true, ms: Math.round(performance.now() - this.#started) };
   }
 
   /** Keeps the fingerprints of a captured file once its read gave its content. */
@@ -176,6 +194,7 @@ export class Capture {
     try {
       if (!this.#store || size <= this.#block) {
         fs.copyFileSync(full, copy, fs.constants.COPYFILE_EXCL);
+        this.#counts.copied += size;
         return {};
       }
       const fd = fs.openSync(copy, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
@@ -203,6 +222,10 @@ export class Capture {
       jobs.push(this.#pool.capture({ source, copy, start, end, size, block, parent: hashes ?? null, parentSize: parent?.size ?? 0 }));
     }
     const results = await Promise.all(jobs);
+    if (copy !== null) {
+      this.#counts.read += size;
+      for (const r of results) this.#counts.copied += r.copied;
+    }
     const failed = results.find((r) => r.error !== null)?.error;
     if (failed?.side === 'copy') throw this.#failure(Object.assign(new Error(failed.message), { code: failed.code }), source);
     if (failed) throw Object.assign(new Error(failed.message), { code: failed.code });

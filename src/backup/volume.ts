@@ -7,7 +7,7 @@ import { CaptureFailedError, VolumeExcludedError, VolumeNotFoundError } from '..
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { backup, type BackupOptions } from './archiver.ts';
-import type { FingerprintStore } from './capture.ts';
+import type { CaptureStats, FingerprintStore } from './capture.ts';
 import { type SavedImage, saveImages } from './images.ts';
 import { backupPostgres, type PostgresChain } from './postgres.ts';
 
@@ -112,11 +112,15 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     // Frozen containers wait only for a copy of what the backup reads, not for the backup.
     const freezes = !database && frozen.some((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude) && consistencyOf(c) !== undefined);
     const dir = path.join(captureDir, `capture-${volume.name}`);
+    const copied = (thaw: () => Promise<void>) => async (captured: CaptureStats) => {
+      log.info({ volume: volume.name, ...captured }, 'copied what the backup reads: its containers run again');
+      await thaw();
+    };
     const run = (capture: boolean) =>
       withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, (thaw) =>
         database
           ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log, ...(psqlSessions ? { sessions: psqlSessions } : {}) })
-          : backup(repo, capture ? { ...read, capture: { dir, thaw, ...(fingerprints ? { fingerprints } : {}) } } : read),
+          : backup(repo, capture ? { ...read, capture: { dir, thaw: copied(thaw), ...(fingerprints ? { fingerprints } : {}) } } : read),
       );
     let done: Awaited<ReturnType<typeof run>>;
     try {

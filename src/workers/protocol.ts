@@ -137,6 +137,8 @@ export interface CaptureResult {
   readonly hashes: Uint8Array;
   /** 1 where the block is the parent's (not written to the copy). */
   readonly kept: Uint8Array;
+  /** Bytes written to the copy. */
+  readonly copied: number;
   /** What failed: reading the source (that file's problem), or writing the copy (the capture's). */
   readonly error: { readonly side: 'source' | 'copy'; readonly code: string; readonly message: string } | null;
 }
