@@ -53,8 +53,9 @@ export class PeerStateStore {
 
   /** Of `snapshots`, those the peer is not known to hold. */
   pending<T extends { readonly id: string }>(peer: string, snapshots: readonly T[]): T[] {
-    const has = this.#db.prepare('SELECT 1 FROM replicated WHERE peer = ? AND snapshot = ?').pluck();
-    return snapshots.filter((s) => has.get(peer, s.id) === undefined);
+    // one query, not one a snapshot: a status with tens of thousands of them stays in milliseconds
+    const held = new Set(this.#db.prepare('SELECT snapshot FROM replicated WHERE peer = ?').pluck().all(peer) as string[]);
+    return snapshots.filter((s) => !held.has(s.id));
   }
 
   attempted(peer: string, at: string): void {

@@ -7,7 +7,7 @@ import { decodeList } from '../repo/content.ts';
 import { type BlobId, BlobType } from '../repo/ids.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { listSnapshots } from '../repo/snapshots.ts';
+import { listSnapshotHeads, type SnapshotHead, snapshotsById } from '../repo/snapshots.ts';
 import { readRepositoryConfig } from '../repo/store.ts';
 import { faultPoint } from '../util/fault.ts';
 import { decodeTree } from '../repo/tree.ts';
@@ -98,12 +98,16 @@ export async function push(conn: PeerConnection, repo: Repository, opts: PushOpt
     const welcome = await greet(conn, repo);
     opts.onWelcome?.(welcome.snapshots);
     const held = new Set(welcome.snapshots);
-    const all = listSnapshots(repo);
+    // heads only: whole rows for what is sent and its bases, not for the tens of thousands the peer has
+    const all = listSnapshotHeads(repo);
     const pending = all.filter((s) => !held.has(s.id)).reverse();
     counts.already = all.length - pending.length;
-    for (const snapshot of pending) {
+    for (const head of pending) {
       opts.signal?.throwIfAborted();
-      await discover(conn, repo, frontier, snapshot, baseOf(snapshot, all, held), counts);
+      const base = baseOf(head, all, held);
+      const [snapshot] = snapshotsById(repo, [head.id]);
+      if (!snapshot) continue; // forgotten meanwhile
+      await discover(conn, repo, frontier, snapshot, base && snapshotsById(repo, [base.id])[0], counts);
       await sendNeeded(conn, repo, frontier, opts, counts);
       await conn.send(Msg.commit, encodeCommit(snapshot));
       const committed = decodeCommitted(await expect(conn, Msg.committed));
@@ -170,8 +174,8 @@ function throwIfRefused(conn: PeerConnection): void {
  * not be asked about (so a push asks about what changed, not about every
  * neighbour of a change).
  */
-function baseOf(s: Snapshot, all: readonly Snapshot[], held: ReadonlySet<string>): Snapshot | undefined {
-  let base: Snapshot | undefined;
+function baseOf(s: SnapshotHead, all: readonly SnapshotHead[], held: ReadonlySet<string>): SnapshotHead | undefined {
+  let base: SnapshotHead | undefined;
   for (const x of all) {
     if (x.id !== s.id && held.has(x.id) && x.host === s.host && x.source === s.source && (!base || x.time > base.time)) base = x;
   }

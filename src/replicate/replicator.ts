@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.ts';
 import { describeFailure, UsageError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { listSnapshots } from '../repo/snapshots.ts';
+import { listSnapshotHeads, type SnapshotHead } from '../repo/snapshots.ts';
 import { Store } from '../repo/store.ts';
 import { boundAddress, parseListen } from '../util/listen.ts';
 import type { Identity } from './identity.ts';
@@ -155,7 +155,7 @@ export class Replicator {
 
   status(): PeerStatus[] {
     const { config, state, repo } = this.#opts;
-    const snapshots = listSnapshots(repo);
+    const snapshots = listSnapshotHeads(repo);
     return [...this.#runners.values()].map((r) =>
       peerView(r.peer, state, snapshots, replicaOf(config.agent.state_dir, r.peer, this.#lastReceived.get(r.peer.id) ?? null), r.live()),
     );
@@ -194,7 +194,7 @@ export function replicaOf(stateDir: string, peer: PeerConfig, lastReceived: stri
 export function peerView(
   peer: PeerConfig,
   state: PeerStateStore,
-  snapshots: readonly Snapshot[] | null,
+  snapshots: readonly SnapshotHead[] | null,
   replica: ReplicaStatus | null,
   live: { readonly running: boolean; readonly retryAt: Date | null } | null,
 ): PeerStatus {

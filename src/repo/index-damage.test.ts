@@ -10,7 +10,7 @@ import { rebuildIndex } from './rebuild.ts';
 import { Repository } from './repository.ts';
 import type { Snapshot } from './snapshot.ts';
 import { listRecordIds, snapshotsDir } from './snapshot-record.ts';
-import { deleteSnapshots, listSnapshots } from './snapshots.ts';
+import { deleteSnapshots, listSnapshotHeads, listSnapshots } from './snapshots.ts';
 import { Store } from './store.ts';
 import { backupDir, openTestRepo, restoreTo, TEST_PASSWORD, type TestRepo } from './testing/fixture.ts';
 import { pseudoRandomBytes } from './testing/tree-builder.ts';
@@ -233,6 +233,14 @@ describe('a damaged index', () => {
     repo.db.prepare('DELETE FROM snapshots WHERE id = ?').run(first);
     repo = await t.reopen();
     expect(listSnapshots(repo).map((s) => s.id)).toEqual(snapshots.map((s) => s.id));
+  });
+
+  it('a row whose volume is not text: the cheap listing of status and metrics says so, as the full one does', async () => {
+    t.repo.db.prepare('UPDATE snapshots SET volume = ? WHERE id = ?').run(Buffer.from('not text'), snapshots[0]!.id);
+    expect(() => listSnapshotHeads(t.repo)).toThrow(CorruptIndexError);
+    expect(() => listSnapshotHeads(t.repo)).toThrow(/index row of snapshot .* is damaged; rebuild the index/);
+    expect(() => listSnapshots(t.repo)).toThrow(CorruptIndexError);
+    await rebuildAndCheck();
   });
 
   it('a row whose id would name a path: refused at open, nothing written outside the repository', async () => {
