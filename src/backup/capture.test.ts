@@ -21,7 +21,7 @@ import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
 import { RepoWorkers } from '../workers/pool.ts';
 import type { StoreItem, StoreReply } from '../workers/protocol.ts';
-import type { CaptureOptions, FingerprintStore } from './capture.ts';
+import { Capture, type CaptureOptions, type FingerprintStore } from './capture.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -170,6 +170,33 @@ describe('capture, then process', () => {
       await expect(failed).rejects.toBeInstanceOf(CaptureFailedError);
     } finally {
       execFileSync('umount', ['-l', mnt]);
+    }
+  });
+
+  it('copies the file the walk saw, never what a link put in its place points to', async () => {
+    const secret = path.join(await t.temp.make('lifeboat-host-'), 'shadow');
+    await fsp.writeFile(secret, 'a host secret');
+    const capture = Capture.open({ dir: scratch, thaw: async () => {} }, BLOCK, pool);
+    try {
+      for (const name of ['small', 'sub/big']) {
+        const file = path.join(src, name);
+        const seen = fs.lstatSync(file, { bigint: true });
+        // a writer the freeze does not stop swaps the file for a link between the walk's look and the copy
+        await fsp.rename(file, `${file}.moved`);
+        await fsp.symlink(secret, file);
+        await expect(capture.take(file, seen, undefined)).rejects.toMatchObject({ code: 'ELOOP' });
+      }
+      // another file put in its place is taken as it now is, under its own metadata
+      const file = path.join(src, 'small');
+      const seen = fs.lstatSync(`${file}.moved`, { bigint: true });
+      await fsp.rm(file);
+      await fsp.writeFile(file, 'put in its place');
+      const taken = await capture.take(file, seen, undefined);
+      expect(taken?.stat.ino).toBe(fs.lstatSync(file, { bigint: true }).ino);
+      expect(await fsp.readFile(taken!.path, 'utf8')).toBe('put in its place');
+      for (const copy of await fsp.readdir(scratch)) expect(await fsp.readFile(path.join(scratch, copy), 'utf8')).not.toContain('a host secret');
+    } finally {
+      capture.close();
     }
   });
 

@@ -135,14 +135,24 @@ export class Capture {
   async take(full: string, st: FileStat, parent: ParentBlocks | undefined): Promise<CapturedFile | undefined> {
     let stat = st;
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-      const copy = path.join(this.#dir, String(this.#next++));
-      this.#counts.files++;
-      const made = await this.#copy(full, copy, stat, parent);
-      const after = fs.lstatSync(full, { bigint: true });
-      if (after.isFile() && same(stat, after)) return { path: copy, seen: fs.lstatSync(copy, { bigint: true }), stat, ...made };
-      fs.rmSync(copy, { force: true });
-      if (!after.isFile()) return undefined;
-      stat = after;
+      // The file the walk saw, opened without following a link: a symlink or another file put
+      // in its place since (a writer the freeze does not stop) is never what gets copied.
+      const fd = fs.openSync(full, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      try {
+        if (same(stat, fs.fstatSync(fd, { bigint: true }))) {
+          const copy = path.join(this.#dir, String(this.#next++));
+          this.#counts.files++;
+          // on Linux the workers and copyFile open the very file through its descriptor
+          const made = await this.#copy(process.platform === 'linux' ? `/proc/self/fd/${fd}` : full, full, copy, stat, parent);
+          if (same(stat, fs.fstatSync(fd, { bigint: true }))) return { path: copy, seen: fs.lstatSync(copy, { bigint: true }), stat, ...made };
+          fs.rmSync(copy, { force: true });
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      const now = fs.lstatSync(full, { bigint: true });
+      if (!now.isFile()) return undefined;
+      stat = now;
     }
     return undefined;
   }
@@ -175,11 +185,12 @@ export class Capture {
     fs.rmSync(this.#dir, { recursive: true, force: true });
   }
 
-  async #copy(full: string, copy: string, st: FileStat, parent: ParentBlocks | undefined): Promise<{ reflinked?: true; kept?: Uint8Array; hashes?: Buffer }> {
+  /** Copies `source` (the file `full` named when the walk saw it as `st`). */
+  async #copy(source: string, full: string, copy: string, st: FileStat, parent: ParentBlocks | undefined): Promise<{ reflinked?: true; kept?: Uint8Array; hashes?: Buffer }> {
     const size = Number(st.size);
     if (this.#reflinks !== false) {
       try {
-        fs.copyFileSync(full, copy, fs.constants.COPYFILE_FICLONE_FORCE | fs.constants.COPYFILE_EXCL);
+        fs.copyFileSync(source, copy, fs.constants.COPYFILE_FICLONE_FORCE | fs.constants.COPYFILE_EXCL);
         this.#reflinks = true;
         return { reflinked: true };
       } catch (err) {
@@ -193,7 +204,7 @@ export class Capture {
     this.#room(full, parent ? 0 : Math.min(size, Number(st.blocks) * 512));
     try {
       if (!this.#store || size <= this.#block) {
-        fs.copyFileSync(full, copy, fs.constants.COPYFILE_EXCL);
+        fs.copyFileSync(source, copy, fs.constants.COPYFILE_EXCL);
         this.#counts.copied += size;
         return {};
       }
@@ -206,7 +217,7 @@ export class Capture {
     } catch (err) {
       throw this.#copyFailure(err, full);
     }
-    return this.#fingerprint(full, copy, size, parent);
+    return this.#fingerprint(source, copy, size, parent);
   }
 
   /** Every worker fingerprints a part of the file (writing the changed blocks into `copy`, when given). */
