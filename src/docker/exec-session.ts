@@ -1,4 +1,4 @@
-import { EngineRequestError } from '../errors/errors.ts';
+import { EngineRequestError, SessionTimeoutError } from '../errors/errors.ts';
 
 /**
  * A command running in a container with its stdin open: a database client
@@ -64,7 +64,7 @@ export class SessionLines {
       }
       if (this.#ended !== undefined) throw new EngineRequestError(`${what} ended (${this.#ended}) before it answered: ${this.#tail()}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new EngineRequestError(`${what} did not answer within ${Math.round(timeoutMs / 1000)} s: ${this.#tail()}`);
+      if (left <= 0) throw new SessionTimeoutError(`${what} did not answer within ${Math.round(timeoutMs / 1000)} s: ${this.#tail()}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.#waiter = () => {

@@ -1,4 +1,4 @@
-import { DatabaseBackupError, LifeboatError } from '../errors/errors.ts';
+import { DatabaseBackupError, LifeboatError, SessionTimeoutError } from '../errors/errors.ts';
 import type { ContainerDetail, DockerEngine } from './engine.ts';
 import type { ExecSession } from './exec-session.ts';
 
@@ -153,7 +153,8 @@ export class PsqlSessions {
       } catch (err) {
         if (this.#open.get(container.id) === entry) this.#open.delete(container.id);
         await entry.db.then((db) => db.close()).catch(() => {});
-        if (!reused || attempt > 1) throw err;
+        // a session that had ended is replaced once; one that was there and did not answer is not asked again now
+        if (!reused || attempt > 1 || err instanceof SessionTimeoutError) throw err;
       }
     }
   }

@@ -43,3 +43,26 @@ it('asks every backup\'s question on one session, and on a new one once that one
   await flushedWal(engine, db, '0/3000000', { timeoutMs: 10_000 });
   expect(sessionsStarted()).toHaveLength(3);
 });
+
+it('a kept session that stops answering fails that backup after one timeout, not two, and the next opens a new one', async () => {
+  engine.addImage({ repoTags: ['postgres:15'] });
+  const id = await engine.createContainer(spec('db', 'postgres:15'));
+  await engine.start(id);
+  const db = (await engine.inspectContainer(id))!;
+  const sessions = new PsqlSessions();
+  try {
+    await flushedWal(engine, db, '0/3000000', { timeoutMs: 1000, sessions });
+    psql.hang(true);
+    const err = await flushedWal(engine, db, '0/3000000', { timeoutMs: 1000, sessions }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'LB_ERR_DATABASE_BACKUP' });
+    expect((err as Error).message).toMatch(/did not answer within/);
+    // no second session was started to wait out the timeout again
+    expect(sessionsStarted()).toHaveLength(1);
+    psql.hang(false);
+    expect(await flushedWal(engine, db, '0/3000000', { timeoutMs: 1000, sessions })).toMatchObject({ lsn: '0/3000100' });
+    expect(sessionsStarted()).toHaveLength(2);
+  } finally {
+    psql.hang(false);
+    await sessions.close();
+  }
+});

@@ -122,6 +122,9 @@ export class EngineRequestError extends LifeboatError {
   readonly code = 'LB_ERR_ENGINE_REQUEST';
 }
 
+/** A command in a container kept its session open but did not answer in time (a database that does not answer). */
+export class SessionTimeoutError extends EngineRequestError {}
+
 export class VolumeNotFoundError extends LifeboatError {
   readonly code = 'LB_ERR_VOLUME_NOT_FOUND';
   constructor(name: string) {
