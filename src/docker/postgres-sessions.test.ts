@@ -21,11 +21,15 @@ afterEach(() => {
 
 const sessionsStarted = () => psql.starts();
 
-it('asks every backup\'s question on one session, and on a new one once that one is gone', async () => {
+async function runningDb() {
   engine.addImage({ repoTags: ['postgres:15'] });
   const id = await engine.createContainer(spec('db', 'postgres:15'));
   await engine.start(id);
-  const db = (await engine.inspectContainer(id))!;
+  return (await engine.inspectContainer(id))!;
+}
+
+it('asks every backup\'s question on one session, and on a new one once that one is gone', async () => {
+  const db = await runningDb();
   const sessions = new PsqlSessions();
   try {
     for (let i = 0; i < 3; i++) {
@@ -45,10 +49,7 @@ it('asks every backup\'s question on one session, and on a new one once that one
 });
 
 it('a kept session that stops answering fails that backup after one timeout, not two, and the next opens a new one', async () => {
-  engine.addImage({ repoTags: ['postgres:15'] });
-  const id = await engine.createContainer(spec('db', 'postgres:15'));
-  await engine.start(id);
-  const db = (await engine.inspectContainer(id))!;
+  const db = await runningDb();
   const sessions = new PsqlSessions();
   try {
     await flushedWal(engine, db, '0/3000000', { timeoutMs: 1000, sessions });
