@@ -198,6 +198,14 @@ describe('backupVolume (fake engine)', () => {
     expect([await state(cache), await state(db), await state(odd)]).toEqual(['running', 'running', 'running']);
   });
 
+  it('runs backup-post once the containers are back, also when the backup then fails (a pre hook\'s lock is undone)', async () => {
+    const marker = path.join(await t.temp.make('lifeboat-post-'), 'ran');
+    await run('cache', { labels: { 'lifeboat.pause-during-backup': 'true', 'lifeboat.backup-post': `touch ${marker}` } });
+    await fsp.rm(mountpoint, { recursive: true });
+    await expect(backupVolume(engine, t.repo, await options())).rejects.toBeInstanceOf(SourceError);
+    await expect(fsp.access(marker)).resolves.toBeUndefined();
+  });
+
   it('refuses a volume that does not exist or is excluded', async () => {
     await expect(backupVolume(engine, t.repo, { ...(await options()), volume: 'nope' })).rejects.toBeInstanceOf(VolumeNotFoundError);
     await run('app', { labels: { 'lifeboat.exclude': 'true' } });
