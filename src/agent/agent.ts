@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.ts';
 import { returnAbandoned } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import { PsqlSessions } from '../docker/postgres-backup.ts';
-import { InventoryWatcher, type WatcherOptions } from '../docker/watch.ts';
+import { InventoryWatcher, type WatcherOptions } from '../inventory/events.ts';
 import type { Logger } from '../log/logger.ts';
 import { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
@@ -23,7 +23,7 @@ import { runRetention } from './retention.ts';
 import { Scheduler } from './scheduler.ts';
 import { journalView, lastBackupView, nextCronRun, policyView, snapshotView, type StatusReport, type VolumeStatus } from './status.ts';
 import { sameTracking, type TrackedVolume, trackedVolumes } from './tracked.ts';
-import { AbortableWorkers, PoolKeeper } from './workers.ts';
+import { openRepoWorkers, PoolKeeper } from './workers.ts';
 import type { PushOutcome, Replicator, ReplicatorOptions } from '../replicate/replicator.ts';
 import type { DrillRecord } from './drills.ts';
 import { UsageError } from '../errors/errors.ts';
@@ -131,7 +131,7 @@ export class Agent {
     this.#retryMs = opts.retryMs ?? RETRY_FIRST_MS;
     const level = config.repository.compression === 'off' ? 0 : config.repository.compression_level;
     this.#pools = new PoolKeeper(
-      () => new AbortableWorkers(repo, { workers: config.backup.workers, level, packSize: config.repository.pack_size }),
+      () => openRepoWorkers(repo, { workers: config.backup.workers, level, packSize: config.repository.pack_size }),
       opts.poolIdleMs ?? DEFAULT_POOL_IDLE_MS,
     );
     this.#metrics = new AgentMetrics(

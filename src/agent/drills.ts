@@ -8,7 +8,8 @@ import type { Logger } from '../log/logger.ts';
 import type { DrillResult } from '../recover/drill.ts';
 import { Repository } from '../repo/repository.ts';
 import { replicaDir } from '../replicate/replica-path.ts';
-import { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { openRepoWorkers } from './workers.ts';
 
 /** The last scheduled drill of one source: its result, or why it could not run. */
 export interface DrillRecord {
@@ -40,10 +41,10 @@ export async function drillReplicas(config: Config, engine: DockerEngine, log: L
       continue;
     }
     let repo: Repository | undefined;
-    let pool: RepoWorkers | undefined;
+    let pool: WorkerPool | undefined;
     try {
       repo = await Repository.open(dir, readPasswordFile(peer.password_file));
-      pool = new RepoWorkers(repo, { workers: config.backup.workers, level: 0, packSize: config.repository.pack_size });
+      pool = openRepoWorkers(repo, { workers: config.backup.workers, level: 0, packSize: config.repository.pack_size });
       const result = await drill(engine, repo, peer.name, { onlyHostSnapshots: false, pool, workDir: path.join(config.agent.state_dir, 'tmp'), log, signal });
       out.push({ source: peer.name, at, ok: result.ok, duration_ms: result.duration_ms, result, error: result.error });
       (result.ok ? log.info : log.error).call(log, { source: peer.name, run_id: result.run_id, duration_ms: result.duration_ms }, `drill of ${peer.name}: ${result.ok ? 'passed' : 'FAILED'}`);

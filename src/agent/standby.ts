@@ -10,7 +10,7 @@ import { replicaDir } from '../replicate/replica-path.ts';
 import { Repository } from '../repo/repository.ts';
 import { IMAGE_TAG, type Snapshot } from '../repo/snapshot.ts';
 import { loadSnapshotMeta } from '../repo/snapshots.ts';
-import { RepoWorkers } from '../workers/pool.ts';
+import { openRepoWorkers } from './workers.ts';
 
 export interface StandbyOptions {
   readonly engine: DockerEngine;
@@ -58,7 +58,7 @@ export class Standby {
     if (await engine.inspectImage(image)) return;
     const started = performance.now();
     const repo = await Repository.open(replicaDir(this.#opts.stateDir, peer.id), readPasswordFile(peer.password_file!), { reserve: 'keep' });
-    const pool = new RepoWorkers(repo, { workers: 1, level: 1, packSize: 1 << 20 });
+    const pool = openRepoWorkers(repo, { workers: 1, level: 1, packSize: 1 << 20 });
     try {
       const meta = (await loadSnapshotMeta(repo, snapshot)) as { image?: { repoTags?: unknown } } | null;
       const repoTags = Array.isArray(meta?.image?.repoTags) ? meta.image.repoTags.filter((t): t is string => typeof t === 'string') : [];

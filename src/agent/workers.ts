@@ -1,67 +1,24 @@
+import { BACKUP_TASKS } from '../backup/jobs.ts';
+import { REPO_TASKS, repoWorkerInit } from '../repo/jobs.ts';
 import type { Repository } from '../repo/repository.ts';
-import type { SplitterSpec } from '../repo/splitter-spec.ts';
-import { type PoolOptions, RepoWorkers } from '../workers/pool.ts';
-import type { CaptureItem, CaptureResult, CheckReply, FlushReply, RestoreItem, RestoreReply, StoreItem, StoreReply } from '../workers/protocol.ts';
+import { RESTORE_TASKS } from '../restore/jobs.ts';
+import { type PoolOptions, WorkerPool } from '../workers/pool.ts';
 
-/**
- * A worker pool that can be abandoned mid-backup: abort() fails every job in
- * flight and every later one, then terminates the workers. The backup then
- * fails as it would on any error, which is what returns paused or stopped
- * containers to their state (withQuiesced's finally); terminating the
- * workers alone would leave its jobs, and so the containers, waiting forever.
- */
-export class AbortableWorkers extends RepoWorkers {
-  readonly #abort = Promise.withResolvers<never>();
-  #reason: Error | undefined;
+export interface RepoPoolSettings {
+  /** Default: one per core. */
+  readonly workers?: number | undefined;
+  /** zstd level for stored blocks; 0: none. */
+  readonly level: number;
+  readonly packSize: number;
+}
 
-  constructor(repo: Repository, opts: PoolOptions) {
-    super(repo, opts);
-    this.#abort.promise.catch(() => {});
-  }
+/** A pool whose workers run every repository task: backup's, restore's and the repository's own. */
+export function repoPoolOptions(repo: Repository, settings: RepoPoolSettings): PoolOptions {
+  return { modules: [REPO_TASKS, BACKUP_TASKS, RESTORE_TASKS], init: repoWorkerInit(repo, settings), workers: settings.workers };
+}
 
-  get aborted(): boolean {
-    return this.#reason !== undefined;
-  }
-
-  override store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
-    return this.#guard(() => super.store(splitter, items));
-  }
-
-  override restore(items: readonly RestoreItem[]): Promise<RestoreReply> {
-    return this.#guard(() => super.restore(items));
-  }
-
-  override check(pack: string): Promise<CheckReply> {
-    return this.#guard(() => super.check(pack));
-  }
-
-  override capture(item: CaptureItem): Promise<CaptureResult> {
-    return this.#guard(() => super.capture(item));
-  }
-
-  override flush(): Promise<FlushReply['packs']> {
-    return this.#guard(() => super.flush());
-  }
-
-  /** After abort there is nothing left to reset: the workers and their open packs are gone (prune removes the files). */
-  override reset(): Promise<void> {
-    return this.#reason ? Promise.resolve() : super.reset();
-  }
-
-  /** Fails every job in flight and to come with `reason`, and terminates the workers. */
-  async abort(reason: Error): Promise<void> {
-    if (this.#reason) return;
-    this.#reason = reason;
-    this.#abort.reject(reason);
-    await this.terminate();
-  }
-
-  #guard<T>(job: () => Promise<T>): Promise<T> {
-    if (this.#reason) return Promise.reject(this.#reason);
-    const p = job();
-    p.catch(() => {});
-    return Promise.race([p, this.#abort.promise]);
-  }
+export function openRepoWorkers(repo: Repository, settings: RepoPoolSettings): WorkerPool {
+  return new WorkerPool(repoPoolOptions(repo, settings));
 }
 
 /**
@@ -70,14 +27,14 @@ export class AbortableWorkers extends RepoWorkers {
  * worker threads (each costs a V8 isolate: 10-20 MB).
  */
 export class PoolKeeper {
-  readonly #make: () => AbortableWorkers;
+  readonly #make: () => WorkerPool;
   readonly #idleMs: number;
-  #pool: AbortableWorkers | undefined;
+  #pool: WorkerPool | undefined;
   #users = 0;
   #timer: NodeJS.Timeout | undefined;
   #closing: Promise<void> = Promise.resolve();
 
-  constructor(make: () => AbortableWorkers, idleMs: number) {
+  constructor(make: () => WorkerPool, idleMs: number) {
     this.#make = make;
     this.#idleMs = idleMs;
   }
@@ -87,7 +44,7 @@ export class PoolKeeper {
     return this.#pool !== undefined;
   }
 
-  async acquire(): Promise<AbortableWorkers> {
+  async acquire(): Promise<WorkerPool> {
     this.#clearTimer();
     await this.#closing;
     this.#users++;
@@ -108,7 +65,7 @@ export class PoolKeeper {
     this.#timer.unref();
   }
 
-  /** Abandons the jobs of the pool in use, if any (see AbortableWorkers.abort). */
+  /** Abandons the jobs of the pool in use, if any (see WorkerPool.abort). */
   async abort(reason: Error): Promise<void> {
     await this.#pool?.abort(reason);
   }

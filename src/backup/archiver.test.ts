@@ -2,15 +2,15 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SourceError } from '../errors/errors.ts';
-import type { SplitterSpec } from '../repo/splitter-spec.ts';
-import { RepoWorkers } from '../workers/pool.ts';
-import type { StoreItem, StoreReply } from '../workers/protocol.ts';
+import { StoreHookedPool } from './testing/store-hook.ts';
+import type { StoreItem, StoreReply } from './jobs.ts';
 import { backup } from './archiver.ts';
 import { BlobType } from '../repo/ids.ts';
 import { listPackFiles, packPath, readPackTrailer } from '../repo/pack.ts';
 import { backupDir, openTestRepo, restoreTo, type TestRepo } from '../repo/testing/fixture.ts';
 import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
+import { INDEX_DB } from '../repo/index-db.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -22,7 +22,7 @@ interface BlobRow {
 
 /** Every blob in the index, id hex → type and raw length. */
 function indexed(t: TestRepo): Map<string, BlobRow> {
-  const rows = t.repo.db.prepare('SELECT id, type, raw_length AS raw FROM blobs').all() as ({ id: Buffer } & BlobRow)[];
+  const rows = t.repo[INDEX_DB].prepare('SELECT id, type, raw_length AS raw FROM blobs').all() as ({ id: Buffer } & BlobRow)[];
   return new Map(rows.map((r) => [r.id.toString('hex'), { type: r.type, raw: r.raw }]));
 }
 
@@ -217,10 +217,10 @@ describe('incremental backup', () => {
 
 describe('snapshot time', () => {
   /** Workers whose every store job takes `delayMs` longer: a slow read. */
-  class SlowWorkers extends RepoWorkers {
-    override async store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+  class SlowWorkers extends StoreHookedPool {
+    override async store(_items: readonly StoreItem[], send: () => Promise<StoreReply>): Promise<StoreReply> {
       await new Promise((resolve) => setTimeout(resolve, 300));
-      return super.store(splitter, items);
+      return send();
     }
   }
 

@@ -19,8 +19,9 @@ import { RESCAN, RESTAT } from '../watch/rescan.ts';
 import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
-import type { PackReport, SeenFile, StoreItem, StoreResult } from '../workers/protocol.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { acknowledgePack, flushPacks, type PackReport, resetPacks } from '../repo/jobs.ts';
+import { type SeenFile, type StoreItem, type StoreResult, storeFiles } from './jobs.ts';
 import { Capture, type CapturedFile, type CaptureOptions } from './capture.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
 
@@ -49,7 +50,7 @@ export interface BackupOptions {
   readonly splitter: SplitterSpec;
   readonly packSize: number;
   readonly compressionLevel: number;
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** Told about every entry that could not be read; the backup goes on without it. */
   readonly onWarning?: (path: string, err: Error) => void;
   /**
@@ -182,7 +183,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     faultPoint('backup-walked');
     const tree = archiver.saveTree({ nodes: [rootNode] });
     const meta = opts.meta === undefined ? null : archiver.saveMeta(opts.meta);
-    for (const pack of await opts.pool.flush()) archiver.commit(pack);
+    for (const pack of await flushPacks(opts.pool)) archiver.commit(pack);
     writer.flush();
     faultPoint('index-committed');
     const files = rootNode.files ?? 0;
@@ -217,7 +218,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     archiver.dropHeld(err);
     await archiver.settled();
     writer.abort();
-    await opts.pool.reset();
+    await resetPacks(opts.pool);
     // What it indexed goes too, when no one else can have used it: a full disk gets its room back.
     try {
       repo.discardSession(writer.committed, lock, recordsBefore);
@@ -401,7 +402,7 @@ class Archiver {
 
   commit(pack: PackReport): void {
     this.#writer.commit({ name: pack.name, size: pack.size, entries: entriesFromTrailer(pack.name, pack.size, pack.trailer) });
-    this.#opts.pool.acknowledge(pack.name);
+    acknowledgePack(this.#opts.pool, pack.name);
   }
 
   /**
@@ -790,7 +791,7 @@ class Archiver {
 
   /** One worker job; commits the packs the worker finished meanwhile. */
   async #store(items: StoreItem[]): Promise<readonly StoreResult[]> {
-    const reply = await this.#opts.pool.store(this.#opts.splitter, items);
+    const reply = await storeFiles(this.#opts.pool, this.#opts.splitter, items);
     for (const pack of reply.packs) this.commit(pack);
     for (const r of reply.results) this.counts.bytes_read += r.bytesRead;
     this.#progress();

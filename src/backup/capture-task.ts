@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import xxhash from 'xxhash-wasm';
-import type { CaptureItem, CaptureResult } from '../workers/protocol.ts';
+import type { CaptureItem, CaptureResult } from './jobs.ts';
 
 const CHUNK = 4 << 20;
 const xx = await xxhash();

@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CaptureFailedError } from '../errors/errors.ts';
 import type { TreeNode } from '../repo/tree.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 import type { FileStat } from './node.ts';
+import { captureOn } from './jobs.ts';
 
 /**
  * A file's per-block fingerprints (xxh64, 8 bytes a block) as its last
@@ -95,13 +96,13 @@ export class Capture {
   readonly #dir: string;
   readonly #block: number;
   readonly #store: FingerprintStore | undefined;
-  readonly #pool: RepoWorkers;
+  readonly #pool: WorkerPool;
   #reflinks: boolean | undefined;
   #next = 0;
   readonly #started = performance.now();
   readonly #counts = { files: 0, read: 0, copied: 0 };
 
-  private constructor(dir: string, block: number, store: FingerprintStore | undefined, pool: RepoWorkers) {
+  private constructor(dir: string, block: number, store: FingerprintStore | undefined, pool: WorkerPool) {
     this.#dir = dir;
     this.#block = block;
     this.#store = store;
@@ -109,7 +110,7 @@ export class Capture {
   }
 
   /** `block`: the fixed block size fingerprints are taken at, or undefined (content-defined blocks) for whole copies only. */
-  static open(opts: CaptureOptions, block: number | undefined, pool: RepoWorkers): Capture {
+  static open(opts: CaptureOptions, block: number | undefined, pool: WorkerPool): Capture {
     try {
       fs.rmSync(opts.dir, { recursive: true, force: true });
       fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
@@ -230,7 +231,7 @@ export class Capture {
       const end = Math.min(size, start + per);
       const from = (start / block) * 8;
       const hashes = parent?.hashes.subarray(from, from + Math.ceil((end - start) / block) * 8);
-      jobs.push(this.#pool.capture({ source, copy, start, end, size, block, parent: hashes ?? null, parentSize: parent?.size ?? 0 }));
+      jobs.push(captureOn(this.#pool, { source, copy, start, end, size, block, parent: hashes ?? null, parentSize: parent?.size ?? 0 }));
     }
     const results = await Promise.all(jobs);
     if (copy !== null) {

@@ -3,23 +3,23 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NoSpaceError } from '../errors/errors.ts';
 import { listPackFiles } from '../repo/pack.ts';
-import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { Store } from '../repo/store.ts';
 import { openTestRepo, type TestRepo } from '../repo/testing/fixture.ts';
 import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
-import { RepoWorkers } from '../workers/pool.ts';
-import type { StoreItem, StoreReply } from '../workers/protocol.ts';
+import { StoreHookedPool } from './testing/store-hook.ts';
+import type { StoreItem, StoreReply } from './jobs.ts';
 import { backup } from './archiver.ts';
+import { INDEX_DB } from '../repo/index-db.ts';
 
 const KiB = 1024;
 
 /** Workers whose store jobs fail once `failAfter` have run, as a disk that fills up makes them. */
-class FillingWorkers extends RepoWorkers {
+class FillingWorkers extends StoreHookedPool {
   jobs = 0;
   failAfter = Infinity;
-  override store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+  override store(_items: readonly StoreItem[], send: () => Promise<StoreReply>): Promise<StoreReply> {
     if (++this.jobs > this.failAfter) return Promise.reject(new NoSpaceError('no space left (test)'));
-    return super.store(splitter, items);
+    return send();
   }
 }
 
@@ -51,8 +51,8 @@ describe('a backup that fails after indexing packs', () => {
     pool.failAfter = 3;
     await expect(run()).rejects.toBeInstanceOf(NoSpaceError);
     expect(await listPackFiles(t.dir)).toEqual([]);
-    expect(t.repo.db.prepare('SELECT count(*) FROM packs').pluck().get()).toBe(0);
-    expect(t.repo.db.prepare('SELECT count(*) FROM blobs').pluck().get()).toBe(0);
+    expect(t.repo[INDEX_DB].prepare('SELECT count(*) FROM packs').pluck().get()).toBe(0);
+    expect(t.repo[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get()).toBe(0);
   });
 
   it('leaves them to prune while another writer holds the repository', async () => {
@@ -62,7 +62,7 @@ describe('a backup that fails after indexing packs', () => {
       pool.failAfter = 3;
       await expect(run()).rejects.toBeInstanceOf(NoSpaceError);
       expect((await listPackFiles(t.dir)).length).toBeGreaterThan(0);
-      expect(t.repo.db.prepare('SELECT count(*) FROM packs').pluck().get()).toBeGreaterThan(0);
+      expect(t.repo[INDEX_DB].prepare('SELECT count(*) FROM packs').pluck().get()).toBeGreaterThan(0);
     } finally {
       lock.release();
       other.close();

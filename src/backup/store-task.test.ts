@@ -15,8 +15,8 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { makeSplitter } from '../repo/splitter.ts';
 import { openTestRepo, type TestRepo } from '../repo/testing/fixture.ts';
 import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
-import type { WorkerContext } from '../workers/context.ts';
-import type { StoreItem } from '../workers/protocol.ts';
+import type { WorkerContext } from '../repo/worker-context.ts';
+import type { StoreItem } from './jobs.ts';
 import { cdcSeed, storeItem } from './store-task.ts';
 
 const KiB = 1024;

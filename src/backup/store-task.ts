@@ -5,8 +5,8 @@ import { BLOB_ID_BYTES, BlobType } from '../repo/ids.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { makeSplitter, type Splitter } from '../repo/splitter.ts';
 import { MiB } from '../util/units.ts';
-import type { WorkerContext } from '../workers/context.ts';
-import type { SeenFile, StoreItem, StoreResult } from '../workers/protocol.ts';
+import type { WorkerContext } from '../repo/worker-context.ts';
+import type { SeenFile, StoreItem, StoreResult } from './jobs.ts';
 
 const READ = 4 * MiB;
 

@@ -11,7 +11,8 @@ import { listSnapshots, loadSnapshotMeta } from '../repo/snapshots.ts';
 import { openTestRepo, type TestRepo } from '../repo/testing/fixture.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
 import { restoreToVolume } from '../restore/volume.ts';
-import { RepoWorkers } from '../workers/pool.ts';
+import type { StoreItem, StoreReply } from './jobs.ts';
+import { StoreHookedPool } from './testing/store-hook.ts';
 import { backupVolume, type VolumeSnapshotMeta } from './volume.ts';
 
 const log = pino({ level: 'silent' });
@@ -146,18 +147,18 @@ describe('backupVolume (fake engine)', () => {
     const frozen = await describeTree(mountpoint);
     const states: string[] = [];
     let first = true;
-    const pool = new RepoWorkers(t.repo, { workers: 2, level: 3, packSize: t.packSize });
-    const store = pool.store.bind(pool);
     const opts = await options();
-    pool.store = async (splitter, items) => {
-      // the first read of the volume's files (the images were stored before anything was frozen)
-      if (first && items.some((i) => i.path.startsWith(opts.captureDir))) {
-        first = false;
-        states.push(await state(db), await state(cache));
-        await fsp.writeFile(path.join(mountpoint, 'hello.txt'), 'written once the containers ran again\n');
+    const pool = new (class extends StoreHookedPool {
+      override async store(items: readonly StoreItem[], send: () => Promise<StoreReply>): Promise<StoreReply> {
+        // the first read of the volume's files (the images were stored before anything was frozen)
+        if (first && items.some((i) => i.path.startsWith(opts.captureDir))) {
+          first = false;
+          states.push(await state(db), await state(cache));
+          await fsp.writeFile(path.join(mountpoint, 'hello.txt'), 'written once the containers ran again\n');
+        }
+        return send();
       }
-      return store(splitter, items);
-    };
+    })(t.repo, { workers: 2, level: 3, packSize: t.packSize });
     try {
       const r = await backupVolume(engine, t.repo, { ...opts, pool });
       expect(states).toEqual(['running', 'running']);

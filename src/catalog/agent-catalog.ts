@@ -2,9 +2,10 @@ import type Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ContainerSpec, ContainerState, Mount } from '../docker/engine.ts';
+import type { QuiesceAction, QuiescedRow, QuiesceJournal } from '../docker/consistency.ts';
 import { recordedSpec } from '../docker/runtime.ts';
 import { agentMigrations } from './agent-schema.ts';
-import { type Db, openDatabase } from './database.ts';
+import { type Db, openDatabase } from '../db/database.ts';
 
 export type ObjectKind = 'container' | 'image' | 'volume' | 'network';
 
@@ -60,19 +61,6 @@ export interface NetworkRow {
   readonly removedAt: string | null;
 }
 
-export type QuiesceAction = 'paused' | 'stopped';
-
-/** A container a backup paused or stopped and has not returned to running yet. */
-export interface QuiescedRow {
-  readonly container: string;
-  readonly name: string;
-  readonly action: QuiesceAction;
-  /** When it was noted (ISO). */
-  readonly since: string;
-  /** The process returning it ("pid/start time"); null once that process gave up. */
-  readonly owner: string | null;
-}
-
 export interface HistoryEntry {
   /** When the change was observed (ISO). */
   readonly time: string;
@@ -107,7 +95,7 @@ type Raw = Record<string, unknown>;
  * src/docker/inventory.ts. better-sqlite3 is synchronous, so a transaction
  * passed to transaction() cannot interleave with anything else in the process.
  */
-export class AgentCatalog {
+export class AgentCatalog implements QuiesceJournal {
   readonly file: string;
   readonly #db: Db;
   readonly #stmts = new Map<string, Database.Statement<unknown[]>>();
@@ -323,26 +311,22 @@ export class AgentCatalog {
     this.#stmt('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(key, value);
   }
 
-  // --- the quiesce journal (src/docker/consistency.ts writes and replays it)
+  // --- the quiesce journal (QuiesceJournal: src/docker/consistency.ts writes and replays it)
 
-  /** Records, before the engine is asked, that `owner` pauses or stops a container. */
   noteQuiesced(row: { container: string; name: string; action: QuiesceAction; owner: string }): void {
     this.#stmt('INSERT OR REPLACE INTO quiesced (container, name, action, since, owner) VALUES (?, ?, ?, ?, ?)').run(
       row.container, row.name, row.action, new Date().toISOString(), row.owner,
     );
   }
 
-  /** The container is back in its running state. */
   clearQuiesced(container: string): void {
     this.#stmt('DELETE FROM quiesced WHERE container = ?').run(container);
   }
 
-  /** Its owner could not return the container: it is left for whoever replays the journal. */
   releaseQuiesced(container: string): void {
     this.#stmt('UPDATE quiesced SET owner = NULL WHERE container = ?').run(container);
   }
 
-  /** Takes over, in one transaction, the rows `abandoned` says no live process is returning. */
   claimQuiesced(owner: string, abandoned: (owner: string | null) => boolean): QuiescedRow[] {
     return this.transaction(() => {
       const rows = (this.#stmt('SELECT * FROM quiesced ORDER BY since, container').all() as QuiescedRow[]).filter((r) => abandoned(r.owner));

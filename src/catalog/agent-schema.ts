@@ -1,4 +1,4 @@
-import type { Migration } from './database.ts';
+import type { Migration } from '../db/database.ts';
 
 /**
  * The agent catalog (`<state_dir>/catalog.db`): what the agent knows about its

@@ -3,10 +3,10 @@ import { readPasswordFile } from '../config/password.ts';
 import type { Config } from '../config/schema.ts';
 import { PasswordMissingError, UsageError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
-import { AbortableWorkers } from '../agent/workers.ts';
+import { openRepoWorkers } from '../agent/workers.ts';
 import { Repository } from '../repo/repository.ts';
 import type { OpenOptions } from '../repo/store.ts';
-import { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 import type { Interrupt } from './interrupt.ts';
 
 /** What every command receives: parsed global options, the config (or its defaults), output helpers. */
@@ -74,13 +74,12 @@ export function compressionLevel(ctx: Context): number {
 /**
  * The command's worker pool. Under an Interrupt, the first signal abandons it
  * as the agent abandons a backup: every job in flight and to come fails, so
- * the work fails at once and its cleanup runs (see AbortableWorkers).
+ * the work fails at once and its cleanup runs (see WorkerPool.abort).
  */
-export function makePool(ctx: Context, repo: Repository, interrupt?: Interrupt): RepoWorkers {
+export function makePool(ctx: Context, repo: Repository, interrupt?: Interrupt): WorkerPool {
   const opts = { workers: ctx.config.backup.workers, level: compressionLevel(ctx), packSize: ctx.config.repository.pack_size };
-  if (!interrupt) return new RepoWorkers(repo, opts);
-  const pool = new AbortableWorkers(repo, opts);
-  interrupt.onInterrupt((reason) => void pool.abort(reason));
+  const pool = openRepoWorkers(repo, opts);
+  interrupt?.onInterrupt((reason) => void pool.abort(reason));
   return pool;
 }
 
@@ -92,12 +91,12 @@ export function makePool(ctx: Context, repo: Repository, interrupt?: Interrupt):
 export async function withRepo<T>(
   ctx: Context,
   opts: RepoOptions,
-  fn: (repo: Repository, pool: () => RepoWorkers) => Promise<T>,
+  fn: (repo: Repository, pool: () => WorkerPool) => Promise<T>,
   run: { interrupt?: Interrupt; open?: OpenOptions } = {},
 ): Promise<T> {
   const { interrupt } = run;
   const repo = await openRepo(ctx, opts, run.open);
-  let pool: RepoWorkers | undefined;
+  let pool: WorkerPool | undefined;
   try {
     return await fn(repo, () => (pool ??= makePool(ctx, repo, interrupt)));
   } finally {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import cronLib from 'node-cron';
 import * as z from 'zod';
-import { parseId } from '../replicate/peer-id.ts';
+import { parseId } from '../util/peer-id.ts';
 import { type Bytes, KiB, type Millis, MiB, parseDuration, parseSize } from '../util/units.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import type { AgentCatalog, QuiesceAction, QuiescedRow } from '../catalog/agent-catalog.ts';
 import { HookFailedError, LabelError } from '../errors/errors.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { ContainerDetail, DockerEngine } from './engine.ts';
@@ -46,8 +45,34 @@ export function consistencyOf(c: Pick<ContainerDetail, 'name' | 'labels'>): Cons
   return flag(c.labels, LABEL.stop) ? 'stop' : flag(c.labels, LABEL.pause) ? 'pause' : undefined;
 }
 
-/** The agent catalog's quiesce journal (AgentCatalog implements it). */
-export type QuiesceJournal = Pick<AgentCatalog, 'noteQuiesced' | 'clearQuiesced' | 'releaseQuiesced' | 'claimQuiesced'>;
+export type QuiesceAction = 'paused' | 'stopped';
+
+/** A container a backup paused or stopped and has not returned to running yet. */
+export interface QuiescedRow {
+  readonly container: string;
+  readonly name: string;
+  readonly action: QuiesceAction;
+  /** When it was noted (ISO). */
+  readonly since: string;
+  /** The process returning it ("pid/start time"); null once that process gave up. */
+  readonly owner: string | null;
+}
+
+/**
+ * Where each pause and stop is noted before it happens and cleared once
+ * undone, so a crash cannot leave it in place (the agent catalog keeps it).
+ */
+export interface QuiesceJournal {
+  /** Records, before the engine is asked, that `owner` pauses or stops a container. */
+  noteQuiesced(row: { container: string; name: string; action: QuiesceAction; owner: string }): void;
+  /** The container is back in its running state. */
+  clearQuiesced(container: string): void;
+  /** Its owner could not return the container: it is left for whoever replays the journal. */
+  releaseQuiesced(container: string): void;
+  /** Takes over, in one transaction, the rows `abandoned` says no live process is returning. */
+  claimQuiesced(owner: string, abandoned: (owner: string | null) => boolean): QuiescedRow[];
+  quiesced(): QuiescedRow[];
+}
 
 export interface QuiesceOptions {
   readonly hookTimeoutMs: number;
@@ -216,7 +241,7 @@ export async function returnAbandoned(engine: DockerEngine, journal: QuiesceJour
  * The containers this process has paused or stopped and not returned yet, as
  * the journal has them: what exiting now would leave so.
  */
-export function quiescedByThisProcess(journal: Pick<AgentCatalog, 'quiesced'>): QuiescedRow[] {
+export function quiescedByThisProcess(journal: Pick<QuiesceJournal, 'quiesced'>): QuiescedRow[] {
   const me = processToken();
   return journal.quiesced().filter((r) => r.owner === me);
 }

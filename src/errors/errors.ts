@@ -275,6 +275,21 @@ export class NoSpaceError extends LifeboatError {
   readonly code = 'LB_ERR_NO_SPACE';
 }
 
+/** A storage backend was asked to write a file that already exists: files are written once and never replaced. */
+export class FileExistsError extends LifeboatError {
+  readonly code = 'LB_ERR_FILE_EXISTS';
+}
+
+/** A storage backend has no file of that kind and name. */
+export class FileNotFoundError extends LifeboatError {
+  readonly code = 'LB_ERR_FILE_NOT_FOUND';
+}
+
+/** A file name a storage backend cannot hold safely (a path, a dot name, a temporary file's suffix). */
+export class InvalidFileNameError extends LifeboatError {
+  readonly code = 'LB_ERR_INVALID_FILE_NAME';
+}
+
 // SQLITE_IOERR_SHMSIZE: SQLite could not grow its shared-memory file, which on a full disk is what opening needs first
 const NO_SPACE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE']);
 

@@ -4,14 +4,14 @@ import type { Repository } from '../repo/repository.ts';
 import { findSnapshot } from '../repo/snapshots.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { restoreToVolume } from '../restore/volume.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 import { loadImageFromRepository } from './images.ts';
 import type { RecoveryPlan } from './plan.ts';
 import { type ContainerCheck, imageName, type ImageCheck, type Preflight, type VolumeCheck } from './preflight.ts';
 import { hardDependencies, type Target } from './target.ts';
 
 export interface ApplyOptions {
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** Where image trees are restored while they are loaded. */
   readonly workDir: string;
   readonly log: Logger;

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { LABEL } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import type { Repository } from '../repo/repository.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 import { type Applied, applyPlan, type Made } from './apply.ts';
 import { RECOVERY_LABEL } from './labels.ts';
 import { buildPlan } from './plan.ts';
@@ -16,7 +16,7 @@ import { type UpResult, waitUntilUp } from './wait.ts';
 export interface DrillOptions {
   /** Only snapshots recorded under the host's name (a local repository); false: every snapshot (a replica). */
   readonly onlyHostSnapshots: boolean;
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** Where image trees are unpacked while they load (under the state directory). */
   readonly workDir: string;
   readonly log: Logger;

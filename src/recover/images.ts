@@ -8,10 +8,10 @@ import { EngineRequestError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import { findSnapshot } from '../repo/snapshots.ts';
 import { restore } from '../restore/restorer.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 
 export interface ImageLoadOptions {
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** The image's `docker save` tree is restored under here, then removed. */
   readonly workDir: string;
   /** Tags to give the loaded image; [] loads it untagged (a drill leaves no tag behind). */

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ContainerState, DockerEngine } from '../docker/engine.ts';
 import type { Repository } from '../repo/repository.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
+import type { WorkerPool } from '../workers/pool.ts';
 import { type Applied, applyPlan } from './apply.ts';
 import { buildPlan, type PlanOptions, type RecoveryPlan } from './plan.ts';
 import { type Preflight, preflight } from './preflight.ts';
@@ -14,7 +14,7 @@ export interface RecoverOptions extends Omit<PlanOptions, 'host'> {
   readonly force?: boolean;
   /** Check and report only; change nothing. */
   readonly dryRun?: boolean;
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** Where image trees are unpacked while they load (under the state directory). */
   readonly workDir: string;
   readonly log: Logger;

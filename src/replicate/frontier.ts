@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import type { Db } from '../catalog/database.ts';
+import type { Db } from '../db/database.ts';
 import type { BlobId, BlobType } from '../repo/ids.ts';
 
 export interface Queued {

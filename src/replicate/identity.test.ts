@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError } from '../errors/errors.ts';
 import { certificateId, identityDir, loadOrCreateIdentity } from './identity.ts';
-import { parseId } from './peer-id.ts';
+import { parseId } from '../util/peer-id.ts';
 
 describe('agent identity', () => {
   let state: string;

@@ -1,4 +1,4 @@
-import type { Db } from '../catalog/database.ts';
+import type { Db } from '../db/database.ts';
 
 /** What the source remembers of a peer between pushes and restarts (agent catalog). */
 export interface PeerRecord {

@@ -1,6 +1,4 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { CorruptIndexError, PeerClosedError, PeerIdentityError, PeerRefusedError, ProtocolError } from '../errors/errors.ts';
 import { decodeList } from '../repo/content.ts';
@@ -33,6 +31,7 @@ import {
 } from './messages.ts';
 import type { Frame } from './frames.ts';
 import type { PeerConnection } from './transport.ts';
+import { readKeyFiles } from '../repo/key-files.ts';
 
 export interface PushOptions {
   /** Where the push keeps its working set (a scratch SQLite file). */
@@ -129,7 +128,7 @@ export async function push(conn: PeerConnection, repo: Repository, opts: PushOpt
 
 /** HELLO, then the peer's WELCOME: which snapshots its replica of this repository holds. */
 export async function greet(conn: PeerConnection, repo: Repository): Promise<Welcome> {
-  const hello = encodeHello(helloOf(repo));
+  const hello = encodeHello(await helloOf(repo));
   try {
     await conn.send(Msg.hello, hello);
     return decodeWelcome(await expect(conn, Msg.welcome));
@@ -142,11 +141,8 @@ export async function greet(conn: PeerConnection, repo: Repository): Promise<Wel
 }
 
 /** The repository's config and key files, as the peer stores them (the keys stay wrapped by the password). */
-function helloOf(repo: Repository): Hello {
-  const config = readRepositoryConfig(repo.dir);
-  const names = fs.readdirSync(path.join(repo.dir, 'keys')).filter((n) => n.endsWith('.json')).sort();
-  const keys = names.map((name) => ({ name, text: fs.readFileSync(path.join(repo.dir, 'keys', name), 'utf8') }));
-  return { protocol: PROTOCOL_VERSION, config, keys };
+async function helloOf(repo: Repository): Promise<Hello> {
+  return { protocol: PROTOCOL_VERSION, config: readRepositoryConfig(repo.dir), keys: await readKeyFiles(repo.backend) };
 }
 
 /** The next frame (or `f`, already received), which must be of `type`; an ERROR from the peer becomes a PeerRefusedError. */
@@ -194,7 +190,7 @@ async function discover(conn: PeerConnection, repo: Repository, frontier: Fronti
       await conn.send(Msg.query, encodeIds(batch));
       const missing = decodeAnswer(await expect(conn, Msg.answer), batch.length);
       // in one read transaction: a lookup on its own opens and ends one, most of its cost
-      const located = repo.db.transaction(() => batch.map((r, i) => (missing[i] ? repo.locate(r.id) : undefined)))();
+      const located = repo.inOneRead(() => batch.map((r, i) => (missing[i] ? repo.locate(r.id) : undefined)));
       for (const [i, r] of batch.entries()) {
         if (!missing[i]) continue;
         const loc = located[i];

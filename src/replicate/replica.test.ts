@@ -15,6 +15,7 @@ import { Store } from '../repo/store.ts';
 import { TempDirs } from '../repo/testing/fixture.ts';
 import type { BlobMessage, Hello } from './messages.ts';
 import { ReplicaSession } from './replica.ts';
+import { INDEX_DB } from '../repo/index-db.ts';
 
 const temp = new TempDirs();
 afterEach(async () => {
@@ -44,7 +45,7 @@ async function onDisk(dir: string): Promise<{ packed: number; indexed: number; t
   const packed = names.filter((n) => !n.endsWith('.tmp')).reduce((n, name) => n + readPackTrailer(packPath(dir, name), name).length, 0);
   const store = Store.openStore(dir);
   try {
-    return { packed, indexed: store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number, tmp: names.filter((n) => n.endsWith('.tmp')).length };
+    return { packed, indexed: store[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get() as number, tmp: names.filter((n) => n.endsWith('.tmp')).length };
   } finally {
     store.close();
   }

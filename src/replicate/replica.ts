@@ -9,12 +9,14 @@ import { parseKeyFile } from '../repo/keys.ts';
 import { type FinishedPack, listPackFiles, PackWriter, packPath } from '../repo/pack.ts';
 import type { RepositoryLock } from '../repo/lock.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { listSnapshots, saveSnapshot } from '../repo/snapshots.ts';
+import { ReceiveLedger } from '../repo/receive-ledger.ts';
+import { listSnapshots, saveSnapshot, snapshotTree } from '../repo/snapshots.ts';
 import { snapshotsDir } from '../repo/snapshot-record.ts';
-import { openIndex, readRepositoryConfig, Store, writeFileDurable } from '../repo/store.ts';
-import { commitPack } from '../repo/writer.ts';
+import { openIndex, readRepositoryConfig, Store } from '../repo/store.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { BlobMessage, Hello, IdRef } from './messages.ts';
+import { LocalBackend } from '../backend/local.ts';
+import { addKeyFile } from '../repo/key-files.ts';
 
 /** Blobs a replica pack holds at most: a pack of tiny blobs must not grow its pending set without bound. */
 const PACK_MAX_BLOBS = 16_384;
@@ -61,14 +63,11 @@ export class ReplicaSession {
   readonly #lock: RepositoryLock;
   readonly #packSize: number;
   /** The type a blob was asked as (undefined: never asked), and whether this session indexed it. */
-  readonly #asked: (id: Buffer) => [type: number, taken: number] | undefined;
-  readonly #markAsked: (id: Buffer, type: number) => void;
-  readonly #markTaken: (id: Buffer) => void;
+  readonly #ledger: ReceiveLedger;
   /**
    * Runs lookups in one read transaction: a statement on its own opens and
    * ends one of its own, most of its cost (~5 µs a lookup, against ~1.7 µs).
    */
-  readonly #inOneRead: <T>(lookups: () => T) => T;
   /** Blobs of the packs not indexed yet (open or sealed), by latin1 id: present all the same. */
   readonly #pending = new Set<string>();
   #pack: OpenPack | undefined;
@@ -84,17 +83,7 @@ export class ReplicaSession {
     this.#packSize = packSize;
     // Shared, like a backup: the peer's own prune of this replica takes it exclusively.
     this.#lock = store.lock('shared');
-    store.db.exec(
-      'CREATE TEMP TABLE IF NOT EXISTS asked (id BLOB PRIMARY KEY, type INTEGER NOT NULL, taken INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID; DELETE FROM temp.asked;',
-    );
-    const asked = store.db.prepare('SELECT type, taken FROM temp.asked WHERE id = ?').raw();
-    this.#asked = (id) => asked.get(id) as [number, number] | undefined;
-    const mark = store.db.prepare('INSERT OR IGNORE INTO temp.asked (id, type) VALUES (?, ?)');
-    this.#markAsked = (id, type) => mark.run(id, type);
-    const taken = store.db.prepare('UPDATE temp.asked SET taken = 1 WHERE id = ?');
-    this.#markTaken = (id) => taken.run(id);
-    const inOneRead = store.db.transaction((lookups: () => unknown) => lookups());
-    this.#inOneRead = <T>(lookups: () => T) => inOneRead(lookups) as T;
+    this.#ledger = new ReceiveLedger(store);
   }
 
   /**
@@ -130,10 +119,10 @@ export class ReplicaSession {
   /** For each queried id, whether it is missing here; missing ones may then be sent. */
   answer(ids: readonly IdRef[]): boolean[] {
     this.#throwIfFailed();
-    return this.#inOneRead(() =>
+    return this.#store.inOneRead(() =>
       ids.map((r) => {
         const missing = !this.#present(r.id);
-        if (missing) this.#markAsked(r.id, r.type);
+        if (missing) this.#ledger.ask(r.id, r.type);
         return missing;
       }),
     );
@@ -147,7 +136,7 @@ export class ReplicaSession {
    */
   async accept(b: BlobMessage): Promise<void> {
     this.#throwIfFailed();
-    const [asked, taken] = this.#asked(b.id) ?? [];
+    const [asked, taken] = this.#ledger.asked(b.id) ?? [];
     if (asked === undefined) throw new ProtocolError(`the source sent blob ${toHex(b.id).slice(0, 16)}, which this peer never asked for`);
     if (asked !== b.type) throw new ProtocolError(`the source sent blob ${toHex(b.id).slice(0, 16)} as type ${b.type}, asked as ${asked}`);
     if (b.stored.length < SEAL_OVERHEAD || b.stored.length > MAX_STORED_BLOB) {
@@ -160,7 +149,7 @@ export class ReplicaSession {
     const key = b.id.toString('latin1');
     if (taken || this.#pending.has(key)) return;
     const intact = crypto.createHash('sha256').update(b.stored).digest().equals(b.sha256);
-    if (!intact || (b.refs.length > 0 && !this.#inOneRead(() => b.refs.every((r) => this.#present(r))))) {
+    if (!intact || (b.refs.length > 0 && !this.#store.inOneRead(() => b.refs.every((r) => this.#present(r))))) {
       this.#rejected.push(toHex(b.id));
       this.#stats.rejected++;
       if (this.#rejected.length > MAX_REJECTED) throw new ProtocolError(`the source sent more than ${MAX_REJECTED} damaged or incomplete blobs`);
@@ -197,7 +186,7 @@ export class ReplicaSession {
     for (const [what, id] of [['tree', s.tree], ['meta', s.meta]] as const) {
       if (id && !this.#store.hasBlob(id)) throw new ProtocolError(`the source committed snapshot ${s.id.slice(0, 8)} before sending its ${what}`);
     }
-    const existing = this.#store.db.prepare('SELECT tree FROM snapshots WHERE id = ?').pluck().get(s.id) as Buffer | undefined;
+    const existing = snapshotTree(this.#store, s.id);
     if (existing) {
       if (!existing.equals(s.tree)) throw new ProtocolError(`the source sent snapshot ${s.id.slice(0, 8)} again with another tree; replicas are append-only`);
       return;
@@ -288,13 +277,7 @@ export class ReplicaSession {
       await pack.writer.abort();
       throw err;
     }
-    const db = this.#store.db;
-    const insertRef = db.prepare('INSERT OR IGNORE INTO refs (parent, child) VALUES (?, ?)');
-    db.transaction(() => {
-      commitPack(this.#store, done.name, done.size, done.entries);
-      for (const [parent, child] of pack.refs) insertRef.run(parent, child);
-      for (const e of done.entries) this.#markTaken(e.id);
-    })();
+    this.#ledger.commitPack(done.name, done.size, done.entries, pack.refs);
     faultPoint('replica-indexed');
     for (const e of done.entries) this.#pending.delete(e.id.toString('latin1'));
     this.#stats.packs++;
@@ -309,25 +292,23 @@ export class ReplicaSession {
 }
 
 async function create(dir: string, hello: Hello): Promise<void> {
-  await fsp.mkdir(path.join(dir, 'keys'), { recursive: true, mode: 0o700 });
   await fsp.mkdir(path.join(dir, 'packs'), { recursive: true, mode: 0o700 });
   await fsp.mkdir(snapshotsDir(dir), { recursive: true, mode: 0o700 });
   openIndex(dir, hello.config.id, { create: true }).close();
   await addKeys(dir, hello);
   // config.json last, as init does: its presence makes the directory a repository.
-  await writeFileDurable(path.join(dir, 'config.json'), JSON.stringify(hello.config, null, 2));
+  await new LocalBackend(dir).writeOnce('config', 'config.json', Buffer.from(JSON.stringify(hello.config, null, 2)));
 }
 
 async function addKeys(dir: string, hello: Hello): Promise<void> {
+  const backend = new LocalBackend(dir);
   for (const k of hello.keys) {
-    const file = path.join(dir, 'keys', k.name);
-    if (fs.existsSync(file)) continue;
     // Opaque to the peer, but it must be a key file: recovery will read it.
     try {
       parseKeyFile(k.text, dir);
     } catch {
       throw new ProtocolError(`the source sent key file ${k.name}, which is not one`);
     }
-    await writeFileDurable(file, k.text);
+    await addKeyFile(backend, k);
   }
 }

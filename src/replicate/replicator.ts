@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.ts';
 import { describeFailure, UsageError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { listSnapshotHeads, type SnapshotHead } from '../repo/snapshots.ts';
+import { listSnapshotHeads, type SnapshotHead, snapshotSummary } from '../repo/snapshots.ts';
 import { Store } from '../repo/store.ts';
 import { boundAddress, parseListen } from '../util/listen.ts';
 import type { Identity } from './identity.ts';
@@ -176,8 +176,8 @@ export function replicaOf(stateDir: string, peer: PeerConfig, lastReceived: stri
   try {
     const store = Store.openStore(dir);
     try {
-      const row = store.db.prepare('SELECT count(*) AS n, max(time) AS newest FROM snapshots').get() as { n: number; newest: string | null };
-      return { snapshots: row.n, newest: row.newest, last_received: lastReceived };
+      const { count, newest } = snapshotSummary(store);
+      return { snapshots: count, newest, last_received: lastReceived };
     } finally {
       store.close();
     }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import type { WorkerContext } from '../workers/context.ts';
-import type { CheckReply } from '../workers/protocol.ts';
+import type { WorkerContext } from './worker-context.ts';
+import type { CheckReply } from './jobs.ts';
 import { unseal } from './crypto.ts';
 import { toHex } from './ids.ts';
 import { packPath, readPackTrailer } from './pack.ts';

@@ -4,9 +4,10 @@ import { CorruptIndexError, RepositoryLockedError } from '../errors/errors.ts';
 import { removeAllLocks, removeStaleLocks, STALE_MS } from './lock.ts';
 import { Repository } from './repository.ts';
 import { openTestRepo, TEST_PASSWORD, type TestRepo } from './testing/fixture.ts';
+import { INDEX_DB } from './index-db.ts';
 
 function insertLock(t: TestRepo, row: { exclusive: boolean; host: string; pid: number; refreshed: number }): void {
-  t.repo.db
+  t.repo[INDEX_DB]
     .prepare('INSERT INTO locks (id, exclusive, host, pid, created, refreshed) VALUES (?, ?, ?, ?, ?, ?)')
     .run(`foreign-${row.pid}-${row.host}`, row.exclusive ? 1 : 0, row.host, row.pid, new Date(row.refreshed).toISOString(), row.refreshed);
 }
@@ -14,7 +15,7 @@ function insertLock(t: TestRepo, row: { exclusive: boolean; host: string; pid: n
 /** A lock row of SQL literals, as a damaged page (or a hand edit) could leave it: SQLite keeps any value in any column. */
 function insertRaw(t: TestRepo, values: Partial<Record<'id' | 'exclusive' | 'host' | 'pid' | 'created' | 'refreshed', string>>): void {
   const v = { id: "'0123456789abcdef'", exclusive: '1', host: "'elsewhere'", pid: '1', created: "'2026-01-01T00:00:00.000Z'", refreshed: String(Date.now()), ...values };
-  t.repo.db.exec(`INSERT INTO locks (id, exclusive, host, pid, created, refreshed) VALUES (${v.id}, ${v.exclusive}, ${v.host}, ${v.pid}, ${v.created}, ${v.refreshed})`);
+  t.repo[INDEX_DB].exec(`INSERT INTO locks (id, exclusive, host, pid, created, refreshed) VALUES (${v.id}, ${v.exclusive}, ${v.host}, ${v.pid}, ${v.created}, ${v.refreshed})`);
 }
 
 function thrown(f: () => unknown): Error {
@@ -26,7 +27,7 @@ function thrown(f: () => unknown): Error {
   throw new Error('expected a throw');
 }
 
-const lockCount = (t: TestRepo) => t.repo.db.prepare('SELECT count(*) FROM locks').pluck().get() as number;
+const lockCount = (t: TestRepo) => t.repo[INDEX_DB].prepare('SELECT count(*) FROM locks').pluck().get() as number;
 
 describe('repository lock', () => {
   let t: TestRepo;
@@ -85,14 +86,14 @@ describe('repository lock', () => {
   it('breaks the lock of a process that no longer exists on this host', () => {
     insertLock(t, { exclusive: true, host: os.hostname(), pid: 999_999, refreshed: Date.now() });
     const ex = t.repo.lock('exclusive');
-    expect(t.repo.db.prepare('SELECT pid FROM locks').pluck().all()).toEqual([process.pid]);
+    expect(t.repo[INDEX_DB].prepare('SELECT pid FROM locks').pluck().all()).toEqual([process.pid]);
     ex.release();
   });
 
   it('respects a fresh lock of another host, and breaks one not refreshed for ten minutes', () => {
     insertLock(t, { exclusive: true, host: 'elsewhere', pid: 1, refreshed: Date.now() });
     expect(() => t.repo.lock('shared')).toThrow(RepositoryLockedError);
-    t.repo.db.prepare('UPDATE locks SET refreshed = ?').run(Date.now() - 11 * 60_000);
+    t.repo[INDEX_DB].prepare('UPDATE locks SET refreshed = ?').run(Date.now() - 11 * 60_000);
     t.repo.lock('exclusive').release();
     expect(lockCount(t)).toBe(0);
   });
@@ -108,9 +109,9 @@ describe('repository lock', () => {
     insertLock(t, { exclusive: true, host: 'elsewhere', pid: 1, refreshed: Date.now() + STALE_MS / 2 });
     expect(() => t.repo.lock('shared')).toThrow(RepositoryLockedError);
     for (const ahead of [STALE_MS + 60_000, 10 * 365 * 86_400_000, Number.MAX_SAFE_INTEGER - Date.now()]) {
-      t.repo.db.prepare('UPDATE locks SET refreshed = ?').run(Date.now() + ahead);
+      t.repo[INDEX_DB].prepare('UPDATE locks SET refreshed = ?').run(Date.now() + ahead);
       const ex = t.repo.lock('exclusive');
-      expect(t.repo.db.prepare('SELECT pid FROM locks').pluck().all()).toEqual([process.pid]);
+      expect(t.repo[INDEX_DB].prepare('SELECT pid FROM locks').pluck().all()).toEqual([process.pid]);
       ex.release();
       insertLock(t, { exclusive: true, host: 'elsewhere', pid: 1, refreshed: 0 });
     }
@@ -159,10 +160,10 @@ describe('repository lock', () => {
       }
       // Not broken as stale, not deleted: the damage stays visible.
       expect(lockCount(t)).toBe(1);
-      expect(() => removeStaleLocks(t.repo.db)).toThrow(CorruptIndexError);
+      expect(() => removeStaleLocks(t.repo[INDEX_DB])).toThrow(CorruptIndexError);
       expect(lockCount(t)).toBe(1);
 
-      const report = removeAllLocks(t.repo.db);
+      const report = removeAllLocks(t.repo[INDEX_DB]);
       expect(report.removed).toHaveLength(1);
       expect(report.removed[0]!.damaged).toMatch(/.+/);
       expect(report.remaining).toBe(0);
@@ -187,7 +188,7 @@ describe('repository lock', () => {
       insertLock(t, { exclusive: true, host: os.hostname(), pid: 999_999, refreshed: Date.now() });
       insertLock(t, { exclusive: false, host: 'elsewhere', pid: 11, refreshed: Date.now() - STALE_MS - 60_000 });
       insertLock(t, { exclusive: false, host: 'elsewhere', pid: 12, refreshed: Date.now() });
-      const report = removeStaleLocks(t.repo.db);
+      const report = removeStaleLocks(t.repo[INDEX_DB]);
       expect(report.removed.map((l) => [l.pid, l.host, l.exclusive, l.damaged])).toEqual(
         expect.arrayContaining([
           [999_999, os.hostname(), 1, null],
@@ -196,15 +197,15 @@ describe('repository lock', () => {
       );
       expect(report.removed).toHaveLength(2);
       expect(report.remaining).toBe(2);
-      expect(t.repo.db.prepare('SELECT pid FROM locks ORDER BY pid').pluck().all()).toEqual([12, process.pid].sort((a, b) => a - b));
-      expect(removeStaleLocks(t.repo.db)).toEqual({ removed: [], remaining: 2 });
+      expect(t.repo[INDEX_DB].prepare('SELECT pid FROM locks ORDER BY pid').pluck().all()).toEqual([12, process.pid].sort((a, b) => a - b));
+      expect(removeStaleLocks(t.repo[INDEX_DB])).toEqual({ removed: [], remaining: 2 });
       mine.release();
     });
 
     it('--remove-all removes every lock, live ones too, and reports damaged values printably', () => {
       const mine = t.repo.lock('shared');
       insertRaw(t, { id: "x'00ff'", exclusive: "'yes'", host: "x'68'", pid: '-1', created: "x'00'", refreshed: '1e999' });
-      const report = removeAllLocks(t.repo.db);
+      const report = removeAllLocks(t.repo[INDEX_DB]);
       expect(report.remaining).toBe(0);
       expect(report.removed).toHaveLength(2);
       const damaged = report.removed.find((l) => l.damaged !== null)!;

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
-import type { Db } from '../catalog/database.ts';
+import type { Db } from '../db/database.ts';
 import { CorruptIndexError, RepositoryLockedError } from '../errors/errors.ts';
 
 /**

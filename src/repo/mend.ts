@@ -4,6 +4,7 @@ import { blobRefs } from './refs.ts';
 import type { BlobId, BlobType } from './ids.ts';
 import { PackWriter } from './pack.ts';
 import type { Repository } from './repository.ts';
+import { INDEX_DB } from './index-db.ts';
 
 export interface StoredBlob {
   readonly id: BlobId;
@@ -57,7 +58,7 @@ export class BlobMender {
       return 0;
     }
     const done = await this.#pack.finishAsync();
-    const db = this.#repo.db;
+    const db = this.#repo[INDEX_DB];
     const upsert = db.prepare(
       `INSERT INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET type = excluded.type, pack = excluded.pack, offset = excluded.offset, length = excluded.length, raw_length = excluded.raw_length`,

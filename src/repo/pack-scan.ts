@@ -1,4 +1,4 @@
-import type { Db } from '../catalog/database.ts';
+import type { Db } from '../db/database.ts';
 import { CorruptDataError, CorruptIndexError, LifeboatError } from '../errors/errors.ts';
 import { unseal } from './crypto.ts';
 import { type BlobId, type BlobType, BlobType as BT, toHex } from './ids.ts';
@@ -6,6 +6,7 @@ import { listPackFiles, type PackEntry, packPath, readPackTrailerAsync } from '.
 import type { Repository } from './repository.ts';
 import { packRow } from './rows.ts';
 import type { Store } from './store.ts';
+import { INDEX_DB } from './index-db.ts';
 
 /** Trailers read at once: enough to keep a disk (or a network file system) busy. */
 const PARALLEL = 8;
@@ -103,7 +104,7 @@ export function indexedEntries(store: Store): (pack: string) => PackEntry[] {
 
 /** The index's packs, checked rows: name and size. */
 export function indexedPacks(store: Store): { id: number; name: string; size: number }[] {
-  return (store.db.prepare('SELECT id, name, size FROM packs ORDER BY id').all() as Record<string, unknown>[]).map(packRow);
+  return (store[INDEX_DB].prepare('SELECT id, name, size FROM packs ORDER BY id').all() as Record<string, unknown>[]).map(packRow);
 }
 
 /**
@@ -111,7 +112,7 @@ export function indexedPacks(store: Store): { id: number; name: string; size: nu
  * a walk that does not depend on the index.
  */
 export function scannedLoader(repo: Repository): (id: BlobId, type: BlobType) => Promise<Buffer> {
-  const copies = repo.db.prepare('SELECT pack, offset, length, raw_length AS rawLength FROM temp.copies WHERE id = ? AND type = ?');
+  const copies = repo[INDEX_DB].prepare('SELECT pack, offset, length, raw_length AS rawLength FROM temp.copies WHERE id = ? AND type = ?');
   return async (id, type) => {
     let damage: unknown;
     for (const c of copies.all(id, type) as { pack: string; offset: number; length: number; rawLength: number }[]) {

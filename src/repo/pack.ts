@@ -6,6 +6,7 @@ import zlib from 'node:zlib';
 import { CorruptIndexError, noSpace } from '../errors/errors.ts';
 import { faultPoint } from '../util/fault.ts';
 import { type BlobId, type BlobType, BLOB_ID_BYTES, BlobType as BT } from './ids.ts';
+import { syncDir } from '../util/durable.ts';
 
 /**
  * A pack is blobs back to back, then a trailer that lists them, so the index
@@ -252,16 +253,6 @@ function unwritten(batch: readonly Uint8Array[], done: number): readonly Uint8Ar
   let i = 0;
   while (done >= batch[i]!.byteLength) done -= batch[i++]!.byteLength;
   return [batch[i]!.subarray(done), ...batch.slice(i + 1)];
-}
-
-export function syncDir(dir: string): void {
-  if (process.platform === 'win32') return;
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 export function encodeTrailer(entries: readonly PackEntry[]): Buffer {

@@ -3,8 +3,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RepositoryLockedError } from '../errors/errors.ts';
+import { storeFiles } from '../backup/jobs.ts';
 import { blobId, seal } from './crypto.ts';
 import { BlobType } from './ids.ts';
+import { flushPacks } from './jobs.ts';
 import { listPackFiles, newPackName, packPath } from './pack.ts';
 import { prune } from './prune.ts';
 import { deleteSnapshots, listSnapshots } from './snapshots.ts';
@@ -13,6 +15,7 @@ import { pseudoRandomBytes } from './testing/tree-builder.ts';
 import { describeTree, diffTrees, type TreeInfo } from './testing/tree-compare.ts';
 import { verify } from './verify.ts';
 import { BlobWriter } from './writer.ts';
+import { INDEX_DB } from './index-db.ts';
 
 const KiB = 1024;
 
@@ -21,7 +24,7 @@ async function packFilesOnDisk(t: TestRepo): Promise<string[]> {
 }
 
 function packRows(t: TestRepo): string[] {
-  return (t.repo.db.prepare('SELECT name FROM packs').pluck().all() as string[]).sort();
+  return (t.repo[INDEX_DB].prepare('SELECT name FROM packs').pluck().all() as string[]).sort();
 }
 
 describe('crash between pack and snapshot', () => {
@@ -51,8 +54,8 @@ describe('crash between pack and snapshot', () => {
     // One whose workers finished packs that the main thread never indexed.
     const lost = path.join(await t.temp.make(), 'lost.bin');
     await fsp.writeFile(lost, pseudoRandomBytes(300 * KiB, 50));
-    await t.pool.store({ kind: 'fixed', size: 64 * KiB }, [{ path: lost, start: 0, end: 300 * KiB }]);
-    const unindexed = await t.pool.flush();
+    await storeFiles(t.pool, { kind: 'fixed', size: 64 * KiB }, [{ path: lost, start: 0, end: 300 * KiB }]);
+    const unindexed = await flushPacks(t.pool);
     expect(unindexed.length).toBeGreaterThanOrEqual(1);
     // And one that died while writing a pack: a .tmp file nobody indexed.
     const tmpName = newPackName();

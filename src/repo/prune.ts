@@ -12,6 +12,7 @@ import { shortId, type Snapshot } from './snapshot.ts';
 import { readAllRecords } from './snapshot-record.ts';
 import type { Store } from './store.ts';
 import { walkSnapshot } from './walk.ts';
+import { INDEX_DB } from './index-db.ts';
 
 /** Repack a pack once more than a fifth of it is unused: copying a pack to save less is not worth its I/O. */
 export const REPACK_UNUSED = 0.2;
@@ -66,7 +67,7 @@ interface Usage {
  */
 export async function prune(store: Store, opts: PruneOptions): Promise<PruneReport> {
   const lock = store.lock('exclusive');
-  const db = store.db;
+  const db = store[INDEX_DB];
   try {
     const scan = await scanPacks(db, store.dir, indexedEntries(store));
     db.exec('DROP TABLE IF EXISTS temp.live; CREATE TEMP TABLE live (id BLOB PRIMARY KEY) WITHOUT ROWID;');
@@ -153,7 +154,7 @@ export async function prune(store: Store, opts: PruneOptions): Promise<PruneRepo
  * copy a repair replaced) are what they are: unneeded.
  */
 function chooseCopies(store: Store): void {
-  store.db.exec(`
+  store[INDEX_DB].exec(`
     DROP TABLE IF EXISTS temp.chosen;
     CREATE TEMP TABLE chosen (id BLOB PRIMARY KEY, pack TEXT NOT NULL) WITHOUT ROWID;
     INSERT OR IGNORE INTO temp.chosen (id, pack)
@@ -166,7 +167,7 @@ function chooseCopies(store: Store): void {
 
 /** Needed and unneeded bytes per readable pack, from the trailers' copies. */
 function packUsage(store: Store, scan: PackScan): Usage[] {
-  const rows = store.db
+  const rows = store[INDEX_DB]
     .prepare(
       `SELECT c.pack AS name, SUM(CASE WHEN ch.id IS NOT NULL THEN c.length ELSE 0 END) AS liveBytes,
          SUM(CASE WHEN ch.id IS NULL THEN c.length + ? ELSE 0 END) AS deadBytes
@@ -183,8 +184,8 @@ function packUsage(store: Store, scan: PackScan): Usage[] {
  * list that no pack holds intact hides what it names: prune stops there.
  */
 async function markByWalking(repo: Repository, snapshots: readonly Snapshot[]): Promise<void> {
-  const mark = repo.db.prepare('INSERT OR IGNORE INTO temp.live (id) VALUES (?)');
-  const marked = repo.db.prepare('SELECT 1 FROM temp.live WHERE id = ?').pluck();
+  const mark = repo[INDEX_DB].prepare('INSERT OR IGNORE INTO temp.live (id) VALUES (?)');
+  const marked = repo[INDEX_DB].prepare('SELECT 1 FROM temp.live WHERE id = ?').pluck();
   const load = scannedLoader(repo);
   for (const s of snapshots) {
     if (s.meta) mark.run(s.meta);
@@ -213,7 +214,7 @@ async function markByWalking(repo: Repository, snapshots: readonly Snapshot[]): 
  * otherwise part of what is needed is unaccounted for, and prune stops.
  */
 function markByEdges(store: Store, snapshots: readonly Snapshot[]): void {
-  const db = store.db;
+  const db = store[INDEX_DB];
   db.exec('DROP TABLE IF EXISTS temp.roots; CREATE TEMP TABLE roots (id BLOB PRIMARY KEY) WITHOUT ROWID;');
   const root = db.prepare('INSERT OR IGNORE INTO temp.roots (id) VALUES (?)');
   for (const s of snapshots) {
@@ -256,7 +257,7 @@ function markByEdges(store: Store, snapshots: readonly Snapshot[]): void {
  * removed. One transaction.
  */
 function syncIndex(store: Store, final: readonly { name: string; size: number }[], dropDead: boolean): number {
-  const db = store.db;
+  const db = store[INDEX_DB];
   db.exec('DROP TABLE IF EXISTS temp.final; CREATE TEMP TABLE final (name TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID;');
   const addFinal = db.prepare('INSERT OR IGNORE INTO temp.final (name, size) VALUES (?, ?)');
   let removed = 0;
@@ -294,7 +295,7 @@ function syncIndex(store: Store, final: readonly { name: string; size: number }[
  * is kept. The new packs' trailers carry every tree's and list's edges.
  */
 async function repack(store: Store, sparse: readonly Usage[], packSize: number): Promise<{ packs: FinishedPack[]; keep: Set<string> }> {
-  const db = store.db;
+  const db = store[INDEX_DB];
   const out: FinishedPack[] = [];
   const keep = new Set<string>();
   if (sparse.length === 0) return { packs: out, keep };

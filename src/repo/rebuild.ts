@@ -1,13 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { openDatabase } from '../catalog/database.ts';
+import { openDatabase } from '../db/database.ts';
 import { LifeboatError, RepositoryLockedError } from '../errors/errors.ts';
 import { type MasterKeys, unseal } from './crypto.ts';
 import { type BlobId, BlobType } from './ids.ts';
 import { removeStaleLocks } from './lock.ts';
 import { dropScan, scanPacks } from './pack-scan.ts';
-import { packPath, syncDir } from './pack.ts';
+import { syncDir } from '../util/durable.ts';
+import { packPath } from './pack.ts';
 import { blobRefs } from './refs.ts';
 import { repositoryMigrations } from './schema.ts';
 import type { Snapshot } from './snapshot.ts';

@@ -1,16 +1,17 @@
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { type Db } from '../catalog/database.ts';
+import { type Db } from '../db/database.ts';
 import { CorruptIndexError, NotARepositoryError, RepositoryExistsError, WrongPasswordError } from '../errors/errors.ts';
 import { type MasterKeys, unseal } from './crypto.ts';
 import { type BlobId, type BlobType } from './ids.ts';
 import { generateMasterKeys, parseKeyFile, unwrapKeys, wrapKeys } from './keys.ts';
 import { snapshotsDir } from './snapshot-record.ts';
-import { FORMAT_VERSION, type OpenOptions, openIndex, readRepositoryConfig, Store, writeFileDurable } from './store.ts';
+import { FORMAT_VERSION, type OpenOptions, openIndex, readRepositoryConfig, Store } from './store.ts';
+import { LocalBackend } from '../backend/local.ts';
+import { addKeyFile, readKeyFiles } from './key-files.ts';
 
 export type { BlobLocation } from './store.ts';
-export { writeFileDurable } from './store.ts';
 
 /** A store opened with a password: it can read and write what the blobs hold. */
 export class Repository extends Store {
@@ -28,16 +29,16 @@ export class Repository extends Store {
       throw err;
     });
     if (existing.length > 0) throw new RepositoryExistsError(abs);
-    await fsp.mkdir(path.join(abs, 'keys'), { recursive: true, mode: 0o700 });
-    await fsp.mkdir(path.join(abs, 'packs'), { mode: 0o700 });
+    await fsp.mkdir(path.join(abs, 'packs'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(snapshotsDir(abs), { mode: 0o700 });
+    const backend = new LocalBackend(abs);
     const config = { lifeboat_repository: FORMAT_VERSION, id: crypto.randomBytes(16).toString('hex'), created: new Date().toISOString() };
     const keys = generateMasterKeys();
     const keyName = crypto.randomBytes(8).toString('hex');
-    await writeFileDurable(path.join(abs, 'keys', `${keyName}.json`), JSON.stringify(wrapKeys(keys, password), null, 2));
+    await addKeyFile(backend, { name: `${keyName}.json`, text: JSON.stringify(wrapKeys(keys, password), null, 2) });
     const db = openIndex(abs, config.id, { create: true });
     // config.json last: its presence is what makes the directory a repository.
-    await writeFileDurable(path.join(abs, 'config.json'), JSON.stringify(config, null, 2));
+    await backend.writeOnce('config', 'config.json', Buffer.from(JSON.stringify(config, null, 2)));
     return new Repository(abs, config.id, keys, db);
   }
 
@@ -65,16 +66,13 @@ export class Repository extends Store {
 }
 
 async function unlock(dir: string, password: string): Promise<MasterKeys> {
-  const names = await fsp.readdir(path.join(dir, 'keys')).catch(() => {
-    throw new NotARepositoryError(dir, 'no keys directory');
-  });
-  const keyFiles = names.filter((n) => n.endsWith('.json'));
+  const keyFiles = await readKeyFiles(new LocalBackend(dir));
   if (keyFiles.length === 0) throw new NotARepositoryError(dir, 'no key file');
   // A damaged key file must not lock out the good ones: it only counts when no other opens.
   let damaged: unknown;
-  for (const name of keyFiles) {
+  for (const { text } of keyFiles) {
     try {
-      return unwrapKeys(parseKeyFile(await fsp.readFile(path.join(dir, 'keys', name), 'utf8'), dir), password, dir);
+      return unwrapKeys(parseKeyFile(text, dir), password, dir);
     } catch (err) {
       if (!(err instanceof WrongPasswordError)) damaged ??= err;
     }

@@ -1,4 +1,4 @@
-import type { Migration } from '../catalog/database.ts';
+import type { Migration } from '../db/database.ts';
 
 /**
  * The repository's own SQLite index (index.db inside the repository), so a

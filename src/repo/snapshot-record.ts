@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { CorruptIndexError } from '../errors/errors.ts';
 import type { BlobId } from './ids.ts';
-import { syncDir } from './pack.ts';
+import { syncDir } from '../util/durable.ts';
 import type { Snapshot } from './snapshot.ts';
 
 /**

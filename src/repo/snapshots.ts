@@ -2,12 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AmbiguousSnapshotError, CorruptDataError, CorruptIndexError, SnapshotNotFoundError } from '../errors/errors.ts';
 import { BLOB_ID_BYTES, BlobType } from './ids.ts';
-import type { Db } from '../catalog/database.ts';
+import type { Db } from '../db/database.ts';
 import type { Repository } from './repository.ts';
 import type { Store } from './store.ts';
 import { IMAGE_TAG, shortId, type Snapshot } from './snapshot.ts';
 import { z } from 'zod';
 import { fromRecord, listRecordIds, readGeneration, readRecord, removeRecord, snapshotRecordSchema, snapshotsDir, writeGeneration, writeRecord } from './snapshot-record.ts';
+import { INDEX_DB } from './index-db.ts';
 
 /** A snapshots row as SQLite hands it back: any value in any column, until fromRow checks it. */
 type SnapshotRow = Record<'id' | 'time' | 'host' | 'source' | 'volume' | 'parent' | 'tree' | 'meta' | 'tags' | 'splitter' | 'stats', unknown>;
@@ -64,9 +65,9 @@ export function insertRow(db: Db, s: Snapshot): void {
  * other), after all its blobs are indexed.
  */
 export function saveSnapshot(repo: Store, s: Snapshot): void {
-  repo.db.transaction(() => {
+  repo[INDEX_DB].transaction(() => {
     writeRecord(repo.dir, s);
-    insertRow(repo.db, s);
+    insertRow(repo[INDEX_DB], s);
     nextGeneration(repo);
   }).immediate();
 }
@@ -78,8 +79,8 @@ export function saveSnapshot(repo: Store, s: Snapshot): void {
  */
 export function deleteSnapshots(repo: Store, ids: readonly string[]): void {
   if (ids.length === 0) return;
-  const del = repo.db.prepare('DELETE FROM snapshots WHERE id = ?');
-  repo.db.transaction(() => {
+  const del = repo[INDEX_DB].prepare('DELETE FROM snapshots WHERE id = ?');
+  repo[INDEX_DB].transaction(() => {
     for (const id of ids) {
       del.run(id);
       removeRecord(repo.dir, id);
@@ -100,9 +101,9 @@ export function setIndexGeneration(db: Db, n: number): void {
 
 /** Moves both generations past either (inside the caller's transaction). */
 function nextGeneration(repo: Store): void {
-  const n = Math.max(readGeneration(repo.dir), indexGeneration(repo.db)) + 1;
+  const n = Math.max(readGeneration(repo.dir), indexGeneration(repo[INDEX_DB])) + 1;
   writeGeneration(repo.dir, n);
-  setIndexGeneration(repo.db, n);
+  setIndexGeneration(repo[INDEX_DB], n);
 }
 
 /**
@@ -122,33 +123,33 @@ export function reconcileSnapshots(repo: Store): void {
   if (!fs.existsSync(dir)) {
     fs.mkdirSync(dir, { mode: 0o700 });
     for (const s of listSnapshots(repo)) writeRecord(repo.dir, s);
-    writeGeneration(repo.dir, indexGeneration(repo.db));
+    writeGeneration(repo.dir, indexGeneration(repo[INDEX_DB]));
     return;
   }
-  const rowIds = repo.db.prepare('SELECT id FROM snapshots').pluck();
+  const rowIds = repo[INDEX_DB].prepare('SELECT id FROM snapshots').pluck();
   const differ = () => {
     const files = new Set(listRecordIds(repo.dir));
     const rows = new Set(rowIds.all() as string[]);
     return { onlyFiles: [...files].filter((id) => !rows.has(id)), onlyRows: [...rows].filter((id) => !files.has(id)) };
   };
-  if (sameSets(differ()) && readGeneration(repo.dir) === indexGeneration(repo.db)) return;
+  if (sameSets(differ()) && readGeneration(repo.dir) === indexGeneration(repo[INDEX_DB])) return;
   const unknown: string[] = [];
-  repo.db.transaction(() => {
+  repo[INDEX_DB].transaction(() => {
     const { onlyFiles, onlyRows } = differ();
     const files = readGeneration(repo.dir);
-    const index = indexGeneration(repo.db);
+    const index = indexGeneration(repo[INDEX_DB]);
     for (const id of onlyFiles) {
       const s = readRecord(repo.dir, id);
-      if (repo.hasBlob(s.tree) && (!s.meta || repo.hasBlob(s.meta))) insertRow(repo.db, s);
+      if (repo.hasBlob(s.tree) && (!s.meta || repo.hasBlob(s.meta))) insertRow(repo[INDEX_DB], s);
       else unknown.push(id);
     }
     if (unknown.length > 0) return;
     if (index < files) {
-      const del = repo.db.prepare('DELETE FROM snapshots WHERE id = ?');
+      const del = repo[INDEX_DB].prepare('DELETE FROM snapshots WHERE id = ?');
       for (const id of onlyRows) del.run(id);
-      setIndexGeneration(repo.db, files);
+      setIndexGeneration(repo[INDEX_DB], files);
     } else {
-      const byId = repo.db.prepare('SELECT * FROM snapshots WHERE id = ?');
+      const byId = repo[INDEX_DB].prepare('SELECT * FROM snapshots WHERE id = ?');
       for (const id of onlyRows) {
         const row = byId.get(id) as SnapshotRow | undefined;
         // listed by id, not found by it: the table and its index disagree
@@ -183,7 +184,7 @@ export function readableRows(db: Db): Map<string, Snapshot> {
 
 /** Oldest first. */
 export function listSnapshots(repo: Store): Snapshot[] {
-  return (repo.db.prepare('SELECT * FROM snapshots ORDER BY time, id').all() as SnapshotRow[]).map(fromRow);
+  return (repo[INDEX_DB].prepare('SELECT * FROM snapshots ORDER BY time, id').all() as SnapshotRow[]).map(fromRow);
 }
 
 /** What listings that run often (status, metrics) need of a snapshot. */
@@ -195,13 +196,24 @@ export interface SnapshotHead {
   readonly volume: string | null;
 }
 
+/** How many snapshots the repository holds and the newest one's time. */
+export function snapshotSummary(repo: Store): { count: number; newest: string | null } {
+  const row = repo[INDEX_DB].prepare('SELECT count(*) AS n, max(time) AS newest FROM snapshots').get() as { n: number; newest: string | null };
+  return { count: row.n, newest: row.newest };
+}
+
+/** The tree a snapshot row names; undefined when the repository has no such snapshot. */
+export function snapshotTree(repo: Store, id: string): Buffer | undefined {
+  return repo[INDEX_DB].prepare('SELECT tree FROM snapshots WHERE id = ?').pluck().get(id) as Buffer | undefined;
+}
+
 /**
  * Every snapshot's id, time, host, source and volume, oldest first, without
  * parsing the rest of its row: a status or a metrics scrape costs milliseconds with
  * tens of thousands of snapshots (continuous mode makes a few a minute).
  */
 export function listSnapshotHeads(repo: Store): SnapshotHead[] {
-  const rows = repo.db.prepare('SELECT id, time, host, source, volume FROM snapshots ORDER BY time, id').raw().all() as unknown[][];
+  const rows = repo[INDEX_DB].prepare('SELECT id, time, host, source, volume FROM snapshots ORDER BY time, id').raw().all() as unknown[][];
   return rows.map(([id, time, host, source, volume]) => {
     if (![id, time, host, source].every((v) => typeof v === 'string') || (volume !== null && typeof volume !== 'string')) {
       throw new CorruptIndexError(`the index row of snapshot ${JSON.stringify(String(id).slice(0, 64))} is damaged; rebuild the index with \`lifeboat repair --rebuild-index\``);
@@ -212,7 +224,7 @@ export function listSnapshotHeads(repo: Store): SnapshotHead[] {
 
 /** The snapshots with these ids, whole, in the order given (ids without a row are left out). */
 export function snapshotsById(repo: Store, ids: readonly string[]): Snapshot[] {
-  const get = repo.db.prepare('SELECT * FROM snapshots WHERE id = ?');
+  const get = repo[INDEX_DB].prepare('SELECT * FROM snapshots WHERE id = ?');
   return ids.flatMap((id) => {
     const row = get.get(id) as SnapshotRow | undefined;
     return row ? [fromRow(row)] : [];
@@ -221,7 +233,7 @@ export function snapshotsById(repo: Store, ids: readonly string[]): Snapshot[] {
 
 /** The newest snapshot of the same host and source: the parent an incremental backup compares against. */
 export function latestSnapshotOf(repo: Store, host: string, source: string): Snapshot | undefined {
-  const row = repo.db
+  const row = repo[INDEX_DB]
     .prepare('SELECT * FROM snapshots WHERE host = ? AND source = ? ORDER BY time DESC, id DESC LIMIT 1')
     .get(host, source) as SnapshotRow | undefined;
   return row && fromRow(row);
@@ -284,7 +296,7 @@ export function findSnapshot(repo: Store, ref: string, filter: SnapshotFilter = 
     return newest;
   }
   if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(ref);
-  const rows = (repo.db.prepare("SELECT * FROM snapshots WHERE id >= ? AND id < ? || 'g'").all(ref, ref) as SnapshotRow[]).map(fromRow).filter((s) => matches(s, filter));
+  const rows = (repo[INDEX_DB].prepare("SELECT * FROM snapshots WHERE id >= ? AND id < ? || 'g'").all(ref, ref) as SnapshotRow[]).map(fromRow).filter((s) => matches(s, filter));
   if (rows.length === 0) throw new SnapshotNotFoundError(ref);
   if (rows.length > 1) throw new AmbiguousSnapshotError(`snapshot prefix ${JSON.stringify(ref)} matches ${rows.length} snapshots; give more characters`);
   return rows[0]!;
@@ -314,7 +326,7 @@ export async function loadSnapshotMeta(repo: Pick<Repository, 'loadBlob'>, s: Sn
 
 /** Snapshots carrying a tag, newest first. */
 export function snapshotsTagged(repo: Store, tag: string): Snapshot[] {
-  const rows = repo.db
+  const rows = repo[INDEX_DB]
     .prepare('SELECT * FROM snapshots WHERE EXISTS (SELECT 1 FROM json_each(snapshots.tags) WHERE value = ?) ORDER BY time DESC, id DESC')
     .all(tag) as SnapshotRow[];
   return rows.map(fromRow);

@@ -1,17 +1,19 @@
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { type Db, openDatabase } from '../catalog/database.ts';
+import { type Db, openDatabase } from '../db/database.ts';
 import { CorruptIndexError, NotARepositoryError } from '../errors/errors.ts';
 import { type BlobId, type BlobType, MAX_STORED_BLOB } from './ids.ts';
-import { type LockKind, RepositoryLock } from './lock.ts';
+import { type LockKind, removeAllLocks, removeStaleLocks, RepositoryLock, type UnlockReport } from './lock.ts';
 import { listRecordIds } from './snapshot-record.ts';
 import { packPath } from './pack.ts';
 import { type BlobRow, blobLocator, blobPresence, blobRow, packRow } from './rows.ts';
 import { keepReserve, releaseReserveIfLow } from './reserve.ts';
 import { reconcileSnapshots } from './snapshots.ts';
 import { repositoryMigrations } from './schema.ts';
+import { INDEX_DB } from './index-db.ts';
+import type { Backend } from '../backend/backend.ts';
+import { LocalBackend } from '../backend/local.ts';
 
 export const FORMAT_VERSION = 1;
 
@@ -58,7 +60,9 @@ export interface BlobLocation {
 export class Store {
   readonly dir: string;
   readonly id: string;
-  readonly db: Db;
+  readonly [INDEX_DB]: Db;
+  /** Where the repository's files are. */
+  readonly backend: Backend;
   readonly #locate: (id: Buffer) => BlobLocation | undefined;
   readonly #has: (id: Buffer) => boolean;
   readonly #fds = new Map<string, number>();
@@ -70,7 +74,8 @@ export class Store {
   protected constructor(dir: string, id: string, db: Db) {
     this.dir = dir;
     this.id = id;
-    this.db = db;
+    this[INDEX_DB] = db;
+    this.backend = new LocalBackend(dir);
     this.#locate = blobLocator(db);
     this.#has = blobPresence(db);
   }
@@ -93,8 +98,13 @@ export class Store {
     }
   }
 
+  /** Removes the locks no live process holds, or with 'all' every lock (when nothing else uses the repository). */
+  removeLocks(which: 'stale' | 'all'): UnlockReport {
+    return which === 'all' ? removeAllLocks(this[INDEX_DB]) : removeStaleLocks(this[INDEX_DB]);
+  }
+
   lock(kind: LockKind): RepositoryLock {
-    return RepositoryLock.acquire(this.db, kind, this.dir);
+    return RepositoryLock.acquire(this[INDEX_DB], kind, this.dir);
   }
 
   /** Whether the index places the blob in a pack it knows: a row whose pack row is gone vouches for nothing. */
@@ -104,7 +114,7 @@ export class Store {
 
   /** The blobs the index places in a pack (what `repair` fetches when the pack is lost). */
   blobsInPack(name: string): BlobRow[] {
-    const rows = this.db.prepare('SELECT b.id, b.type, b.offset, b.length, b.raw_length AS rawLength FROM blobs b JOIN packs p ON p.id = b.pack WHERE p.name = ? ORDER BY b.offset');
+    const rows = this[INDEX_DB].prepare('SELECT b.id, b.type, b.offset, b.length, b.raw_length AS rawLength FROM blobs b JOIN packs p ON p.id = b.pack WHERE p.name = ? ORDER BY b.offset');
     return (rows.all(name) as Record<string, unknown>[]).map((r) => blobRow(r));
   }
 
@@ -118,9 +128,9 @@ export class Store {
    */
   forgetMissingPacks(): string[] {
     const onDisk = this.#packFiles();
-    const indexed = (this.db.prepare('SELECT id, name, size FROM packs').all() as Record<string, unknown>[]).map(packRow);
+    const indexed = (this[INDEX_DB].prepare('SELECT id, name, size FROM packs').all() as Record<string, unknown>[]).map(packRow);
     const lost = indexed.filter((p) => onDisk.get(p.name) !== p.size).map((p) => p.name);
-    if (lost.length > 0) this.db.transaction(() => this.#dropPacks(lost))();
+    if (lost.length > 0) this[INDEX_DB].transaction(() => this.#dropPacks(lost))();
     return lost;
   }
 
@@ -134,8 +144,8 @@ export class Store {
   discardSession(packs: readonly string[], lock: RepositoryLock, recordsBefore: ReadonlySet<string>): boolean {
     if (packs.length === 0) return true;
     let alone = false;
-    this.db.transaction(() => {
-      const others = this.db.prepare('SELECT count(*) FROM locks WHERE id IS NOT ?').pluck().get(lock.id) as number;
+    this[INDEX_DB].transaction(() => {
+      const others = this[INDEX_DB].prepare('SELECT count(*) FROM locks WHERE id IS NOT ?').pluck().get(lock.id) as number;
       if (others > 0 || listRecordIds(this.dir).some((id) => !recordsBefore.has(id))) return;
       alone = true;
       this.#dropPacks(packs);
@@ -148,8 +158,8 @@ export class Store {
 
   /** Removes packs' rows and their blobs' rows (inside the caller's transaction). */
   #dropPacks(names: readonly string[]): void {
-    const dropBlobs = this.db.prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
-    const drop = this.db.prepare('DELETE FROM packs WHERE name = ?');
+    const dropBlobs = this[INDEX_DB].prepare('DELETE FROM blobs WHERE pack = (SELECT id FROM packs WHERE name = ?)');
+    const drop = this[INDEX_DB].prepare('DELETE FROM packs WHERE name = ?');
     for (const name of names) {
       dropBlobs.run(name);
       drop.run(name);
@@ -192,6 +202,11 @@ export class Store {
       for (const [name, size] of seen.sizes) out.set(name, size);
     }
     return out;
+  }
+
+  /** Runs lookups in one read transaction: a lookup on its own opens and ends one, most of its cost. */
+  inOneRead<T>(lookups: () => T): T {
+    return this[INDEX_DB].transaction(lookups)();
   }
 
   locate(id: BlobId): BlobLocation | undefined {
@@ -245,7 +260,7 @@ export class Store {
 
   close(): void {
     this.#closeFds();
-    this.db.close();
+    this[INDEX_DB].close();
     keepReserve(this.dir);
   }
 }
@@ -332,16 +347,4 @@ function checkIndexFile(file: string, dir: string): void {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-export async function writeFileDurable(file: string, data: string | Buffer): Promise<void> {
-  const tmp = `${file}.tmp`;
-  const fh = await fsp.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, file);
 }

@@ -10,6 +10,7 @@ import { pseudoRandomBytes } from './testing/tree-builder.ts';
 import type { TreeNode } from './tree.ts';
 import { verify } from './verify.ts';
 import { walkSnapshot } from './walk.ts';
+import { INDEX_DB } from './index-db.ts';
 
 const KiB = 1024;
 
@@ -98,7 +99,7 @@ describe('verify', () => {
   });
 
   it('reports a truncated pack and a missing pack', async () => {
-    const packs = t.repo.db.prepare('SELECT name FROM packs ORDER BY id').pluck().all() as string[];
+    const packs = t.repo[INDEX_DB].prepare('SELECT name FROM packs ORDER BY id').pluck().all() as string[];
     await fsp.truncate(packPath(t.dir, packs[0]!), 100);
     await fsp.rm(packPath(t.dir, packs[1]!));
     const report = await verify(t.repo, t.pool, { readData: false });
@@ -109,8 +110,8 @@ describe('verify', () => {
   });
 
   it('reports an index row that names a blob the pack does not hold where the index says', async () => {
-    const row = t.repo.db.prepare('SELECT id FROM blobs WHERE type = ? LIMIT 1').get(BlobType.data) as { id: Buffer };
-    t.repo.db.prepare('UPDATE blobs SET offset = offset + 1 WHERE id = ?').run(row.id);
+    const row = t.repo[INDEX_DB].prepare('SELECT id FROM blobs WHERE type = ? LIMIT 1').get(BlobType.data) as { id: Buffer };
+    t.repo[INDEX_DB].prepare('UPDATE blobs SET offset = offset + 1 WHERE id = ?').run(row.id);
     const report = await verify(t.repo, t.pool, { readData: false });
     expect(report.problems.map((p) => p.kind)).toContain('index-mismatch');
   });
@@ -119,7 +120,7 @@ describe('verify', () => {
     const a = await nodeAt(t, second, '/a.txt');
     const block = Buffer.from(a.blocks![0]!, 'hex') as BlobId;
     const pack = t.repo.locate(block)!.pack;
-    t.repo.db.prepare('DELETE FROM blobs WHERE id = ?').run(block);
+    t.repo[INDEX_DB].prepare('DELETE FROM blobs WHERE id = ?').run(block);
     let report = await verify(t.repo, t.pool, { readData: false });
     expect(report.problems.map((p) => p.kind)).toEqual(['not-indexed']);
     expect(report.problems[0]!.message).toContain('--rebuild-index');
@@ -136,8 +137,8 @@ describe('verify', () => {
     const block = Buffer.from(a.blocks![0]!, 'hex') as BlobId;
     await tamper(t, block);
     // the pack row goes, the blob rows stay: the index no longer vouches for the blob, and the pack must still be read
-    t.repo.db.pragma('foreign_keys = OFF');
-    t.repo.db.prepare('DELETE FROM packs WHERE name = ?').run(t.repo.locate(block)!.pack);
+    t.repo[INDEX_DB].pragma('foreign_keys = OFF');
+    t.repo[INDEX_DB].prepare('DELETE FROM packs WHERE name = ?').run(t.repo.locate(block)!.pack);
     const report = await verify(t.repo, t.pool, { readData: true });
     expect(report.problems.length).toBeGreaterThan(0);
     expect(report.blobs_read).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 import { CorruptDataError, CorruptIndexError, LifeboatError } from '../errors/errors.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
-import type { CheckReply } from '../workers/protocol.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { type CheckReply, checkPackOn } from './jobs.ts';
 import type { LoadBlob } from './content.ts';
 import { type BlobId, toHex } from './ids.ts';
 import { dropScan, indexedEntries, indexedPacks, scanPacks, scannedLoader } from './pack-scan.ts';
@@ -9,6 +9,7 @@ import { shortId, type Snapshot } from './snapshot.ts';
 import { listRecordIds, readRecord } from './snapshot-record.ts';
 import { listSnapshots, loadSnapshotMeta } from './snapshots.ts';
 import { walkSnapshot } from './walk.ts';
+import { INDEX_DB } from './index-db.ts';
 
 export interface Problem {
   readonly kind:
@@ -58,9 +59,9 @@ const SAMPLE = 3;
  * re-hashed, and a needed blob whose indexed copy fails is traced to the
  * snapshots and files that use it.
  */
-export async function verify(repo: Repository, pool: RepoWorkers, opts: { readData: boolean }): Promise<VerifyReport> {
+export async function verify(repo: Repository, pool: WorkerPool, opts: { readData: boolean }): Promise<VerifyReport> {
   const lock = repo.lock('shared');
-  const db = repo.db;
+  const db = repo[INDEX_DB];
   try {
     const problems: Problem[] = [];
     const integrity = db.prepare('PRAGMA quick_check').pluck().all() as string[];
@@ -167,7 +168,7 @@ export async function verify(repo: Repository, pool: RepoWorkers, opts: { readDa
 
     let blobsRead = 0;
     if (opts.readData) {
-      const checks: Promise<CheckReply & { pack: string }>[] = scan.packs.map((p) => pool.check(p.name).then((c) => ({ ...c, pack: p.name })));
+      const checks: Promise<CheckReply & { pack: string }>[] = scan.packs.map((p) => checkPackOn(pool, p.name).then((c) => ({ ...c, pack: p.name })));
       const isNeeded = db.prepare('SELECT 1 FROM temp.needed WHERE id = ?').pluck();
       for (const c of await Promise.all(checks)) {
         blobsRead += c.blobs;

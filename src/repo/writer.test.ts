@@ -6,6 +6,7 @@ import { BlobType } from './ids.ts';
 import { listPackFiles } from './pack.ts';
 import { openTestRepo, type TestRepo } from './testing/fixture.ts';
 import { BlobWriter } from './writer.ts';
+import { INDEX_DB } from './index-db.ts';
 
 describe('BlobWriter on a full disk', () => {
   let t: TestRepo;
@@ -23,7 +24,7 @@ describe('BlobWriter on a full disk', () => {
       return id;
     });
     // SQLite's own disk full: not a page more than the index has now.
-    t.repo.db.pragma(`max_page_count = ${t.repo.db.pragma('page_count', { simple: true }) as number}`);
+    t.repo[INDEX_DB].pragma(`max_page_count = ${t.repo[INDEX_DB].pragma('page_count', { simple: true }) as number}`);
     expect(() => writer.flush()).toThrow(NoSpaceError);
     expect(await listPackFiles(t.repo.dir)).toEqual([]);
     expect(ids.some((id) => t.repo.hasBlob(id))).toBe(false);

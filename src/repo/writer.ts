@@ -5,6 +5,7 @@ import { type BlobId, type BlobType } from './ids.ts';
 import { type FinishedPack, type PackEntry, PackWriter, packPath } from './pack.ts';
 import type { Repository } from './repository.ts';
 import type { Store } from './store.ts';
+import { INDEX_DB } from './index-db.ts';
 
 export interface WriterStats {
   blobsNew: number;
@@ -88,15 +89,15 @@ export class BlobWriter {
 
 /** Index rows for a finished pack, in one transaction; returns what the index did not already hold. */
 export function commitPack(repo: Store, name: string, size: number, entries: readonly PackEntry[]): { blobs: number; rawBytes: number } {
-  const insertPack = repo.db.prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
+  const insertPack = repo[INDEX_DB].prepare('INSERT INTO packs (name, size, created) VALUES (?, ?, ?)');
   // A row that names a pack the index no longer has is taken over: the blob was stored again because of it.
-  const insertBlob = repo.db.prepare(
+  const insertBlob = repo[INDEX_DB].prepare(
     `INSERT INTO blobs (id, type, pack, offset, length, raw_length) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO UPDATE SET type = excluded.type, pack = excluded.pack, offset = excluded.offset, length = excluded.length, raw_length = excluded.raw_length
      WHERE NOT EXISTS (SELECT 1 FROM packs WHERE id = blobs.pack)`,
   );
   const added = { blobs: 0, rawBytes: 0 };
-  const commit = repo.db.transaction(() => {
+  const commit = repo[INDEX_DB].transaction(() => {
     const packId = insertPack.run(name, size, new Date().toISOString()).lastInsertRowid;
     for (const e of entries) {
       if (insertBlob.run(e.id, e.type, packId, e.offset, e.length, e.rawLength).changes === 0) continue;

@@ -6,8 +6,8 @@ import { packPath } from '../repo/pack.ts';
 import type { BlobLocation } from '../repo/repository.ts';
 import { faultPoint } from '../util/fault.ts';
 import { MiB } from '../util/units.ts';
-import type { WorkerContext } from '../workers/context.ts';
-import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
+import type { WorkerContext } from '../repo/worker-context.ts';
+import type { RestoreItem, RestoreResult } from './jobs.ts';
 
 /** Reads of adjacent blobs in a pack are merged up to this size. */
 const RUN = 4 * MiB;

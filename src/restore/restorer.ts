@@ -13,8 +13,8 @@ import { faultPoint } from '../util/fault.ts';
 import type { Later } from '../util/later.ts';
 import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
-import type { RepoWorkers } from '../workers/pool.ts';
-import type { RestoreItem, RestoreResult } from '../workers/protocol.ts';
+import type { WorkerPool } from '../workers/pool.ts';
+import { type RestoreItem, type RestoreResult, restoreFiles } from './jobs.ts';
 import { nsToTime } from './extract-task.ts';
 
 /**
@@ -40,7 +40,7 @@ export type Addressing = 'fd' | 'path';
 
 export interface RestoreOptions {
   readonly target: string;
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** Restore into a directory that already has entries (a volume's lost+found, a re-run). */
   readonly allowNonEmpty?: boolean;
   readonly onWarning?: (path: string, err: Error) => void;
@@ -420,7 +420,7 @@ class Restorer {
 
   /** One worker job. */
   async #write(items: RestoreItem[]): Promise<readonly RestoreResult[]> {
-    const reply = await this.#opts.pool.restore(items);
+    const reply = await restoreFiles(this.#opts.pool, items);
     for (const r of reply.results) this.stats.bytes_written += r.bytesWritten;
     this.#progress();
     return reply.results;

@@ -1,4 +1,4 @@
-import type { Db } from '../catalog/database.ts';
+import type { Db } from '../db/database.ts';
 
 /** The journal's rows in the agent catalog: changed paths per volume, and whether the journal is trusted. */
 export class JournalStore {

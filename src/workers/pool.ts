@@ -1,34 +1,26 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CorruptDataError, CorruptIndexError, LifeboatError, NoSpaceError } from '../errors/errors.ts';
-import type { Repository } from '../repo/repository.ts';
-import type { SplitterSpec } from '../repo/splitter-spec.ts';
-import type {
-  CaptureItem,
-  CaptureResult,
-  CheckReply,
-  FlushReply,
-  Job,
-  Reply,
-  RestoreItem,
-  RestoreReply,
-  StoreItem,
-  StoreReply,
-  WorkerInit,
-} from './protocol.ts';
+import type { Reply, Request, WorkerData } from './protocol.ts';
 
-/** How long close() waits for a worker to let go of its connection before ending it anyway (one stuck in a long job). */
+/** How long close() waits for a worker to let go of its resources before ending it anyway (one stuck in a long job). */
 const CLOSE_WAIT_MS = 5_000;
 
 /** The worker entry beside this module: entry.ts from the sources (tests), entry.js from the build. */
-const ENTRY = new URL(import.meta.url.endsWith('.ts') ? './entry.ts' : './entry.js', import.meta.url);
+const ENTRY = taskModule(import.meta.url, './entry');
+
+/**
+ * A module beside `base` (an import.meta.url) by its name without extension:
+ * the .ts file when running from the sources, the .js one from the build.
+ */
+export function taskModule(base: string, name: string): URL {
+  return new URL(`${name}${base.endsWith('.ts') ? '.ts' : '.js'}`, base);
+}
 
 interface Slot {
   readonly worker: Worker;
   /** A worker handles its messages one at a time, so replies come back in this order. */
   readonly queue: { resolve: (v: unknown) => void; reject: (e: Error) => void }[];
-  /** Packs indexed since this worker's last store job; they travel with the next one. */
-  acks: string[];
 }
 
 class WorkerFailure extends LifeboatError {
@@ -36,31 +28,42 @@ class WorkerFailure extends LifeboatError {
 }
 
 export interface PoolOptions {
-  readonly workers?: number;
-  readonly level: number;
-  readonly packSize: number;
+  /** Task modules every worker loads (see TaskModule in entry.ts). */
+  readonly modules: readonly URL[];
+  /** Handed to each module's open() in every worker. */
+  readonly init: unknown;
+  /** Default: one per core. */
+  readonly workers?: number | undefined;
 }
 
 /**
- * Worker threads that do the repository's heavy lifting: reading source
- * files, hashing, compressing, sealing and packing blocks, and the reverse
- * for restore. One per core by default. Workers start on the first job, so a
- * command that finds nothing to do never pays for them.
+ * Worker threads that run the tasks their modules name: the repository's
+ * heavy lifting (reading source files, hashing, compressing, sealing and
+ * packing blocks, and the reverse for restore). Workers start on the first
+ * job, so a command that finds nothing to do never pays for them.
+ *
+ * A pool can be abandoned (abort): every job in flight and every later one
+ * fails with the reason, and the workers are terminated. A backup then fails
+ * as on any error, which is what returns paused containers to their state;
+ * terminating the workers alone would leave its jobs waiting forever.
  */
-export class RepoWorkers {
+export class WorkerPool {
   readonly size: number;
-  readonly #init: WorkerInit;
+  readonly #data: WorkerData;
+  readonly #abort = Promise.withResolvers<never>();
+  #reason: Error | undefined;
   #slots: Slot[] = [];
   #closed = false;
 
-  constructor(repo: Repository, opts: PoolOptions) {
+  constructor(opts: PoolOptions) {
     this.size = Math.max(1, opts.workers ?? os.availableParallelism());
-    this.#init = { enc: repo.keys.enc, mac: repo.keys.mac, level: opts.level, repoDir: repo.dir, packSize: opts.packSize };
+    this.#data = { modules: opts.modules.map((m) => m.href), init: opts.init };
+    this.#abort.promise.catch(() => {});
   }
 
   #spawn(): Slot {
-    const worker = new Worker(ENTRY, { workerData: this.#init });
-    const slot: Slot = { worker, queue: [], acks: [] };
+    const worker = new Worker(ENTRY, { workerData: this.#data });
+    const slot: Slot = { worker, queue: [] };
     worker.on('message', (reply: Reply) => {
       const pending = slot.queue.shift();
       if (!pending) return;
@@ -72,70 +75,41 @@ export class RepoWorkers {
     };
     worker.on('error', failAll);
     worker.on('exit', (code) => {
-      if (!this.#closed) failAll(new WorkerFailure(`repository worker exited with code ${code}`));
+      if (!this.#closed) failAll(new WorkerFailure(`worker exited with code ${code}`));
     });
     return slot;
   }
 
-  #slotsReady(): Slot[] {
-    if (this.#slots.length === 0) this.#slots = Array.from({ length: this.size }, () => this.#spawn());
-    return this.#slots;
-  }
-
-  #post<T>(slot: Slot, job: Job): Promise<T> {
+  #post<T>(slot: Slot, request: Request): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       slot.queue.push({ resolve: resolve as (v: unknown) => void, reject });
-      slot.worker.postMessage(job);
+      slot.worker.postMessage(request);
     });
   }
 
   /** The worker with the fewest jobs queued. */
   #pick(): Slot {
-    const slots = this.#slotsReady();
-    let best = slots[0]!;
-    for (const s of slots) if (s.queue.length < best.queue.length) best = s;
+    if (this.#slots.length === 0) this.#slots = Array.from({ length: this.size }, () => this.#spawn());
+    let best = this.#slots[0]!;
+    for (const s of this.#slots) if (s.queue.length < best.queue.length) best = s;
     return best;
   }
 
-  #run<T>(job: Job): Promise<T> {
-    return this.#post<T>(this.#pick(), job);
+  #guard<T>(job: () => Promise<T>): Promise<T> {
+    if (this.#reason) return Promise.reject(this.#reason);
+    const p = job();
+    p.catch(() => {});
+    return Promise.race([p, this.#abort.promise]);
   }
 
-  store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
-    const slot = this.#pick();
-    const acks = slot.acks;
-    slot.acks = [];
-    return this.#post(slot, { op: 'store', splitter, items, acks });
+  /** Runs a task on the least busy worker. */
+  run<T>(op: string, payload: unknown): Promise<T> {
+    return this.#guard(() => this.#post<T>(this.#pick(), { op, payload }));
   }
 
-  /** Tells the workers a pack they reported is in the index (names of other workers' packs are ignored). */
-  acknowledge(pack: string): void {
-    for (const s of this.#slots) s.acks.push(pack);
-  }
-
-  restore(items: readonly RestoreItem[]): Promise<RestoreReply> {
-    return this.#run({ op: 'restore', items });
-  }
-
-  check(pack: string): Promise<CheckReply> {
-    return this.#run({ op: 'check', pack });
-  }
-
-  capture(item: CaptureItem): Promise<CaptureResult> {
-    return this.#run({ op: 'capture', item });
-  }
-
-  /** Ends a write session: every worker finishes its open pack; returns all packs not yet reported. */
-  async flush(): Promise<FlushReply['packs']> {
-    const replies = await Promise.all(this.#slots.map((s) => this.#post<FlushReply>(s, { op: 'flush' })));
-    for (const s of this.#slots) s.acks = [];
-    return replies.flatMap((r) => r.packs);
-  }
-
-  /** Abandons a failed write session: open packs are deleted, and no worker trusts what it packed. */
-  async reset(): Promise<void> {
-    await Promise.allSettled(this.#slots.map((s) => this.#post(s, { op: 'reset' })));
-    for (const s of this.#slots) s.acks = [];
+  /** Runs a task on every worker started so far (none started: no run). */
+  each<T>(op: string, payload: unknown): Promise<T[]> {
+    return this.#guard(() => Promise.all(this.#slots.map((s) => this.#post<T>(s, { op, payload }))));
   }
 
   /** Jobs worth keeping queued so no worker waits for the main thread. */
@@ -143,15 +117,27 @@ export class RepoWorkers {
     return this.size * 3;
   }
 
+  get aborted(): boolean {
+    return this.#reason !== undefined;
+  }
+
+  /** Fails every job in flight and to come with `reason`, and terminates the workers. */
+  async abort(reason: Error): Promise<void> {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#abort.reject(reason);
+    await this.terminate();
+  }
+
   /**
-   * Ends the workers. Each first closes its index connection, as its last
-   * job: a connection torn down by terminate() while the worker collects
-   * garbage (as it does after every job) can abort the whole process.
+   * Ends the workers. Each first lets its modules close (an index connection
+   * torn down by terminate() while the worker collects garbage, as it does
+   * after every job, can abort the whole process).
    */
   async close(): Promise<void> {
     const slots = this.#slots;
     await Promise.all(
-      slots.map((s) => Promise.race([this.#post(s, { op: 'close' }).catch(() => {}), new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())])),
+      slots.map((s) => Promise.race([this.#post(s, { op: 'close', payload: null }).catch(() => {}), new Promise((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref())])),
     );
     await this.terminate();
   }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { AgentCatalog } from '../../src/catalog/agent-catalog.ts';
 import { FakeEngine } from '../../src/docker/fake-engine.ts';
-import { reconcile } from '../../src/docker/inventory.ts';
+import { reconcile } from '../../src/inventory/sync.ts';
 import { spec, volumeMount } from '../../src/docker/testing/inventory-fixture.ts';
 import { cleanup, expectFailure, fails, lifeboat, tempDir } from './run.ts';
 

@@ -16,9 +16,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AgentCatalog, HistoryRow } from '../../src/catalog/agent-catalog.ts';
 import { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
 import type { DockerEngine } from '../../src/docker/engine.ts';
-import { reconcile } from '../../src/docker/inventory.ts';
+import { reconcile } from '../../src/inventory/sync.ts';
 import { duplicates, engineAndCatalog, openCatalog } from '../../src/docker/testing/inventory-fixture.ts';
-import { InventoryWatcher, type ReconciledEvent } from '../../src/docker/watch.ts';
+import { InventoryWatcher, type ReconciledEvent } from '../../src/inventory/events.ts';
 import { EngineUnavailableError } from '../../src/errors/errors.ts';
 import {
   busyboxImage,

@@ -23,8 +23,8 @@ import type { Snapshot } from '../../src/repo/snapshot.ts';
 import type { SplitterSpec } from '../../src/repo/splitter-spec.ts';
 import { openTestRepo, type TestRepo } from '../../src/repo/testing/fixture.ts';
 import { restore } from '../../src/restore/restorer.ts';
-import { RepoWorkers } from '../../src/workers/pool.ts';
-import type { StoreItem, StoreReply } from '../../src/workers/protocol.ts';
+import { StoreHookedPool } from '../../src/backup/testing/store-hook.ts';
+import type { StoreItem, StoreReply } from '../../src/backup/jobs.ts';
 import { type Change, contentOf, type RacerInit, seeded } from './changing-files-racer.ts';
 import { writeSummary } from './report.ts';
 
@@ -35,11 +35,11 @@ const SEED = Number(process.env.CHANGING_FILES_SEED ?? 1);
 const RACER = new URL('./changing-files-racer.ts', import.meta.url);
 
 /** The real pool, counting how often each file's first part is sent: more than once is a re-read. */
-class CountingWorkers extends RepoWorkers {
+class CountingWorkers extends StoreHookedPool {
   readonly starts = new Map<string, number>();
-  override store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+  override store(items: readonly StoreItem[], send: () => Promise<StoreReply>): Promise<StoreReply> {
     for (const i of items) if (i.start === 0) this.starts.set(i.path, (this.starts.get(i.path) ?? 0) + 1);
-    return super.store(splitter, items);
+    return send();
   }
 }
 

@@ -56,7 +56,7 @@ export function registerInventory(program: Command): void {
  * answer, the catalog as it was (with a warning), or a failure if there is none yet.
  */
 async function syncedCatalog(ctx: Context): Promise<AgentCatalog> {
-  const [{ connectEngine, engineAddress }, { META_LAST_RECONCILE, reconcile }] = await Promise.all([import('../../docker/connect.ts'), import('../../docker/inventory.ts')]);
+  const [{ connectEngine, engineAddress }, { META_LAST_RECONCILE, reconcile }] = await Promise.all([import('../../docker/connect.ts'), import('../../inventory/sync.ts')]);
   const stateDir = ctx.config.agent.state_dir;
   const engine = connectEngine(ctx.config);
   let down: EngineUnavailableError | undefined;

@@ -8,7 +8,7 @@ import { replicaDir } from '../../replicate/replica-path.ts';
 import { Repository } from '../../repo/repository.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { formatBytes } from '../../util/units.ts';
-import type { RepoWorkers } from '../../workers/pool.ts';
+import type { WorkerPool } from '../../workers/pool.ts';
 import { type Context, type GlobalOptions, makeContext, makePool, readPassword } from '../context.ts';
 import { type Interrupt, interruptible } from '../interrupt.ts';
 import { table } from './snapshots.ts';
@@ -103,7 +103,7 @@ export async function withSource<T>(
   ctx: Context,
   opts: SourceOptions,
   command: string,
-  fn: (repo: Repository, pool: () => RepoWorkers, onlyHostSnapshots: boolean) => Promise<T>,
+  fn: (repo: Repository, pool: () => WorkerPool, onlyHostSnapshots: boolean) => Promise<T>,
   interrupt?: Interrupt,
 ): Promise<T> {
   if (!ctx.configFile) throw new UsageError(`${command} needs --config FILE (for the Docker engine and the state directory)`);
@@ -122,7 +122,7 @@ export async function withSource<T>(
   else if (process.env.LIFEBOAT_PASSWORD) password = process.env.LIFEBOAT_PASSWORD;
   else throw new PasswordMissingError();
   const repo = await Repository.open(dir, password);
-  let pool: RepoWorkers | undefined;
+  let pool: WorkerPool | undefined;
   try {
     return await fn(repo, () => (pool ??= makePool(ctx, repo, interrupt)), opts.repo !== undefined);
   } finally {

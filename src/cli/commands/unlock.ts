@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type LockDescription, removeAllLocks, removeStaleLocks, type UnlockReport } from '../../repo/lock.ts';
+import type { LockDescription, UnlockReport } from '../../repo/lock.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
 
@@ -13,7 +13,7 @@ export function registerUnlock(program: Command): void {
     .action(async (opts: UnlockOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
       const all = opts.removeAll ?? false;
-      const report = await withRepo(ctx, opts, async (repo) => (all ? removeAllLocks(repo.db) : removeStaleLocks(repo.db)));
+      const report = await withRepo(ctx, opts, async (repo) => repo.removeLocks(all ? 'all' : 'stale'));
       ctx.out(report, () => describeUnlock(report, all));
     });
 }

@@ -12,7 +12,8 @@ import { restore, type RestoreStats } from '../../restore/restorer.ts';
 import { Repository } from '../repository.ts';
 import type { Snapshot } from '../snapshot.ts';
 import type { SplitterSpec } from '../splitter-spec.ts';
-import { RepoWorkers } from '../../workers/pool.ts';
+import { openRepoWorkers } from '../../agent/workers.ts';
+import type { WorkerPool } from '../../workers/pool.ts';
 
 export const TEST_PASSWORD = 'correct horse battery staple';
 
@@ -52,7 +53,7 @@ export interface TestRepo {
   readonly dir: string;
   /** The open repository; replaced by reopen(). */
   readonly repo: Repository;
-  readonly pool: RepoWorkers;
+  readonly pool: WorkerPool;
   /** The pack size the workers were started with. */
   readonly packSize: number;
   readonly temp: TempDirs;
@@ -70,7 +71,7 @@ export async function openTestRepo(opts: { workers?: number; level?: number; pac
   const dir = path.join(await temp.make('lifeboat-repo-'), 'repo');
   let repo = await Repository.init(dir, TEST_PASSWORD);
   const packSize = opts.packSize ?? 1024 * 1024;
-  const newPool = () => new RepoWorkers(repo, { workers: opts.workers ?? 2, level: opts.level ?? 3, packSize });
+  const newPool = () => openRepoWorkers(repo, { workers: opts.workers ?? 2, level: opts.level ?? 3, packSize });
   let pool = newPool();
   let closed = false;
   return {

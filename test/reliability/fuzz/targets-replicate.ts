@@ -34,6 +34,7 @@ import { ReplicaSession } from '../../../src/replicate/replica.ts';
 import type { Snapshot } from '../../../src/repo/snapshot.ts';
 import { registerTarget } from './fuzz.ts';
 import { mutated, wrongValue } from './mutate.ts';
+import { INDEX_DB } from '../../../src/repo/index-db.ts';
 
 const id32 = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((b) => Buffer.from(b) as BlobId);
 const hex64 = id32.map((b) => b.toString('hex'));
@@ -175,9 +176,9 @@ registerTarget<{ hello: Buffer; steps: Step[] }, SessionCtx>({
     const { Store } = await import('../../../src/repo/store.ts');
     const store = Store.openStore(dir);
     try {
-      const dangling = store.db.prepare('SELECT count(*) FROM refs r WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = r.child)').pluck().get() as number;
+      const dangling = store[INDEX_DB].prepare('SELECT count(*) FROM refs r WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = r.child)').pluck().get() as number;
       if (dangling > 0) throw new Error(`indexed ${dangling} refs to blobs it does not hold`);
-      const orphanSnapshots = store.db.prepare('SELECT count(*) FROM snapshots s WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = s.tree)').pluck().get() as number;
+      const orphanSnapshots = store[INDEX_DB].prepare('SELECT count(*) FROM snapshots s WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = s.tree)').pluck().get() as number;
       if (orphanSnapshots > 0) throw new Error('committed a snapshot whose tree it does not hold');
     } finally {
       store.close();

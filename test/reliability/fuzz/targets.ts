@@ -26,7 +26,8 @@ import { findSnapshot, listSnapshots } from '../../../src/repo/snapshots.ts';
 import { backupDir, openTestRepo, TEST_PASSWORD } from '../../../src/repo/testing/fixture.ts';
 import { decodeTree, encodeTree, type TreeNode } from '../../../src/repo/tree.ts';
 import { verify } from '../../../src/repo/verify.ts';
-import { RepoWorkers } from '../../../src/workers/pool.ts';
+import { openRepoWorkers } from '../../../src/agent/workers.ts';
+import type { WorkerPool } from '../../../src/workers/pool.ts';
 import { registerTarget } from './fuzz.ts';
 import { applyMutations, maybeWrong, mutated, mutations, wrongValue } from './mutate.ts';
 
@@ -619,11 +620,11 @@ registerTarget<IndexInput, IndexCtx>({
     if (truncate !== undefined) index = index.subarray(0, Math.floor((index.length * truncate) / 1000));
     fs.writeFileSync(path.join(dir, 'index.db'), index);
     let repo: Repository | undefined;
-    let pool: RepoWorkers | undefined;
+    let pool: WorkerPool | undefined;
     let keep = false;
     try {
       repo = await Repository.open(dir, TEST_PASSWORD);
-      pool = new RepoWorkers(repo, { workers: 1, level: 3, packSize: 64 * 1024 });
+      pool = openRepoWorkers(repo, { workers: 1, level: 3, packSize: 64 * 1024 });
       for (const s of listSnapshots(repo)) findSnapshot(repo, s.id.slice(0, 8));
       await verify(repo, pool, { readData: false });
     } catch (err) {

@@ -15,12 +15,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AgentCatalog } from '../catalog/agent-catalog.ts';
 import { CaptureFailedError } from '../errors/errors.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { backupDir, openTestRepo, restoreTo, type TestRepo } from '../repo/testing/fixture.ts';
 import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
-import { RepoWorkers } from '../workers/pool.ts';
-import type { StoreItem, StoreReply } from '../workers/protocol.ts';
+import { StoreHookedPool } from './testing/store-hook.ts';
+import type { StoreItem, StoreReply } from './jobs.ts';
 import { Capture, type CaptureOptions, type FingerprintStore } from './capture.ts';
 
 const KiB = 1024;
@@ -28,11 +27,11 @@ const MiB = 1024 * KiB;
 const BLOCK = 64 * KiB;
 
 /** The real pool, counting the items it was sent. */
-class CountingWorkers extends RepoWorkers {
+class CountingWorkers extends StoreHookedPool {
   items = 0;
-  override store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+  override store(items: readonly StoreItem[], send: () => Promise<StoreReply>): Promise<StoreReply> {
     this.items += items.length;
-    return super.store(splitter, items);
+    return send();
   }
 }
 

@@ -22,8 +22,8 @@ import { openTestRepo, type TestRepo } from '../repo/testing/fixture.ts';
 import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
 import { decodeTree, type TreeNode } from '../repo/tree.ts';
 import { restore } from '../restore/restorer.ts';
-import { RepoWorkers } from '../workers/pool.ts';
-import type { StoreItem, StoreReply } from '../workers/protocol.ts';
+import { StoreHookedPool } from './testing/store-hook.ts';
+import type { StoreItem, StoreReply } from './jobs.ts';
 import { backup } from './archiver.ts';
 
 const KiB = 1024;
@@ -35,14 +35,13 @@ const PAST = new Date('2001-02-03T04:05:06Z');
 type Hook = (items: readonly StoreItem[], send: () => Promise<StoreReply>) => Promise<StoreReply>;
 
 /** The real pool, with a hook around every store job: it may hold a job, or change files before or after one. */
-class HookedWorkers extends RepoWorkers {
+class HookedWorkers extends StoreHookedPool {
   hook: Hook | undefined;
   /** Every item sent to the workers, in order: path and start. */
   readonly sent: { path: string; start: number }[] = [];
 
-  override store(splitter: SplitterSpec, items: readonly StoreItem[]): Promise<StoreReply> {
+  override store(items: readonly StoreItem[], send: () => Promise<StoreReply>): Promise<StoreReply> {
     for (const i of items) this.sent.push({ path: i.path, start: i.start });
-    const send = () => super.store(splitter, items);
     return this.hook ? this.hook(items, send) : send();
   }
 }

@@ -17,7 +17,7 @@ import { backupDir, openTestRepo, TEST_PASSWORD, type TestRepo } from '../repo/t
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
 import { verify } from '../repo/verify.ts';
 import { restore } from '../restore/restorer.ts';
-import { RepoWorkers } from '../workers/pool.ts';
+import { openRepoWorkers } from '../agent/workers.ts';
 import { freePort } from '../util/testing/ports.ts';
 import { type Identity, loadOrCreateIdentity } from './identity.ts';
 import { PeerStateStore } from './peer-state.ts';
@@ -153,7 +153,7 @@ describe('Replicator', () => {
     expect(report).toMatchObject({ source: 'source', kept: 1, removed: 2 });
     expect(report!.bytes_freed).toBeGreaterThan(0);
     const replica = await Repository.open(replicaDir(peerState, me.id), TEST_PASSWORD);
-    const pool = new RepoWorkers(replica, { workers: 1, level: 0, packSize: 1 << 20 });
+    const pool = openRepoWorkers(replica, { workers: 1, level: 0, packSize: 1 << 20 });
     try {
       const [kept] = listSnapshots(replica);
       expect(kept!.id).toBe(listSnapshots(t.repo).at(-1)!.id);

@@ -20,7 +20,7 @@ import { pseudoRandomBytes } from '../repo/testing/tree-builder.ts';
 import { describeTree, diffTrees } from '../repo/testing/tree-compare.ts';
 import { verify } from '../repo/verify.ts';
 import { KiB } from '../util/units.ts';
-import { RepoWorkers } from '../workers/pool.ts';
+import { openRepoWorkers } from '../agent/workers.ts';
 import { type Identity, loadOrCreateIdentity } from './identity.ts';
 import { encodeFrame } from './frames.ts';
 import { encodeBlob, encodeHello, Msg } from './messages.ts';
@@ -28,6 +28,7 @@ import { push, type PushOptions } from './push.ts';
 import { Receiver } from './receiver.ts';
 import { replicaDir } from './replica-path.ts';
 import { connectToPeer, listenForPeers } from './transport.ts';
+import { INDEX_DB } from '../repo/index-db.ts';
 
 const log = pino({ level: 'silent' });
 const temp = new TempDirs();
@@ -82,7 +83,7 @@ const splitter = { kind: 'fixed' as const, size: 4 * KiB };
 /** Opens the peer's replica with the source's password, with workers of its own, for fn. */
 async function withReplica<T>(fn: (replica: TestRepo) => Promise<T>): Promise<T> {
   const repo = await Repository.open(replicaDir(peerState, source.id), TEST_PASSWORD);
-  const pool = new RepoWorkers(repo, { workers: 2, level: 3, packSize: PEER_PACK });
+  const pool = openRepoWorkers(repo, { workers: 2, level: 3, packSize: PEER_PACK });
   try {
     return await fn({ repo, pool, temp, dir: repo.dir, packSize: PEER_PACK } as unknown as TestRepo);
   } finally {
@@ -114,7 +115,7 @@ describe('push', () => {
 
   it('sends every blob once, the replica restores equal with the source password, and a second push sends nothing', async () => {
     const s1 = await backupDir(t, src, { splitter });
-    const blobs = t.repo.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number;
+    const blobs = t.repo[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get() as number;
     const first = await pushOnce(t);
     expect(first).toMatchObject({ snapshots: 1, already: 0, blobs_resent: 0 });
     // every blob the snapshot reaches, and nothing else: a fresh repository holds only those
@@ -161,7 +162,7 @@ describe('push', () => {
 
   it('resumes a cut transfer without sending again what the peer had indexed', async () => {
     const s1 = await backupDir(t, src, { splitter });
-    const total = t.repo.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number;
+    const total = t.repo[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get() as number;
     const ac = new AbortController();
     let sent = 0;
     await expect(
@@ -175,7 +176,7 @@ describe('push', () => {
     ).rejects.toThrow();
     // the peer notices the cut and drops its open pack; what it indexed stays
     const store = Store.openStore(replicaDir(peerState, source.id));
-    const indexed = store.db.prepare('SELECT count(*) FROM blobs').pluck().get() as number;
+    const indexed = store[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get() as number;
     store.close();
     expect(indexed).toBeGreaterThan(0);
     expect(indexed).toBeLessThan(700);
@@ -233,7 +234,7 @@ describe('a peer receiving from three sources at once', () => {
       await multi.settled();
       for (const x of sources) {
         const repo = await Repository.open(replicaDir(peerState, x.id.id), TEST_PASSWORD);
-        const pool = new RepoWorkers(repo, { workers: 1, level: 0, packSize: PEER_PACK });
+        const pool = openRepoWorkers(repo, { workers: 1, level: 0, packSize: PEER_PACK });
         try {
           expect(listSnapshots(repo).map((s) => s.id)).toEqual([x.snapshot.id]);
           const dst = path.join(await temp.make(), 'dst');
@@ -300,7 +301,7 @@ describe('a hostile or broken source', () => {
     expect(await talk([[Msg.blob, blob]])).toMatch(/not hello/);
     expect(await talk([[Msg.hello, await hello()], [Msg.blob, blob]])).toMatch(/never asked for/);
     const store = Store.openStore(replicaDir(peerState, source.id));
-    expect(store.db.prepare('SELECT count(*) FROM blobs').pluck().get()).toBe(0);
+    expect(store[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get()).toBe(0);
     store.close();
     // a frame announcing 1 GiB is refused from its header: the peer hangs up without buffering it
     const socket = tls.connect({ host: '127.0.0.1', port, cert: source.certPem, key: source.keyPem, rejectUnauthorized: false, minVersion: 'TLSv1.3' });

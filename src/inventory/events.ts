@@ -13,8 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentCatalog, ObjectKind } from '../catalog/agent-catalog.ts';
 import { EngineUnavailableError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import type { DockerEngine, EngineEvent } from './engine.ts';
-import { META_LAST_RECONCILE, reconcile, reconcileObject, type ReconcileResult } from './inventory.ts';
+import type { DockerEngine, EngineEvent } from '../docker/engine.ts';
+import { META_LAST_RECONCILE, reconcile, reconcileObject, type ReconcileResult } from './sync.ts';
 
 /** meta key: timeNano (decimal) of the last engine event handled. */
 export const META_LAST_EVENT = 'inventory.last_event_nano';

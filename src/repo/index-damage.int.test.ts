@@ -17,6 +17,7 @@ import { pseudoRandomBytes } from './testing/tree-builder.ts';
 import { describeTree, diffTrees } from './testing/tree-compare.ts';
 import { verify } from './verify.ts';
 import { walkSnapshot } from './walk.ts';
+import { INDEX_DB } from './index-db.ts';
 
 const KiB = 1024;
 
@@ -107,7 +108,7 @@ describe('a damaged index', () => {
   });
 
   it('replaced by an older copy of itself: refused, as it does not know the newer snapshots', async () => {
-    t.repo.db.pragma('wal_checkpoint(TRUNCATE)');
+    t.repo[INDEX_DB].pragma('wal_checkpoint(TRUNCATE)');
     const old = path.join(await t.temp.make(), 'old-index.db');
     await fsp.copyFile(index(), old);
     await fsp.writeFile(path.join(src, 'e.bin'), pseudoRandomBytes(100 * KiB, 3));
@@ -120,7 +121,7 @@ describe('a damaged index', () => {
   });
 
   it('replaced by a copy from before a forget: the forgotten snapshot does not come back, at open or by a rebuild', async () => {
-    t.repo.db.pragma('wal_checkpoint(TRUNCATE)');
+    t.repo[INDEX_DB].pragma('wal_checkpoint(TRUNCATE)');
     const old = path.join(await t.temp.make(), 'old-index.db');
     await fsp.copyFile(index(), old);
     const [gone, kept] = snapshots;
@@ -139,7 +140,7 @@ describe('a damaged index', () => {
   });
 
   it('its blob and pack rows deleted: prune deletes no pack a snapshot needs and indexes them again; verify is clean after', async () => {
-    const db = t.repo.db;
+    const db = t.repo[INDEX_DB];
     db.pragma('foreign_keys = OFF');
     db.exec('DELETE FROM blobs; DELETE FROM packs;');
     const before = await verify(t.repo, t.pool, { readData: true });
@@ -151,7 +152,7 @@ describe('a damaged index', () => {
   });
 
   it('its snapshot rows deleted too: refused at open (the records name data the index does not know); rebuilt whole', async () => {
-    const db = t.repo.db;
+    const db = t.repo[INDEX_DB];
     db.pragma('foreign_keys = OFF');
     db.exec('DELETE FROM blobs; DELETE FROM packs; DELETE FROM snapshots;');
     await t.restartWorkers();
@@ -160,7 +161,7 @@ describe('a damaged index', () => {
   });
 
   it('a pack row gone: verify reads the pack anyway, prune keeps it, a backup stores its blobs again', async () => {
-    const db = t.repo.db;
+    const db = t.repo[INDEX_DB];
     const victim = db.prepare('SELECT name FROM packs ORDER BY size DESC LIMIT 1').pluck().get() as string;
     db.pragma('foreign_keys = OFF');
     db.prepare('DELETE FROM packs WHERE name = ?').run(victim);
@@ -173,7 +174,7 @@ describe('a damaged index', () => {
   });
 
   it('a pack file gone: the next backup says so and stores its blocks again, unchanged files included; every snapshot whole again', async () => {
-    const victim = t.repo.db.prepare('SELECT name FROM packs ORDER BY size DESC LIMIT 1').pluck().get() as string;
+    const victim = t.repo[INDEX_DB].prepare('SELECT name FROM packs ORDER BY size DESC LIMIT 1').pluck().get() as string;
     await fsp.rm(packPath(t.dir, victim));
     expect((await verify(t.repo, t.pool, { readData: false })).problems.map((p) => p.kind)).toContain('missing-pack');
     const damage: string[] = [];
@@ -189,7 +190,7 @@ describe('a damaged index', () => {
   });
 
   it('a pack file cut short, and a stray file in packs/: the next backup stores the pack\'s blocks again, and the new snapshot restores', async () => {
-    const victim = t.repo.db.prepare('SELECT name, size FROM packs ORDER BY size DESC LIMIT 1').get() as { name: string; size: number };
+    const victim = t.repo[INDEX_DB].prepare('SELECT name, size FROM packs ORDER BY size DESC LIMIT 1').get() as { name: string; size: number };
     await fsp.truncate(packPath(t.dir, victim.name), Math.floor(victim.size / 2));
     await fsp.writeFile(path.join(t.dir, 'packs', 'README.txt'), 'not a pack directory');
     // as the next process finds it (a long-lived store looks at every size again at most every minute)
@@ -204,7 +205,7 @@ describe('a damaged index', () => {
 
   it("a parent snapshot's trees lost: the next backup, journalled or not, reads what is there instead of failing or reusing them", async () => {
     // drop the index rows of every tree: the parent's root and its subdirectory's
-    t.repo.db.prepare('DELETE FROM blobs WHERE type = 1').run();
+    t.repo[INDEX_DB].prepare('DELETE FROM blobs WHERE type = 1').run();
     await fsp.writeFile(path.join(src, 'a.bin'), pseudoRandomBytes(300 * KiB, 7));
     const damage: string[] = [];
     const journalled = await backupDir(t, src, { onDamage: (m) => damage.push(m), changes: { mode: 'paths', paths: new Set(['a.bin']) } });
@@ -230,13 +231,13 @@ describe('a damaged index', () => {
     let repo = await t.reopen();
     expect(listRecordIds(t.dir).sort()).toEqual(snapshots.map((s) => s.id).sort());
     // a record without its row (the row lost, or a crash between the two)
-    repo.db.prepare('DELETE FROM snapshots WHERE id = ?').run(first);
+    repo[INDEX_DB].prepare('DELETE FROM snapshots WHERE id = ?').run(first);
     repo = await t.reopen();
     expect(listSnapshots(repo).map((s) => s.id)).toEqual(snapshots.map((s) => s.id));
   });
 
   it('a row whose volume is not text: the cheap listing of status and metrics says so, as the full one does', async () => {
-    t.repo.db.prepare('UPDATE snapshots SET volume = ? WHERE id = ?').run(Buffer.from('not text'), snapshots[0]!.id);
+    t.repo[INDEX_DB].prepare('UPDATE snapshots SET volume = ? WHERE id = ?').run(Buffer.from('not text'), snapshots[0]!.id);
     expect(() => listSnapshotHeads(t.repo)).toThrow(CorruptIndexError);
     expect(() => listSnapshotHeads(t.repo)).toThrow(/index row of snapshot .* is damaged; rebuild the index/);
     expect(() => listSnapshots(t.repo)).toThrow(CorruptIndexError);
@@ -244,7 +245,7 @@ describe('a damaged index', () => {
   });
 
   it('a row whose id would name a path: refused at open, nothing written outside the repository', async () => {
-    t.repo.db.prepare('UPDATE snapshots SET id = ? WHERE id = ?').run('../../escaped', snapshots[0]!.id);
+    t.repo[INDEX_DB].prepare('UPDATE snapshots SET id = ? WHERE id = ?').run('../../escaped', snapshots[0]!.id);
     await t.restartWorkers();
     await expect(t.reopen()).rejects.toBeInstanceOf(CorruptIndexError);
     expect(fs.existsSync(path.join(t.dir, '..', 'escaped'))).toBe(false);
@@ -302,7 +303,7 @@ describe("a replica's damaged index (no key)", () => {
     t.repo.close();
     const store = Store.openStore(t.dir);
     try {
-      store.db.exec('DELETE FROM refs');
+      store[INDEX_DB].exec('DELETE FROM refs');
       const report = await prune(store, { maxUnused: 0.2, packSize: 64 * KiB });
       expect(report.blobs_missing).toBe(0);
       for (const hex of needed) expect(store.hasBlob(Buffer.from(hex, 'hex') as BlobId)).toBe(true);

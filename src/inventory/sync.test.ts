@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentCatalog, HistoryEntry } from '../catalog/agent-catalog.ts';
-import { FakeEngine } from './fake-engine.ts';
-import { inventoryCounts, reconcile, reconcileObject } from './inventory.ts';
+import { FakeEngine } from '../docker/fake-engine.ts';
+import { inventoryCounts, reconcile, reconcileObject } from './sync.ts';
 import {
   brief,
   duplicates,
@@ -13,7 +13,7 @@ import {
   steppingClock,
   tempDir,
   volumeMount,
-} from './testing/inventory-fixture.ts';
+} from '../docker/testing/inventory-fixture.ts';
 
 let tmp: ReturnType<typeof tempDir>;
 let engine: FakeEngine;

@@ -25,7 +25,7 @@
  * before the agent looked, so it is not reported as created then.
  */
 import type { AgentCatalog, ContainerRow, HistoryEntry, ImageRow, NetworkRow, ObjectKind, VolumeRow } from '../catalog/agent-catalog.ts';
-import type { ContainerDetail, DockerEngine, ImageInfo, Mount, NetworkInfo, VolumeInfo } from './engine.ts';
+import type { ContainerDetail, DockerEngine, ImageInfo, Mount, NetworkInfo, VolumeInfo } from '../docker/engine.ts';
 
 export interface ReconcileOptions {
   /** Clock for observation times; tests pass a fixed or stepping one. */

@@ -3,10 +3,10 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AgentCatalog } from '../catalog/agent-catalog.ts';
-import { FakeEngine } from './fake-engine.ts';
-import { reconcile } from './inventory.ts';
-import { backoffDelay, InventoryWatcher, META_LAST_EVENT, type ReconciledEvent, type WatcherOptions, type WatcherState } from './watch.ts';
-import { brief, duplicates, engineAndCatalog, openCatalog, spec, tempDir, volumeMount } from './testing/inventory-fixture.ts';
+import { FakeEngine } from '../docker/fake-engine.ts';
+import { reconcile } from './sync.ts';
+import { backoffDelay, InventoryWatcher, META_LAST_EVENT, type ReconciledEvent, type WatcherOptions, type WatcherState } from './events.ts';
+import { brief, duplicates, engineAndCatalog, openCatalog, spec, tempDir, volumeMount } from '../docker/testing/inventory-fixture.ts';
 
 const log = pino({ level: 'silent' });
 let tmp: ReturnType<typeof tempDir>;

@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { type MasterKeys } from '../repo/crypto.ts';
-import type { BlobId, BlobType } from '../repo/ids.ts';
-import { encodeTrailer, PackWriter, packPath } from '../repo/pack.ts';
-import type { BlobLocation } from '../repo/repository.ts';
-import { blobLocator, blobPresence } from '../repo/rows.ts';
-import type { PackReport, WorkerInit } from './protocol.ts';
+import { type MasterKeys } from './crypto.ts';
+import type { BlobId, BlobType } from './ids.ts';
+import { encodeTrailer, PackWriter, packPath } from './pack.ts';
+import type { BlobLocation } from './repository.ts';
+import { blobLocator, blobPresence } from './rows.ts';
+import type { PackReport, RepoWorkerInit } from './jobs.ts';
 
 /**
  * What a task on a worker thread may use: the keys, a read-only view of the
@@ -32,7 +32,7 @@ export class WorkerContext {
   #pack: PackWriter | undefined;
   #finished: PackReport[] = [];
 
-  constructor(init: WorkerInit) {
+  constructor(init: RepoWorkerInit) {
     this.keys = { enc: Buffer.from(init.enc), mac: Buffer.from(init.mac) };
     this.level = init.level;
     this.repoDir = init.repoDir;
