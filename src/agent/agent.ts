@@ -1,7 +1,7 @@
 import type http from 'node:http';
 import path from 'node:path';
 import { AgentCatalog } from '../catalog/agent-catalog.ts';
-import type { Config } from '../config/schema.ts';
+import { type Config, poolSettings } from '../config/schema.ts';
 import { returnAbandoned } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import { PsqlSessions } from '../docker/postgres-backup.ts';
@@ -10,7 +10,6 @@ import type { Logger } from '../log/logger.ts';
 import { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import { listSnapshots } from '../repo/snapshots.ts';
-import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { ChangeJournal, type JournalStatus, type JournalTake } from '../watch/journal.ts';
 import { type BackupResult, VolumeBackups } from './backups.ts';
 import { Debouncer } from './debounce.ts';
@@ -129,9 +128,8 @@ export class Agent {
     this.#standby = new Standby({ engine, stateDir: opts.config.agent.state_dir, workDir: path.join(opts.config.agent.state_dir, 'tmp'), log: opts.log });
     this.#graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
     this.#retryMs = opts.retryMs ?? RETRY_FIRST_MS;
-    const level = config.repository.compression === 'off' ? 0 : config.repository.compression_level;
     this.#pools = new PoolKeeper(
-      () => openRepoWorkers(repo, { workers: config.backup.workers, level, packSize: config.repository.pack_size }),
+      () => openRepoWorkers(repo, poolSettings(config)),
       opts.poolIdleMs ?? DEFAULT_POOL_IDLE_MS,
     );
     this.#metrics = new AgentMetrics(
@@ -509,24 +507,13 @@ export class Agent {
   async #backupVolume(volume: string, take: JournalTake | undefined): Promise<{ snapshot: Snapshot; warnings: readonly string[] }> {
     const config = this.#config;
     // loaded on the first backup: an agent with nothing to do never pays for the archiver
-    const { backupVolume } = await import('../backup/volume.ts');
+    const { backupVolume, configuredVolumeBackup } = await import('../backup/volume.ts');
     const pool = await this.#pools.acquire();
     try {
-      const splitter: SplitterSpec = { kind: config.backup.chunker, size: config.backup.block_size };
       const opts = {
-        volume,
-        host: config.agent.host,
-        splitter,
-        packSize: config.repository.pack_size,
-        compressionLevel: config.repository.compression === 'off' ? 0 : config.repository.compression_level,
+        ...configuredVolumeBackup(config, this.#catalog, volume),
         pool,
-        hookTimeoutMs: config.docker.hook_timeout,
-        stopTimeoutSeconds: Math.ceil(config.docker.stop_timeout / 1000),
-        workDir: path.join(config.agent.state_dir, 'tmp'),
-        captureDir: config.backup.capture_dir,
-        fingerprints: this.#catalog.fingerprints(volume),
         log: this.#log,
-        quiesceJournal: this.#catalog,
         psqlSessions: this.#psql,
         onWarning: (p: string, err: Error) => this.#log.warn({ volume, path: p, err: err.message }, 'skipped an entry it could not read'),
         onDamage: (message: string) => this.#log.error({ volume }, `repository damaged: ${message}`),

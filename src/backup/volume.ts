@@ -1,11 +1,14 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { AgentCatalog } from '../catalog/agent-catalog.ts';
+import { compressionLevel, type Config } from '../config/schema.ts';
 import { consistencyOf, flag, LABEL, type QuiesceJournal, type QuiesceReport, returnAbandoned, withQuiesced } from '../docker/consistency.ts';
 import type { ContainerDetail, ContainerSpec, ContainerState, DockerEngine, ImageInfo, VolumeInfo } from '../docker/engine.ts';
 import type { PsqlSessions } from '../docker/postgres-backup.ts';
 import { CaptureFailedError, VolumeExcludedError, VolumeNotFoundError } from '../errors/errors.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
+import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { backup, type BackupOptions } from './archiver.ts';
 import type { CaptureStats, FingerprintStore } from './capture.ts';
 import { type SavedImage, saveImages } from './images.ts';
@@ -48,11 +51,32 @@ export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'vol
   /**
    * Once aborted (Ctrl-C on the CLI), the backup stops between its steps and
    * nothing more is paused or stopped; the reading itself stops through the
-   * worker pool, which the caller abandons (AbortableWorkers).
+   * worker pool, which the caller abandons (WorkerPool.abort).
    */
   readonly signal?: AbortSignal;
   /** The agent's psql sessions, kept open between a PostgreSQL volume's backups. */
   readonly psqlSessions?: PsqlSessions;
+}
+
+/**
+ * What a configuration sets for a volume's backup, the agent's and the
+ * CLI's alike, with the agent catalog that keeps its quiesce journal and
+ * fingerprints.
+ */
+export function configuredVolumeBackup(config: Config, catalog: AgentCatalog, volume: string) {
+  return {
+    volume,
+    host: config.agent.host,
+    splitter: { kind: config.backup.chunker, size: config.backup.block_size } satisfies SplitterSpec,
+    packSize: config.repository.pack_size,
+    compressionLevel: compressionLevel(config),
+    hookTimeoutMs: config.docker.hook_timeout,
+    stopTimeoutSeconds: Math.ceil(config.docker.stop_timeout / 1000),
+    workDir: path.join(config.agent.state_dir, 'tmp'),
+    captureDir: config.backup.capture_dir,
+    fingerprints: catalog.fingerprints(volume),
+    quiesceJournal: catalog,
+  };
 }
 
 export interface VolumeBackupResult {

@@ -1,6 +1,6 @@
 import { loadConfig, parseConfig } from '../config/load.ts';
 import { readPasswordFile } from '../config/password.ts';
-import type { Config } from '../config/schema.ts';
+import { type Config, poolSettings } from '../config/schema.ts';
 import { PasswordMissingError, UsageError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
 import { openRepoWorkers } from '../agent/workers.ts';
@@ -67,18 +67,13 @@ export async function openRepo(ctx: Context, opts: RepoOptions, open: OpenOption
   return Repository.open(repoPath(ctx, opts), readPassword(ctx, opts), open);
 }
 
-export function compressionLevel(ctx: Context): number {
-  return ctx.config.repository.compression === 'off' ? 0 : ctx.config.repository.compression_level;
-}
-
 /**
  * The command's worker pool. Under an Interrupt, the first signal abandons it
  * as the agent abandons a backup: every job in flight and to come fails, so
  * the work fails at once and its cleanup runs (see WorkerPool.abort).
  */
 export function makePool(ctx: Context, repo: Repository, interrupt?: Interrupt): WorkerPool {
-  const opts = { workers: ctx.config.backup.workers, level: compressionLevel(ctx), packSize: ctx.config.repository.pack_size };
-  const pool = openRepoWorkers(repo, opts);
+  const pool = openRepoWorkers(repo, poolSettings(ctx.config));
   interrupt?.onInterrupt((reason) => void pool.abort(reason));
   return pool;
 }

@@ -240,3 +240,13 @@ export const configSchema = z
   }));
 
 export type Config = z.output<typeof configSchema>;
+
+/** The zstd level blocks are stored with: 0 when compression is off. */
+export function compressionLevel(config: Pick<Config, 'repository'>): number {
+  return config.repository.compression === 'off' ? 0 : config.repository.compression_level;
+}
+
+/** What a worker pool of this configuration's repository is opened with. */
+export function poolSettings(config: Pick<Config, 'repository' | 'backup'>): { workers: number; level: number; packSize: number } {
+  return { workers: config.backup.workers, level: compressionLevel(config), packSize: config.repository.pack_size };
+}

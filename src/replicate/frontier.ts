@@ -4,6 +4,7 @@ import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { Db } from '../db/database.ts';
 import type { BlobId, BlobType } from '../repo/ids.ts';
+import { CorruptDataError } from '../errors/errors.ts';
 
 export interface Queued {
   readonly id: BlobId;
@@ -116,7 +117,7 @@ export class Frontier {
     const assign = db.prepare(`UPDATE need SET round = ? WHERE round IS NULL AND NOT EXISTS (${pendingChild})`);
     const left = db.prepare('SELECT count(*) FROM need WHERE round IS NULL').pluck();
     for (let round = 0; (left.get() as number) > 0; round++) {
-      if (assign.run(round, round).changes === 0) throw new Error('the blobs of a snapshot name each other in a cycle');
+      if (assign.run(round, round).changes === 0) throw new CorruptDataError('the blobs of a snapshot name each other in a cycle');
     }
     db.exec('CREATE INDEX IF NOT EXISTS need_order ON need (round, pack, offset, id)');
     const page = db.prepare(

@@ -6,10 +6,11 @@ import type { Snapshot } from '../../repo/snapshot.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import type { SplitterSpec } from '../../repo/splitter-spec.ts';
 import { formatBytes, parseSize } from '../../util/units.ts';
-import { compressionLevel, type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { interruptible } from '../interrupt.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
+import { compressionLevel } from '../../config/schema.ts';
 
 /** What a volume backup adds to the result. */
 interface VolumeExtra {
@@ -52,7 +53,7 @@ export function registerBackup(program: Command): void {
           tags: opts.tag,
           splitter,
           packSize: ctx.config.repository.pack_size,
-          compressionLevel: compressionLevel(ctx),
+          compressionLevel: compressionLevel(ctx.config),
           pool: pool(),
           onWarning: (p, err) => {
             progress.done();
@@ -67,7 +68,7 @@ export function registerBackup(program: Command): void {
         try {
           if (volume === undefined) return { snapshot: await backup(repo, { ...archive, source: opts.path! }), extra: {} };
           // Docker's modules load only for a volume backup
-          const [{ backupVolume }, { AgentCatalog }, { connectEngine }, { quiescedByThisProcess }] = await Promise.all([
+          const [{ backupVolume, configuredVolumeBackup }, { AgentCatalog }, { connectEngine }, { quiescedByThisProcess }] = await Promise.all([
             import('../../backup/volume.ts'),
             import('../../catalog/agent-catalog.ts'),
             import('../../docker/connect.ts'),
@@ -84,15 +85,10 @@ export function registerBackup(program: Command): void {
           });
           try {
             const r = await backupVolume(connectEngine(ctx.config), repo, {
+              ...configuredVolumeBackup(ctx.config, catalog, volume),
               ...archive,
               volume,
-              hookTimeoutMs: ctx.config.docker.hook_timeout,
-              stopTimeoutSeconds: Math.ceil(ctx.config.docker.stop_timeout / 1000),
-              workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
-              captureDir: ctx.config.backup.capture_dir,
-              fingerprints: catalog.fingerprints(volume),
               log: ctx.log,
-              quiesceJournal: catalog,
               signal: interrupt.signal,
             });
             return { snapshot: r.snapshot, extra: { containers: r.report.actions, warnings: r.report.warnings, images: r.images } };
