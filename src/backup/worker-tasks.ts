@@ -8,7 +8,7 @@ import { storeItem } from './store-task.ts';
 export const tasks = {
   store({ splitter, items }: { splitter: SplitterSpec; items: readonly StoreItem[] }): StoreReply {
     const ctx = workerContext();
-    const results = items.map((item) => storeItem(ctx, splitter, item));
+    const results = ctx.inOneRead(() => items.map((item) => storeItem(ctx, splitter, item)));
     for (const r of results) churned(r.bytesRead);
     return { results, packs: ctx.takeFinished() };
   },

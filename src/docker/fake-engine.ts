@@ -63,6 +63,8 @@ export interface FakeEngineOptions {
   readonly info?: Partial<EngineInfo>;
   /** How many past events `since` can replay (dockerd keeps 256). */
   readonly replayLimit?: number;
+  /** The engine's clock in milliseconds (default Date.now): a test moves time instead of waiting for it. */
+  readonly now?: () => number;
 }
 
 /** What addImage() needs; everything else is derived as the engine would. */
@@ -149,6 +151,7 @@ export class FakeEngine implements DockerEngine {
   #down = false;
   #dropping = false;
   #lastTime = 0n;
+  readonly #now: () => number;
 
   constructor(rootOrOptions: string | FakeEngineOptions) {
     const options = typeof rootOrOptions === 'string' ? { root: rootOrOptions } : rootOrOptions;
@@ -156,6 +159,7 @@ export class FakeEngine implements DockerEngine {
     fs.mkdirSync(path.join(this.root, 'volumes'), { recursive: true });
     fs.mkdirSync(path.join(this.root, 'exec'), { recursive: true });
     this.#replayLimit = options.replayLimit ?? 256;
+    this.#now = options.now ?? Date.now;
     this.#info = {
       name: 'fake-host',
       serverVersion: '20.10.24-fake',
@@ -404,7 +408,7 @@ export class FakeEngine implements DockerEngine {
       imageId: image.id,
       state: 'created',
       spec: stored,
-      created: isoSeconds(new Date()),
+      created: isoSeconds(new Date(this.#now())),
       execs: new Set(),
       health: 'healthy',
     };
@@ -765,7 +769,7 @@ export class FakeEngine implements DockerEngine {
 
   #emit(type: EngineEvent['type'], action: string, id: string, attributes: Record<string, string>): void {
     if (this.#dropping) return;
-    const now = BigInt(Date.now()) * 1_000_000n;
+    const now = BigInt(this.#now()) * 1_000_000n;
     this.#lastTime = now > this.#lastTime ? now : this.#lastTime + 1n;
     const event: EngineEvent = { type, action, id, attributes, timeNano: this.#lastTime };
     this.#log.push(event);
@@ -818,7 +822,7 @@ export class FakeEngine implements DockerEngine {
   async #makeVolume(name: string, driver: string, labels: Record<string, string>): Promise<VolumeInfo> {
     const mountpoint = path.join(this.root, 'volumes', name, '_data');
     await fsp.mkdir(mountpoint, { recursive: true });
-    const v: VolumeInfo = { name, driver, mountpoint, labels: { ...labels }, created: isoSeconds(new Date()) };
+    const v: VolumeInfo = { name, driver, mountpoint, labels: { ...labels }, created: isoSeconds(new Date(this.#now())) };
     this.#volumes.set(name, v);
     this.#emit('volume', 'create', name, { driver });
     return v;

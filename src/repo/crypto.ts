@@ -37,6 +37,21 @@ export function blobId(keys: MasterKeys, plaintext: Uint8Array): BlobId {
   return crypto.createHmac('sha256', keyObject(keys.mac)).update(plaintext).digest() as BlobId;
 }
 
+/** Random bytes drawn a batch at a time: one getrandom() for 4,096 nonces instead of one per blob. */
+const NONCE_BATCH = 4096;
+let nonces = Buffer.alloc(0);
+let nonceAt = 0;
+
+function freshNonce(): Buffer {
+  if (nonceAt + NONCE_BYTES > nonces.length) {
+    nonces = crypto.randomBytes(NONCE_BYTES * NONCE_BATCH);
+    nonceAt = 0;
+  }
+  const n = nonces.subarray(nonceAt, nonceAt + NONCE_BYTES);
+  nonceAt += NONCE_BYTES;
+  return n;
+}
+
 /** Binds a ciphertext to its id and type, so a blob cannot be swapped for another. */
 function aad(id: BlobId, type: BlobType): Buffer {
   const a = Buffer.allocUnsafe(1 + BLOB_ID_BYTES);
@@ -62,7 +77,7 @@ export function seal(keys: MasterKeys, id: BlobId, type: BlobType, plaintext: Ui
       payload = packed;
     }
   }
-  const nonce = crypto.randomBytes(NONCE_BYTES);
+  const nonce = freshNonce();
   const cipher = crypto.createCipheriv('aes-256-gcm', keyObject(keys.enc), nonce);
   cipher.setAAD(aad(id, type));
   const out = Buffer.allocUnsafe(SEAL_OVERHEAD + payload.byteLength);
@@ -90,7 +105,10 @@ export function unseal(keys: MasterKeys, id: BlobId, type: BlobType, stored: Uin
   decipher.setAuthTag(buf.subarray(buf.length - TAG_BYTES));
   let plain: Buffer;
   try {
-    plain = Buffer.concat([decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES)), decipher.final()]);
+    const part = decipher.update(buf.subarray(NONCE_BYTES, buf.length - TAG_BYTES));
+    // GCM's final() only checks the tag: no copy of every blob to append nothing
+    const rest = decipher.final();
+    plain = rest.length === 0 ? part : Buffer.concat([part, rest]);
   } catch {
     throw new CorruptDataError(`blob ${hex(id)} failed authentication: its stored bytes were altered`);
   }
@@ -136,7 +154,7 @@ export function looksRandom(data: Uint8Array): boolean {
 
 /** Small secrets (the key file's payload) sealed under a key with no id binding. */
 export function sealSecret(key: Buffer, plaintext: Buffer): Buffer {
-  const nonce = crypto.randomBytes(NONCE_BYTES);
+  const nonce = freshNonce();
   const cipher = crypto.createCipheriv('aes-256-gcm', key, nonce);
   const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   return Buffer.concat([nonce, body, cipher.getAuthTag()]);

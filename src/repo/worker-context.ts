@@ -49,6 +49,15 @@ export class WorkerContext {
     this.#db.close();
   }
 
+  /**
+   * Runs a job's lookups in one read transaction: each lookup on its own
+   * opens and ends one, most of its cost (a job of fresh data looks up every
+   * block). What the main thread commits meanwhile is seen by the next job.
+   */
+  inOneRead<T>(job: () => T): T {
+    return this.#db.transaction(job)();
+  }
+
   /** True when the repository has the blob or this worker is writing it. */
   has(id: BlobId): boolean {
     return this.#pending.has(id.toString('latin1')) || this.#has(id);

@@ -18,6 +18,8 @@ const CREATE = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXC
 /** Per worker: pack descriptors and the id of the all-zero block of each length. */
 const packFds = new Map<string, number>();
 const zeroIds = new Map<number, string>();
+/** Per worker: where a run of stored blobs is read, kept from run to run (a fresh 4 MiB buffer each time is page faults). */
+let runBuffer = Buffer.alloc(0);
 
 function packFd(ctx: WorkerContext, pack: string): number {
   let fd = packFds.get(pack);
@@ -138,7 +140,8 @@ function writeRun(ctx: WorkerContext, fd: number, run: { id: BlobId; loc: BlobLo
   const length = last.offset + last.length - first.offset;
   // adjacent blobs read at once are at most a run of blocks; an index row claiming more is damage
   if (run.some((r) => r.loc.length > MAX_STORED_BLOB) || length > run.length * MAX_STORED_BLOB) throw new CorruptIndexError(`the index gives blobs in pack ${first.pack} lengths no blob may have`);
-  const stored = Buffer.allocUnsafe(length);
+  if (runBuffer.length < length) runBuffer = Buffer.allocUnsafe(Math.max(length, RUN + MiB));
+  const stored = runBuffer.subarray(0, length);
   const n = fs.readSync(packFd(ctx, first.pack), stored, 0, length, first.offset);
   if (n !== length) throw new CorruptIndexError(`pack ${first.pack} is shorter than the index says`);
   let pos = at;

@@ -22,7 +22,7 @@ for (const m of modules) {
  * frees the young buffers for well under a millisecond; a major one every
  * MAJOR_EVERY bytes the tasks moved frees what survived, for a few milliseconds.
  */
-const MAJOR_EVERY = 64 * 1024 * 1024;
+const MAJOR_EVERY = 256 * 1024 * 1024;
 v8.setFlagsFromString('--expose-gc');
 const collect = vm.runInNewContext('gc') as (opts: { type: 'minor' | 'major'; execution: 'sync' }) => void;
 let churn = 0;
