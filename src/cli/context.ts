@@ -1,8 +1,10 @@
+import fs from 'node:fs';
 import { loadConfig, parseConfig } from '../config/load.ts';
-import { readPasswordFile } from '../config/password.ts';
+import { passwordFromCommand, readPasswordFile } from '../config/password.ts';
 import { type Config, poolSettings } from '../config/schema.ts';
 import { PasswordMissingError, UsageError } from '../errors/errors.ts';
 import { createLogger, type Logger } from '../log/logger.ts';
+import { defaultConfigPath } from '../agent/service.ts';
 import { openRepoWorkers } from '../agent/workers.ts';
 import { Repository } from '../repo/repository.ts';
 import type { OpenOptions } from '../repo/store.ts';
@@ -26,13 +28,26 @@ export interface GlobalOptions {
   json?: boolean;
 }
 
+/**
+ * The config file a command reads: --config, else LIFEBOAT_CONFIG, else the
+ * default path (/etc/lifeboat/lifeboat.toml, C:\\ProgramData\\Lifeboat\\lifeboat.toml)
+ * when a file is there; none means the defaults.
+ */
+export function configFileOf(opts: GlobalOptions, env: NodeJS.ProcessEnv = process.env, exists: (file: string) => boolean = fs.existsSync): string | undefined {
+  if (opts.config) return opts.config;
+  if (env.LIFEBOAT_CONFIG) return env.LIFEBOAT_CONFIG;
+  const fallback = defaultConfigPath();
+  return exists(fallback) ? fallback : undefined;
+}
+
 export function makeContext(opts: GlobalOptions): Context {
-  const config = opts.config ? loadConfig(opts.config) : parseConfig('', '<defaults>');
+  const configFile = configFileOf(opts);
+  const config = configFile ? loadConfig(configFile) : parseConfig('', '<defaults>');
   const json = opts.json ?? false;
   return {
     json,
     config,
-    configFile: opts.config,
+    configFile,
     // A one-shot command reports through its result; at the default level its log carries only
     // warnings, so a successful run prints nothing on stderr. debug and trace still show.
     log: createLogger({ level: config.agent.log_level === 'info' ? 'warn' : config.agent.log_level, destination: 2 }),
@@ -48,19 +63,25 @@ export interface RepoOptions {
   passwordFile?: string;
 }
 
-/** --password-file, then LIFEBOAT_PASSWORD, then the config's password_file; the first line of a file counts. */
-export function readPassword(ctx: Context, opts: RepoOptions): string {
-  const file = opts.passwordFile ?? (process.env.LIFEBOAT_PASSWORD === undefined ? ctx.config.repository.password_file : undefined);
+/**
+ * The repository password, restic's way: --password-file, then
+ * LIFEBOAT_PASSWORD_FILE, LIFEBOAT_PASSWORD_COMMAND (its output's first line),
+ * LIFEBOAT_PASSWORD, and last the config's password_file. The first line of a file counts.
+ */
+export function readPassword(ctx: Context, opts: RepoOptions, env: NodeJS.ProcessEnv = process.env): string {
+  const file = opts.passwordFile ?? (env.LIFEBOAT_PASSWORD_FILE || undefined);
   if (file !== undefined) return readPasswordFile(file);
-  const env = process.env.LIFEBOAT_PASSWORD;
-  if (env === undefined || env === '') throw new PasswordMissingError();
-  return env;
+  if (env.LIFEBOAT_PASSWORD_COMMAND) return passwordFromCommand(env.LIFEBOAT_PASSWORD_COMMAND);
+  if (env.LIFEBOAT_PASSWORD) return env.LIFEBOAT_PASSWORD;
+  if (ctx.config.repository.password_file !== undefined) return readPasswordFile(ctx.config.repository.password_file);
+  throw new PasswordMissingError();
 }
 
-export function repoPath(ctx: Context, opts: RepoOptions): string {
+export function repoPath(ctx: Context, opts: RepoOptions, env: NodeJS.ProcessEnv = process.env): string {
   if (opts.repo) return opts.repo;
+  if (env.LIFEBOAT_REPOSITORY) return env.LIFEBOAT_REPOSITORY;
   if (ctx.configFile) return ctx.config.repository.path;
-  throw new UsageError('no repository: pass --repo DIR or --config FILE');
+  throw new UsageError('no repository: pass --repo DIR, set LIFEBOAT_REPOSITORY, or pass --config FILE');
 }
 
 export async function openRepo(ctx: Context, opts: RepoOptions, open: OpenOptions = {}): Promise<Repository> {

@@ -24,7 +24,7 @@ export function buildProgram(): Command {
   const program = new Command('lifeboat')
     .description('Disaster-recovery agent for Docker hosts')
     .version(pkg.version)
-    .option('--config <file>', 'agent configuration (TOML)')
+    .option('--config <file>', 'agent configuration (TOML; default: LIFEBOAT_CONFIG, else /etc/lifeboat/lifeboat.toml when it exists)')
     .option('--json', 'print results as JSON')
     .exitOverride()
     .showHelpAfterError(false)
@@ -45,6 +45,6 @@ export function repoCommand(parent: Command, name: string, description: string):
   return parent
     .command(name)
     .description(description)
-    .option('--repo <dir>', 'repository directory (default: the config\'s repository.path)')
-    .option('--password-file <file>', 'read the repository password from this file (else LIFEBOAT_PASSWORD)');
+    .option('--repo <dir>', 'repository directory (default: LIFEBOAT_REPOSITORY, else the config\'s repository.path)')
+    .option('--password-file <file>', 'read the repository password from this file (else LIFEBOAT_PASSWORD_FILE, LIFEBOAT_PASSWORD_COMMAND, LIFEBOAT_PASSWORD, the config\'s repository.password_file)');
 }

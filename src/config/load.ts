@@ -18,6 +18,15 @@ export function loadConfig(file: string): Config {
   return parseConfig(text, file);
 }
 
+/** The line of a key path in a config file (0 when it is not written there, or the file cannot be read). */
+export function lineOf(file: string, path: readonly (string | number)[]): number {
+  try {
+    return locateKey(readFileSync(file, 'utf8'), path);
+  } catch {
+    return 0;
+  }
+}
+
 export function parseConfig(text: string, file: string): Config {
   return parseTomlWith(configSchema, text, file);
 }

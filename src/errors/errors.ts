@@ -38,7 +38,7 @@ export class PasswordMissingError extends LifeboatError {
   readonly code = 'LB_ERR_PASSWORD_MISSING';
   override readonly exitCode = 2;
   constructor() {
-    super('no repository password: set LIFEBOAT_PASSWORD or pass --password-file');
+    super('no repository password: pass --password-file, or set LIFEBOAT_PASSWORD_FILE, LIFEBOAT_PASSWORD_COMMAND or LIFEBOAT_PASSWORD, or repository.password_file in the config');
   }
 }
 

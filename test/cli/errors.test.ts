@@ -81,11 +81,12 @@ describe.concurrent('refusals', () => {
       await expect(fsp.stat(nowhere)).rejects.toThrow();
     });
 
-    test('the agent does not create its repository: run says how, and creates nothing', async () => {
+    test('the agent does not create its repository: run says how, exits 2 (a configuration error, not one to restart on), and creates nothing', async () => {
       const config = path.join(dir, 'agent-no-repo.toml');
       const repoPath = path.join(dir, 'agent-repo');
       await fsp.writeFile(config, `[agent]\nstate_dir = ${JSON.stringify(path.join(dir, 'agent-state'))}\nlisten = ""\n[repository]\npath = ${JSON.stringify(repoPath)}\n`);
-      const message = await fails(['run', '--config', config], 1, 'LB_ERR_NOT_A_REPOSITORY');
+      const message = await fails(['run', '--config', config], 2, 'LB_ERR_CONFIG');
+      expect(message).toContain(`${config}:5: repository.path: ${repoPath} is not a Lifeboat repository`);
       expect(message).toContain(`create it with: lifeboat --config ${config} init`);
       await expect(fsp.stat(repoPath)).rejects.toThrow();
     });

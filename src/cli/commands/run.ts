@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Agent } from '../../agent/agent.ts';
-import { NotARepositoryError, UsageError } from '../../errors/errors.ts';
+import { lineOf } from '../../config/load.ts';
+import { ConfigError, NotARepositoryError, UsageError } from '../../errors/errors.ts';
 import { createLogger, type Logger } from '../../log/logger.ts';
 import { type GlobalOptions, makeContext, readPassword, type RepoOptions } from '../context.ts';
 import pkg from '../../../package.json' with { type: 'json' };
@@ -9,18 +10,20 @@ export function registerRun(program: Command): void {
   program
     .command('run')
     .description('run the agent in the foreground: inventory watch, change journal, schedules, continuous mode, retention, metrics and health endpoint')
-    .option('--password-file <file>', 'read the repository password from this file (else LIFEBOAT_PASSWORD, else the config\'s repository.password_file)')
+    .option('--password-file <file>', 'read the repository password from this file (else LIFEBOAT_PASSWORD_FILE, LIFEBOAT_PASSWORD_COMMAND, LIFEBOAT_PASSWORD, the config\'s repository.password_file)')
     .action(async (opts: Pick<RepoOptions, 'passwordFile'>, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      if (!ctx.configFile) throw new UsageError('run needs --config FILE');
+      if (!ctx.configFile) throw new UsageError('run needs --config FILE (or LIFEBOAT_CONFIG, or a config at the default path)');
       const password = readPassword(ctx, opts);
       // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
       const log = createLogger({ level: ctx.config.agent.log_level, destination: 1 });
       const { Agent } = await import('../../agent/agent.ts');
       const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version }).catch((err: unknown) => {
         // The agent does not create its repository: a wrong path must not silently start an empty one.
-        if (err instanceof NotARepositoryError) err.message += `; create it with: lifeboat --config ${ctx.configFile} init`;
-        throw err;
+        // A configuration error (exit 2): a service manager that restarts on failure should not retry it forever.
+        if (!(err instanceof NotARepositoryError)) throw err;
+        const file = ctx.configFile!;
+        throw new ConfigError(file, lineOf(file, ['repository', 'path']), 'repository.path', `${err.message}; create it with: lifeboat --config ${file} init`);
       });
       await untilStopped(agent, log);
       // everything is closed; should a library still hold a handle, do not hang on it
