@@ -580,7 +580,7 @@ export class FakeEngine implements DockerEngine {
       );
     }
     const driver = opts.driver ?? 'local';
-    if (driver !== 'local') throw new EngineRequestError(`create ${name}: error looking up volume plugin ${driver}: plugin "${driver}" not found`);
+    if (!this.#info.volumeDrivers.includes(driver)) throw new EngineRequestError(`create ${name}: error looking up volume plugin ${driver}: plugin "${driver}" not found`);
     const existing = this.#volumes.get(name);
     if (existing) {
       this.#emit('volume', 'create', name, { driver });

@@ -26,7 +26,7 @@ const sync = () => reconcile(engine, catalog, { now });
 beforeEach(() => {
   tmp = tempDir();
   clock = Date.now();
-  engine = new FakeEngine({ root: path.join(tmp.dir, 'engine'), now: () => clock });
+  engine = new FakeEngine({ root: path.join(tmp.dir, 'engine'), now: () => clock, info: { volumeDrivers: ['local', 'nfs'] } });
   catalog = openCatalog(tmp.dir);
   now = steppingClock();
 });
@@ -154,13 +154,16 @@ describe('reconcile', () => {
     expect((await sync()).changes).toEqual([]);
   });
 
-  it('records a volume removed and created again under the same name between two looks', async () => {
+  it('knows a volume by its name and driver: a new CreatedAt is no new volume, another driver is', async () => {
     await engine.createVolume('cache');
     await sync();
+    // the local driver's CreatedAt is its _data directory's mtime: any write at the top moves it
     await engine.removeVolume('cache');
-    // the engine's volume times have one-second resolution
-    clock += 1000;
+    clock += 5000;
     await engine.createVolume('cache');
+    expect((await sync()).changes).toEqual([]);
+    await engine.removeVolume('cache');
+    await engine.createVolume('cache', { driver: 'nfs' });
     expect(brief((await sync()).changes)).toEqual(['volume removed cache', 'volume created cache']);
     expect((await sync()).changes).toEqual([]);
   });

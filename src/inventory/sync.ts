@@ -17,7 +17,7 @@
  *   container  discovered | created [image, image_id, created]
  *              recreated  [image, image_id, previous_id, previous_image, previous_image_id, image_changed]
  *              renamed [from, to] · state-changed [from, to] · removed [image, image_id]
- *   volume     discovered | created [driver, mountpoint] · removed
+ *   volume     discovered | created [driver, mountpoint] · removed (a volume is its name and driver)
  *              mounted-by | unmounted-by [container, container_id, destination, read_only]
  *   image      discovered | added [tags] (pulled, loaded, built or imported) · retagged [from, to] · deleted [tags]
  *   network    discovered | created [driver] · removed
@@ -338,8 +338,9 @@ class Applier {
     const created = { driver: v.driver, mountpoint: v.mountpoint };
     if (!isCurrent(row)) {
       this.#record('volume', v.name, v.name, this.#initial ? 'discovered' : 'created', created);
-    } else if (row!.created !== v.created) {
-      // removed and created again under the same name between two looks
+    } else if (row!.driver !== v.driver) {
+      // removed and created again under the same name between two looks. Not told by CreatedAt:
+      // the local driver reports its _data directory's mtime, which every write at its top moves.
       this.#record('volume', v.name, v.name, 'removed', {});
       this.#record('volume', v.name, v.name, 'created', created);
     } else {

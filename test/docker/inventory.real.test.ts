@@ -89,6 +89,22 @@ describe('inventory on the shared dockerd', () => {
     if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
   });
 
+  it('records nothing when a file is written into a volume (the local driver moves its CreatedAt)', async () => {
+    const volume = uniqueName('written');
+    await reconcile(engine, catalog);
+    const v = await engine.createVolume(volume, { labels: { ...TEST_LABELS } });
+    await reconcile(engine, catalog);
+    const before = (await engine.inspectVolume(volume))!.created;
+    // CreatedAt has one-second resolution: write until it moves (it is the _data directory's mtime)
+    for (let i = 0; (await engine.inspectVolume(volume))!.created === before; i++) {
+      fs.writeFileSync(path.join(v.mountpoint, `f${i}`), 'x');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    await reconcile(engine, catalog);
+    expect(actionsOf(catalog.history({ kind: 'volume' }), volume)).toEqual(['created']);
+    await engine.removeVolume(volume);
+  });
+
   it('records a container recreated with a new image, with both image ids, once; the CLI shows it', async () => {
     const oldImage = (await engine.inspectImage(testSpec({ name: 'x' }).image))!.id;
     const tag = `lifeboat-test/inv-${uniqueName('img').slice(4)}:2`;
