@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../config/load.ts';
 import { defaultStateDir } from '../config/schema.ts';
 import { ConfigError, ServiceCommandError, ServiceManagerUnavailableError, UsageError } from '../errors/errors.ts';
 import {
@@ -20,6 +21,7 @@ import {
   uninstallService,
   UNIT_FILE,
   winswTemplate,
+  withPasswordFile,
 } from './service.ts';
 
 const root = installRoot();
@@ -182,18 +184,41 @@ describe('service install and uninstall', () => {
     await fsp.rm(dir, { recursive: true, force: true });
   });
 
-  it('writes the unit, creates the config from the example (0640), reloads, enables and starts', async () => {
+  const initCommand = (cfg: string) => `${path.join(root, 'node_modules/node/bin/node')} ${path.join(root, 'dist/cli/main.js')} --config ${cfg} init`;
+
+  it('writes the unit, the config from the example (0640) naming a random password (0600), makes the repository, reloads, enables and starts', async () => {
     const { host, commands } = fakeHost();
     const res = await installService(host, { config, unitDir });
     const unit = path.join(unitDir, UNIT_FILE);
+    const password = path.join(path.dirname(config), 'password');
     expect(await fsp.readFile(unit, 'utf8')).toBe(renderSystemdUnit(unitTemplate, { installDir: root, config }));
     expect((await fsp.stat(unit)).mode & 0o777).toBe(0o644);
-    expect(await fsp.readFile(config, 'utf8')).toBe(example);
+    expect(await fsp.readFile(config, 'utf8')).toBe(withPasswordFile(example, password));
+    expect(loadConfig(config).repository.password_file).toBe(password);
     expect((await fsp.stat(config)).mode & 0o777).toBe(0o640);
-    expect(commands).toEqual(['systemctl daemon-reload', 'systemctl enable --now lifeboat.service']);
+    expect(await fsp.readFile(password, 'utf8')).toMatch(/^[A-Za-z0-9_-]{32}\n$/);
+    expect((await fsp.stat(password)).mode & 0o777).toBe(0o600);
+    // the repository is made before the service starts, with the password just written
+    expect(commands).toEqual([initCommand(config), 'systemctl daemon-reload', 'systemctl enable --now lifeboat.service']);
+    expect(res.notes.join('\n')).toContain(`the repository's password is in ${password}`);
     expect(res).toMatchObject({ action: 'install', manager: 'systemd', unit, config, config_created: true, installed: true, started: true, dry_run: false });
     expect(res.done).toContain(`wrote ${unit}`);
     expect(res.steps.every((s) => !('content' in s))).toBe(true);
+  });
+
+  it('keeps a password file that is there, and says what it could not do for a config without one', async () => {
+    const password = path.join(path.dirname(config), 'password');
+    await fsp.mkdir(path.dirname(config));
+    await fsp.writeFile(password, 'the operator\'s own\n', { mode: 0o600 });
+    const first = await installService(fakeHost().host, { config, unitDir, start: false });
+    expect(await fsp.readFile(password, 'utf8')).toBe('the operator\'s own\n');
+    expect(first.config_created).toBe(true);
+    const noPassword = path.join(dir, 'etc', 'other.toml');
+    await fsp.writeFile(noPassword, `[repository]\npath = ${JSON.stringify(path.join(dir, 'repo'))}\n`);
+    const { host, commands } = fakeHost();
+    const res = await installService(host, { config: noPassword, unitDir, start: false });
+    expect(commands).toEqual(['systemctl daemon-reload']);
+    expect(res.notes.join('\n')).toContain(`${noPassword} names no repository.password_file, so the repository at ${path.join(dir, 'repo')} was not made`);
   });
 
   it('never overwrites an existing config, and restarts an installed agent onto the new unit', async () => {
@@ -213,7 +238,7 @@ describe('service install and uninstall', () => {
   it('with --no-start only reloads; refuses an invalid existing config before changing anything', async () => {
     const a = fakeHost();
     await installService(a.host, { config, unitDir, start: false });
-    expect(a.commands).toEqual(['systemctl daemon-reload']);
+    expect(a.commands).toEqual([initCommand(config), 'systemctl daemon-reload']);
 
     await fsp.writeFile(config, '[agent]\nbogus = 1\n');
     await fsp.rm(path.join(unitDir, UNIT_FILE));
@@ -244,6 +269,8 @@ describe('service install and uninstall', () => {
       `would write ${path.join(unitDir, UNIT_FILE)} (mode 0644)`,
       `would create ${path.dirname(config)} (mode 0750) if missing`,
       `would write ${config} (mode 0640, only if absent)`,
+      `would write ${path.join(path.dirname(config), 'password')} (mode 0600, only if absent)`,
+      `would run ${initCommand(config)}`,
       'would run systemctl daemon-reload',
       'would run systemctl enable --now lifeboat.service',
     ]);

@@ -7,12 +7,13 @@
  * the commands go through an injectable runner.
  */
 import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../config/load.ts';
-import { defaultStateDir } from '../config/schema.ts';
+import { loadConfig, parseConfig } from '../config/load.ts';
+import { type Config, defaultStateDir } from '../config/schema.ts';
 import { ServiceCommandError, ServiceManagerUnavailableError, UsageError } from '../errors/errors.ts';
 
 export const SERVICE_NAME = 'lifeboat';
@@ -214,15 +215,27 @@ function readTemplate(file: string): string {
   }
 }
 
-/** The config's state_dir and repository path, when the file exists and is valid. */
-function configuredPaths(config: string): { stateDir: string; repository: string } | undefined {
+/** The config, when the file exists and is valid. */
+function tryLoadConfig(config: string): Config | undefined {
   if (!fs.existsSync(config)) return undefined;
   try {
-    const c = loadConfig(config);
-    return { stateDir: c.agent.state_dir, repository: c.repository.path };
+    return loadConfig(config);
   } catch {
     return undefined;
   }
+}
+
+/** The config's state_dir and repository path, when the file exists and is valid. */
+function configuredPaths(config: string): { stateDir: string; repository: string } | undefined {
+  const c = tryLoadConfig(config);
+  return c && { stateDir: c.agent.state_dir, repository: c.repository.path };
+}
+
+/** The example config with its repository's password_file set (the example has it commented out). */
+export function withPasswordFile(example: string, file: string): string {
+  const line = /^# password_file = .*$/m;
+  if (!line.test(example)) throw new UsageError('config.example.toml has no "# password_file = ..." line to fill in: is this a complete Lifeboat checkout?');
+  return example.replace(line, `password_file = ${JSON.stringify(file)}`);
 }
 
 function checkLinuxHost(host: ServiceHost, verb: string): void {
@@ -258,9 +271,24 @@ function planSystemdInstall(host: ServiceHost, opts: InstallOptions): Plan {
   if (configExists && start) loadConfig(config);
 
   const steps: ServiceStep[] = [{ op: 'write', path: unit, content: unitContent, mode: 0o644 }];
-  if (!configExists) {
+  const notes: string[] = [];
+  // A first install makes the agent able to start: a config that names a password file, a random
+  // password in it (never replacing one that is there), and the repository.
+  const passwordFile = path.posix.join(path.posix.dirname(config), 'password');
+  const newConfig = configExists ? undefined : withPasswordFile(readTemplate(path.join(src, 'config.example.toml')), passwordFile);
+  if (newConfig !== undefined) {
     steps.push({ op: 'mkdir', path: path.posix.dirname(config), mode: 0o750 });
-    steps.push({ op: 'write', path: config, content: readTemplate(path.join(src, 'config.example.toml')), mode: 0o640, exclusive: true });
+    steps.push({ op: 'write', path: config, content: newConfig, mode: 0o640, exclusive: true });
+    steps.push({ op: 'write', path: passwordFile, content: `${crypto.randomBytes(24).toString('base64url')}\n`, mode: 0o600, exclusive: true });
+    notes.push(`the repository's password is in ${passwordFile} (a random one unless that file was there): keep a copy away from this host; without it no backup can be read`);
+  }
+  const effective = newConfig !== undefined ? parseConfig(newConfig, config) : configExists ? tryLoadConfig(config) : undefined;
+  if (effective && !fs.existsSync(path.posix.join(effective.repository.path, 'config.json'))) {
+    if (effective.repository.password_file !== undefined) {
+      steps.push({ op: 'run', file: pinnedNode(host.installDir, 'linux'), args: [cliEntry(host.installDir, 'linux'), '--config', config, 'init'] });
+    } else {
+      notes.push(`${config} names no repository.password_file, so the repository at ${effective.repository.path} was not made and the service cannot start: set one, then run lifeboat --config ${config} init`);
+    }
   }
   steps.push({ op: 'run', file: 'systemctl', args: ['daemon-reload'] });
   if (start && reinstall) {
@@ -270,7 +298,6 @@ function planSystemdInstall(host: ServiceHost, opts: InstallOptions): Plan {
     steps.push({ op: 'run', file: 'systemctl', args: ['enable', '--now', UNIT_FILE] });
   }
 
-  const notes: string[] = [];
   if (['/tmp', '/var/tmp'].some((d) => under(host.installDir, d))) {
     notes.push(`warning: the unit's PrivateTmp=yes hides ${host.installDir} from the service, which will not start; install Lifeboat elsewhere (e.g. /opt/lifeboat)`);
   }
@@ -282,7 +309,7 @@ function planSystemdInstall(host: ServiceHost, opts: InstallOptions): Plan {
     }
   }
   if (configExists) notes.push(`kept the existing ${config} (an existing config is never overwritten)`);
-  else notes.push(`edit ${config} for this host (repository password: repository.password_file, e.g. /etc/lifeboat/password, mode 0600)`);
+  else notes.push(`edit ${config} for this host`);
   if (!start && reinstall) notes.push(`a running agent keeps the old unit until: systemctl restart ${SERVICE_NAME}`);
   else if (!start) notes.push(`start it with: systemctl enable --now ${SERVICE_NAME}`);
   else notes.push(`status: systemctl status ${SERVICE_NAME}; logs: journalctl -u ${SERVICE_NAME}`);
@@ -384,9 +411,9 @@ export function describeStep(step: ServiceStep, dryRun: boolean): string {
   }
 }
 
-async function apply(host: ServiceHost, steps: readonly ServiceStep[]): Promise<{ done: string[]; configKept: string | undefined }> {
+async function apply(host: ServiceHost, steps: readonly ServiceStep[]): Promise<{ done: string[]; kept: string[] }> {
   const done: string[] = [];
-  let configKept: string | undefined;
+  const kept: string[] = [];
   for (const step of steps) {
     switch (step.op) {
       case 'mkdir':
@@ -398,8 +425,8 @@ async function apply(host: ServiceHost, steps: readonly ServiceStep[]): Promise<
             await fsp.writeFile(step.path, step.content, { mode: step.mode, flag: 'wx' });
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-            // Appeared since planning: an operator's config is never overwritten.
-            configKept = step.path;
+            // Appeared since planning: an operator's config (or password) is never overwritten.
+            kept.push(step.path);
             done.push(`kept the existing ${step.path}`);
             continue;
           }
@@ -424,7 +451,7 @@ async function apply(host: ServiceHost, steps: readonly ServiceStep[]): Promise<
     }
     done.push(describeStep(step, false));
   }
-  return { done, configKept };
+  return { done, kept };
 }
 
 function result(action: 'install' | 'uninstall', plan: Plan, dryRun: boolean, done: string[], configCreated: boolean): ServiceResult {
@@ -451,8 +478,8 @@ function result(action: 'install' | 'uninstall', plan: Plan, dryRun: boolean, do
 export async function installService(host: ServiceHost, opts: InstallOptions = {}): Promise<ServiceResult> {
   const plan = planInstall(host, opts);
   if (opts.dryRun) return result('install', plan, true, plan.steps.map((s) => describeStep(s, true)), plan.configCreated);
-  const { done, configKept } = await apply(host, plan.steps);
-  return result('install', plan, false, done, plan.configCreated && configKept === undefined);
+  const { done, kept } = await apply(host, plan.steps);
+  return result('install', plan, false, done, plan.configCreated && !kept.includes(plan.config));
 }
 
 export async function uninstallService(host: ServiceHost, opts: Pick<InstallOptions, 'config' | 'unitDir' | 'dryRun'> = {}): Promise<ServiceResult> {
