@@ -88,6 +88,11 @@ export class SnapshotNotFoundError extends LifeboatError {
 }
 
 /** A snapshot reference that names more than one: a short prefix, or "latest" over several sources. */
+/** A path that the snapshot does not hold (ls, dump). */
+export class PathNotFoundError extends LifeboatError {
+  readonly code = 'LB_ERR_PATH_NOT_FOUND';
+}
+
 export class AmbiguousSnapshotError extends LifeboatError {
   readonly code = 'LB_ERR_SNAPSHOT_AMBIGUOUS';
   override readonly exitCode = 2;

@@ -104,7 +104,8 @@ export function registerBackup(program: Command): void {
       const s = snapshot.stats;
       if (s.errors > 0) {
         process.stderr.write(`lifeboat: snapshot ${shortId(snapshot.id)} saved, but ${s.errors} entries could not be read [LB_ERR_INCOMPLETE]\n`);
-        process.exitCode = 1;
+        // restic's convention: 3 is "a snapshot was saved, but not of everything", distinct from a failure
+        process.exitCode = 3;
       }
     });
 }

@@ -9,6 +9,7 @@ interface VerifyOptions extends RepoOptions {
 
 export function registerVerify(program: Command): void {
   repoCommand(program, 'verify', 'check the repository\'s structure, and with --read-data every blob')
+    .alias('check')
     .option('--read-data', 'decrypt and re-hash every stored blob')
     .action(async (opts: VerifyOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());

@@ -1,0 +1,79 @@
+/**
+ * ls, dump and check, and backup's exit 3, through the real CLI.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { BIN, cleanup, fails, lifeboat, NODE, ok, okJson, PASSWORD, smallSource } from './run.ts';
+
+afterAll(cleanup);
+
+/** The CLI's stdout as bytes (a dumped file is binary). */
+function stdoutBytes(args: readonly string[]): Buffer {
+  const r = spawnSync(BIN, args, { env: { PATH: process.env.PATH, LIFEBOAT_PASSWORD: PASSWORD }, maxBuffer: 64 << 20 });
+  expect(r.status, r.stderr.toString()).toBe(0);
+  return r.stdout;
+}
+
+describe('ls and dump', () => {
+  let repo: string;
+  let src: string;
+  const big = crypto.randomBytes(5 * 1024 * 1024 + 123);
+  beforeAll(async () => {
+    ({ repo, src } = await smallSource());
+    // 4 KiB blocks: this file's 1,281 blocks go into list blobs, not the tree
+    await fsp.writeFile(path.join(src, 'sub', 'big.bin'), big);
+    await ok(['init', '--repo', repo]);
+    await ok(['backup', '--repo', repo, '--path', src, '--block-size', '4KiB']);
+  });
+
+  test('ls lists every entry depth first, or those under a path; -l and --json say what each is', async () => {
+    const all = (await ok(['ls', 'latest', '--repo', repo])).stdout.trim().split('\n');
+    expect(all).toEqual(['/data.bin', '/notes-link', '/sub', '/sub/big.bin', '/sub/empty', '/sub/notes.txt']);
+    expect((await ok(['ls', 'latest', 'sub/', '--repo', repo])).stdout.trim().split('\n')).toEqual(['/sub', '/sub/big.bin', '/sub/empty', '/sub/notes.txt']);
+    expect((await ok(['ls', 'latest', '/data.bin', '--repo', repo])).stdout).toBe('/data.bin\n');
+    const long = (await ok(['ls', 'latest', '--repo', repo, '-l'])).stdout;
+    expect(long).toMatch(/^l[rwx-]{9} .* \/notes-link -> sub\/notes\.txt$/m);
+    expect(long).toMatch(new RegExp(`^-rw[rwx-]{7} +\\d+ +\\d+ +${big.length} \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d /sub/big.bin$`, 'm'));
+    const json = await okJson<{ path: string; type: string; size: number; target?: string }[]>(['ls', 'latest', '--repo', repo]);
+    expect(json.map((e) => `${e.type} ${e.path}`)).toEqual(['file /data.bin', 'symlink /notes-link', 'dir /sub', 'file /sub/big.bin', 'dir /sub/empty', 'file /sub/notes.txt']);
+    expect(json.find((e) => e.path === '/notes-link')?.target).toBe('sub/notes.txt');
+    expect(await fails(['ls', 'latest', '/sub/nothing', '--repo', repo], 1, 'LB_ERR_PATH_NOT_FOUND')).toContain('/sub/nothing');
+  });
+
+  test('dump writes a file\'s bytes, blocks and lists alike, and refuses what is not a file', async () => {
+    expect(stdoutBytes(['dump', 'latest', '/sub/big.bin', '--repo', repo]).equals(big)).toBe(true);
+    expect(stdoutBytes(['dump', 'latest', 'data.bin', '--repo', repo]).equals(await fsp.readFile(path.join(src, 'data.bin')))).toBe(true);
+    expect(stdoutBytes(['dump', 'latest', 'sub/notes.txt', '--repo', repo]).toString()).toBe('notes for small\n');
+    expect(await fails(['dump', 'latest', '/sub', '--repo', repo], 2, 'LB_ERR_USAGE')).toContain('a dir, not a file');
+    await fails(['dump', 'latest', '/nope', '--repo', repo], 1, 'LB_ERR_PATH_NOT_FOUND');
+  });
+
+  test('check is verify', async () => {
+    expect(await okJson(['check', '--repo', repo])).toEqual(await okJson(['verify', '--repo', repo]));
+  });
+});
+
+describe('a backup that could not read everything', () => {
+  test('exits 3: the snapshot is saved, LB_ERR_INCOMPLETE says what was missed', async () => {
+    const { repo, src } = await smallSource();
+    await ok(['init', '--repo', repo]);
+    // a file rewritten without pause while the backup reads it: every attempt sees it change
+    const hot = path.join(src, 'hot.bin');
+    await fsp.writeFile(hot, crypto.randomBytes(32 << 20));
+    const writer = spawn(NODE, ['-e', `const fs=require('fs');const fd=fs.openSync(${JSON.stringify(hot)},'r+');let i=0;process.stdout.write('go\\n');for(;;){fs.writeSync(fd,'x',(i++*4099)%${32 << 20});}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve) => writer.stdout.once('data', () => resolve()));
+      const r = await lifeboat(['backup', '--repo', repo, '--path', src]);
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toMatch(/^lifeboat: snapshot [0-9a-f]{8} saved, but 1 entries could not be read \[LB_ERR_INCOMPLETE\]$/m);
+    } finally {
+      writer.kill('SIGKILL');
+    }
+    const snaps = await okJson<{ stats: { errors: number } }[]>(['snapshots', '--repo', repo]);
+    expect(snaps).toHaveLength(1);
+    expect(snaps[0]!.stats.errors).toBe(1);
+  });
+});
