@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { registerBackup } from './commands/backup.ts';
-import { registerBrowse } from './commands/browse.ts';
+import { registerBrowse, registerCompare } from './commands/browse.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDrill } from './commands/drill.ts';
 import { registerForget } from './commands/forget.ts';
@@ -33,7 +33,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerBrowse, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerBrowse, registerCompare, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

@@ -77,3 +77,41 @@ describe('a backup that could not read everything', () => {
     expect(snaps[0]!.stats.errors).toBe(1);
   });
 });
+
+describe('diff and find', () => {
+  test('diff names what was added, removed, modified, changed type or only metadata, and nothing of an unchanged directory', async () => {
+    const { repo, src } = await smallSource();
+    await fsp.mkdir(path.join(src, 'deep/er'), { recursive: true });
+    await fsp.writeFile(path.join(src, 'deep/er/same.txt'), 'unchanged\n');
+    await fsp.writeFile(path.join(src, 'gone.txt'), 'bye\n');
+    await fsp.writeFile(path.join(src, 'becomes-dir'), 'a file first\n');
+    await ok(['init', '--repo', repo]);
+    const first = await okJson<{ snapshot: string }>(['backup', '--repo', repo, '--path', src]);
+    await fsp.rm(path.join(src, 'gone.txt'));
+    await fsp.writeFile(path.join(src, 'new.txt'), 'hello\n');
+    await fsp.appendFile(path.join(src, 'sub/notes.txt'), 'more\n');
+    await fsp.chmod(path.join(src, 'data.bin'), 0o600);
+    await fsp.rm(path.join(src, 'becomes-dir'));
+    await fsp.mkdir(path.join(src, 'becomes-dir'));
+    const second = await okJson<{ snapshot: string }>(['backup', '--repo', repo, '--path', src]);
+    const out = (await ok(['diff', first.snapshot, second.snapshot, '--repo', repo])).stdout;
+    expect(out).toBe(['T    /becomes-dir', 'U    /data.bin', '-    /gone.txt', '+    /new.txt', 'M    /sub/notes.txt', '', '1 added, 1 removed, 1 modified, 1 type changed, 1 metadata only', ''].join('\n'));
+    const json = await okJson<{ path: string; change: string }[]>(['diff', first.snapshot, second.snapshot, '--repo', repo]);
+    expect(json).toContainEqual({ path: '/new.txt', change: 'added' });
+    expect(json.some((d) => d.path.startsWith('/deep'))).toBe(false);
+    expect(await okJson(['diff', first.snapshot, first.snapshot, '--repo', repo])).toEqual([]);
+  });
+
+  test('find matches names, or paths when the pattern has a slash, in every snapshot selected', async () => {
+    const { repo, src } = await smallSource();
+    await ok(['init', '--repo', repo]);
+    const a = await okJson<{ snapshot: string }>(['backup', '--repo', repo, '--path', src]);
+    await fsp.writeFile(path.join(src, 'sub', 'more.txt'), 'x');
+    const b = await okJson<{ snapshot: string }>(['backup', '--repo', repo, '--path', src]);
+    const byName = await okJson<{ snapshot: string; path: string }[]>(['find', '*.txt', '--repo', repo]);
+    expect(byName.map((f) => `${f.snapshot === a.snapshot ? 'a' : f.snapshot === b.snapshot ? 'b' : '?'} ${f.path}`)).toEqual(['a /sub/notes.txt', 'b /sub/more.txt', 'b /sub/notes.txt']);
+    expect((await okJson<{ path: string }[]>(['find', '/sub/m*', '--repo', repo])).map((f) => f.path)).toEqual(['/sub/more.txt']);
+    expect(await okJson(['find', 'nothing-*', '--repo', repo])).toEqual([]);
+    expect((await ok(['find', 'data.bin', '--repo', repo])).stdout).toMatch(/^[0-9a-f]{8} +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +-rw.* \/data\.bin$/m);
+  });
+});

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../errors/errors.ts';
-import { type Entry, fileBlocks, findEntry, walkEntries } from '../../repo/browse.ts';
-import { findSnapshot } from '../../repo/snapshots.ts';
+import { diffSnapshots, type Entry, fileBlocks, findEntry, matchesPattern, walkEntries } from '../../repo/browse.ts';
+import { shortId } from '../../repo/snapshot.ts';
+import { filterSnapshots, findSnapshot } from '../../repo/snapshots.ts';
 import type { TreeNode } from '../../repo/tree.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { filterOf, type FilterOptions, withFilterOptions } from '../filters.ts';
@@ -65,6 +66,50 @@ export function registerBrowse(program: Command): void {
         const { path, node } = await findEntry(repo, snapshot, file);
         if (!node || node.type !== 'file') throw new UsageError(`${path} in snapshot ${snapshot.id.slice(0, 8)} is ${node ? `a ${node.type}` : 'its root'}, not a file: dump writes one file (ls lists a directory)`);
         for await (const block of fileBlocks(repo, node, path)) await write(block);
+      });
+    });
+}
+
+const CHANGE_WORD = { '+': 'added', '-': 'removed', M: 'modified', T: 'type changed', U: 'metadata' } as const;
+
+export function registerCompare(program: Command): void {
+  repoCommand(program, 'diff', 'what changed from one snapshot to another: + added, - removed, M modified, T type changed, U metadata only')
+    .argument('<snapshot1>', 'snapshot id or unique prefix')
+    .argument('<snapshot2>', 'snapshot id or unique prefix')
+    .action(async (ref1: string, ref2: string, opts: RepoOptions, cmd: Command) => {
+      const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
+      await withRepo(ctx, opts, async (repo) => {
+        const [a, b] = [findSnapshot(repo, ref1), findSnapshot(repo, ref2)];
+        const counts = { '+': 0, '-': 0, M: 0, T: 0, U: 0 };
+        let first = true;
+        if (ctx.json) await write('[');
+        for await (const d of diffSnapshots(repo, a, b)) {
+          if (ctx.json) await write(`${first ? '' : ','}${JSON.stringify({ path: d.path, change: CHANGE_WORD[d.change] })}`);
+          else await write(`${d.change}    ${d.path}\n`);
+          counts[d.change]++;
+          first = false;
+        }
+        if (ctx.json) await write(']\n');
+        else await write(`\n${counts['+']} added, ${counts['-']} removed, ${counts.M} modified, ${counts.T} type changed, ${counts.U} metadata only\n`);
+      });
+    });
+
+  withFilterOptions(repoCommand(program, 'find', 'the entries whose name (or, with a slash in it, whose path) matches a glob, in every snapshot the filters select'), 'snapshots')
+    .argument('<pattern>', 'a glob: *.sql, pg_wal/*, /etc/**/*.conf')
+    .action(async (pattern: string, opts: RepoOptions & FilterOptions, cmd: Command) => {
+      const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
+      await withRepo(ctx, opts, async (repo) => {
+        let first = true;
+        if (ctx.json) await write('[');
+        for (const s of filterSnapshots(repo, filterOf(opts))) {
+          for await (const e of walkEntries(repo, s, '/')) {
+            if (!matchesPattern(e.path, pattern)) continue;
+            if (ctx.json) await write(`${first ? '' : ','}${JSON.stringify({ snapshot: s.id, time: s.time, ...jsonEntry(e) })}`);
+            else await write(`${shortId(s.id)}  ${s.time.slice(0, 19).replace('T', ' ')}  ${longLine(e)}\n`);
+            first = false;
+          }
+        }
+        if (ctx.json) await write(']\n');
       });
     });
 }
