@@ -7,6 +7,7 @@ import { registerForget } from './commands/forget.ts';
 import { registerId } from './commands/id.ts';
 import { registerInit } from './commands/init.ts';
 import { registerInventory } from './commands/inventory.ts';
+import { registerKey } from './commands/key.ts';
 import { registerPeers } from './commands/peers.ts';
 import { registerPrune } from './commands/prune.ts';
 import { registerRecover } from './commands/recover.ts';
@@ -33,7 +34,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerBrowse, registerCompare, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerBrowse, registerCompare, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerKey, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

@@ -93,6 +93,11 @@ export class PathNotFoundError extends LifeboatError {
   readonly code = 'LB_ERR_PATH_NOT_FOUND';
 }
 
+/** A key file that cannot be removed: the one in use, or one the repository does not have. */
+export class KeyRemovalError extends LifeboatError {
+  readonly code = 'LB_ERR_KEY_REMOVAL';
+}
+
 export class AmbiguousSnapshotError extends LifeboatError {
   readonly code = 'LB_ERR_SNAPSHOT_AMBIGUOUS';
   override readonly exitCode = 2;

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Db } from '../db/database.ts';
-import { CorruptIndexError, NotARepositoryError, RepositoryExistsError, WrongPasswordError } from '../errors/errors.ts';
+import { CorruptIndexError, KeyRemovalError, NotARepositoryError, RepositoryExistsError, WrongPasswordError } from '../errors/errors.ts';
 import { type MasterKeys, unseal } from './crypto.ts';
 import { type BlobId, type BlobType } from './ids.ts';
 import { generateMasterKeys, parseKeyFile, unwrapKeys, wrapKeys } from './keys.ts';
@@ -16,10 +16,13 @@ export type { BlobLocation } from './store.ts';
 /** A store opened with a password: it can read and write what the blobs hold. */
 export class Repository extends Store {
   readonly keys: MasterKeys;
+  /** The key file the password opened. */
+  readonly keyName: string;
 
-  private constructor(dir: string, id: string, keys: MasterKeys, db: Db) {
+  private constructor(dir: string, id: string, keys: MasterKeys, keyName: string, db: Db) {
     super(dir, id, db);
     this.keys = keys;
+    this.keyName = keyName;
   }
 
   static async init(dir: string, password: string): Promise<Repository> {
@@ -34,26 +37,26 @@ export class Repository extends Store {
     const backend = new LocalBackend(abs);
     const config = { lifeboat_repository: FORMAT_VERSION, id: crypto.randomBytes(16).toString('hex'), created: new Date().toISOString() };
     const keys = generateMasterKeys();
-    const keyName = crypto.randomBytes(8).toString('hex');
-    await addKeyFile(backend, { name: `${keyName}.json`, text: JSON.stringify(wrapKeys(keys, password), null, 2) });
+    const keyName = newKeyName();
+    await addKeyFile(backend, { name: keyName, text: JSON.stringify(wrapKeys(keys, password), null, 2) });
     const db = openIndex(abs, config.id, { create: true });
     // config.json last: its presence is what makes the directory a repository.
     await backend.writeOnce('config', 'config.json', Buffer.from(JSON.stringify(config, null, 2)));
-    return new Repository(abs, config.id, keys, db);
+    return new Repository(abs, config.id, keys, keyName, db);
   }
 
   static async open(dir: string, password: string, opts: OpenOptions = {}): Promise<Repository> {
     const abs = path.resolve(dir);
     const config = readRepositoryConfig(abs);
-    const keys = await unlock(abs, password);
-    return Store.checked(new Repository(abs, config.id, keys, openIndex(abs, config.id, opts)));
+    const { keys, name } = await unlock(abs, password);
+    return Store.checked(new Repository(abs, config.id, keys, name, openIndex(abs, config.id, opts)));
   }
 
   /** The master keys a password opens, without opening the index (what an index rebuild needs). */
   static async keysOf(dir: string, password: string): Promise<MasterKeys> {
     const abs = path.resolve(dir);
     readRepositoryConfig(abs);
-    return unlock(abs, password);
+    return (await unlock(abs, password)).keys;
   }
 
   /** Loads and decodes one blob on this thread; for trees and small reads. */
@@ -63,16 +66,65 @@ export class Repository extends Store {
     if (loc.type !== type) throw new CorruptIndexError(`blob ${id.toString('hex').slice(0, 16)} has the wrong type`);
     return unseal(this.keys, id, type, await this.readStored(loc), false, loc.rawLength);
   }
+
+  /** The key files, and which of them this repository's password opened. */
+  async listKeys(): Promise<KeyInfo[]> {
+    return (await readKeyFiles(this.backend)).map(({ name, text }) => {
+      try {
+        const k = parseKeyFile(text, this.dir);
+        return { name, created: k.created, kdf: `scrypt N=${k.N} r=${k.r} p=${k.p}`, current: name === this.keyName, damaged: false };
+      } catch {
+        return { name, created: null, kdf: null, current: false, damaged: true };
+      }
+    });
+  }
+
+  /** Adds a key file: `password` opens the repository too. Returns its name. */
+  async addPassword(password: string): Promise<string> {
+    const name = newKeyName();
+    await this.backend.writeOnce('key', name, Buffer.from(JSON.stringify(wrapKeys(this.keys, password), null, 2)));
+    return name;
+  }
+
+  /** Replaces the password in use: the new one's key file first, then the old one's, so a failure between leaves both. */
+  async changePassword(password: string): Promise<{ added: string; removed: string }> {
+    const added = await this.addPassword(password);
+    await this.backend.delete('key', this.keyName);
+    return { added, removed: this.keyName };
+  }
+
+  /**
+   * Removes a key file: its password no longer opens this repository (a
+   * peer's replica keeps the key files it was sent: replicas never delete).
+   * Never the one this repository was opened with, so a typo cannot lock
+   * everyone out.
+   */
+  async removeKey(name: string): Promise<void> {
+    if (name === this.keyName) throw new KeyRemovalError(`key ${name} is the one the password in use opened; remove it with another password, or use key passwd`);
+    if (!(await this.backend.stat('key', name))) throw new KeyRemovalError(`this repository has no key file ${name}`);
+    await this.backend.delete('key', name);
+  }
 }
 
-async function unlock(dir: string, password: string): Promise<MasterKeys> {
+export interface KeyInfo {
+  readonly name: string;
+  readonly created: string | null;
+  readonly kdf: string | null;
+  /** The key file the password in use opened. */
+  readonly current: boolean;
+  readonly damaged: boolean;
+}
+
+const newKeyName = () => `${crypto.randomBytes(8).toString('hex')}.json`;
+
+async function unlock(dir: string, password: string): Promise<{ keys: MasterKeys; name: string }> {
   const keyFiles = await readKeyFiles(new LocalBackend(dir));
   if (keyFiles.length === 0) throw new NotARepositoryError(dir, 'no key file');
   // A damaged key file must not lock out the good ones: it only counts when no other opens.
   let damaged: unknown;
-  for (const { text } of keyFiles) {
+  for (const { name, text } of keyFiles) {
     try {
-      return unwrapKeys(parseKeyFile(text, dir), password, dir);
+      return { keys: unwrapKeys(parseKeyFile(text, dir), password, dir), name };
     } catch (err) {
       if (!(err instanceof WrongPasswordError)) damaged ??= err;
     }
