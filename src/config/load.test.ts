@@ -240,11 +240,11 @@ describe('parseConfig: [docker]', () => {
 
   it('rejects malformed or too short durations', () => {
     expect(fail('[docker]\nreconcile_interval = "5 minutes"').message).toBe(
-      'lifeboat.toml:2: docker.reconcile_interval: must be a duration such as "5m" (units ms, s, m, h, d), got "5 minutes"',
+      'lifeboat.toml:2: docker.reconcile_interval: must be a duration such as "5m" (units ms, s, m, h, d, w; "1h30m" adds them up), got "5 minutes"',
     );
     expect(fail('[docker]\nhook_timeout = "10ms"').message).toBe('lifeboat.toml:2: docker.hook_timeout: must be at least 1s, got "10ms"');
     expect(fail('[docker]\nreconcile_interval = 300').message).toBe(
-      'lifeboat.toml:2: docker.reconcile_interval: must be a duration such as "5m" (units ms, s, m, h, d), got 300',
+      'lifeboat.toml:2: docker.reconcile_interval: must be a duration such as "5m" (units ms, s, m, h, d, w; "1h30m" adds them up), got 300',
     );
   });
 

@@ -47,7 +47,7 @@ function size(o: { min: number; max: number; powerOfTwo?: boolean; example: stri
 
 /** A duration string such as "5m", checked and turned into Millis inside the schema. */
 function duration(o: { min: number; example: string }) {
-  const malformed = `must be a duration such as "${o.example}" (units ms, s, m, h, d)`;
+  const malformed = `must be a duration such as "${o.example}" (units ms, s, m, h, d, w; "1h30m" adds them up)`;
   return z.string({ error: malformed }).transform((s, ctx): Millis => {
     const n = parseDuration(s);
     if (n === undefined) {
@@ -106,6 +106,9 @@ const retention = z.strictObject({
   keep_daily: int(0).optional(),
   keep_weekly: int(0).optional(),
   keep_monthly: int(0).optional(),
+  keep_yearly: int(0).optional(),
+  keep_within: duration({ min: 0, example: '30d' }).optional(),
+  keep_tag: z.array(z.string().min(1)).optional(),
 });
 
 /** A bandwidth such as "8MiB" (per second); "0" is no limit. */

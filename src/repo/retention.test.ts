@@ -87,6 +87,26 @@ describe('applyPolicy', () => {
     expect(kept(snaps, { keep_monthly: 4 })).toContain(iso('2023-11-30T00:00:00Z'));
   });
 
+  it('keep_yearly buckets by calendar year', () => {
+    const snaps = ['2023-05-01', '2024-02-01', '2024-11-30', '2026-01-01'].map((d) => snap(`${d}T00:00:00Z`));
+    expect(kept(snaps, { keep_yearly: 2 })).toEqual(['2026-01-01T00:00:00.000Z', '2024-11-30T00:00:00.000Z']);
+  });
+
+  it('keep_within keeps what was taken within that long of the newest of the same source, however old the newest is', () => {
+    const snaps = ['2026-01-10T12:00:00Z', '2026-01-09T13:00:00Z', '2026-01-09T11:00:00Z', '2025-12-01T00:00:00Z'].map((t) => snap(t));
+    const other = snap('2025-06-01T00:00:00Z', 'h2');
+    const day = 86_400_000;
+    expect(kept([...snaps, other], { keep_within: day })).toEqual(['2026-01-10T12:00:00.000Z', '2026-01-09T13:00:00.000Z', '2025-06-01T00:00:00.000Z']);
+  });
+
+  it('keep_tag keeps every snapshot carrying one of the tags, and alone is a policy', () => {
+    const tagged = { ...snap('2026-01-01T00:00:00Z'), tags: ['release', 'x'] };
+    const plain = snap('2026-01-02T00:00:00Z');
+    const decisions = applyPolicy([tagged, plain], { keep_tag: ['release'] });
+    expect(decisions.map((d) => [d.keep, d.reasons])).toEqual([[true, ['tag']], [false, []]]);
+    expect(applyPolicy([tagged, plain], { keep_tag: [] }).every((d) => d.keep)).toBe(true);
+  });
+
   it('keeps the union of the rules', () => {
     // Ten days, two snapshots a day.
     const snaps = Array.from({ length: 20 }, (_, i) => snap(`2024-05-${String(1 + (i >> 1)).padStart(2, '0')}T${i % 2 ? '18' : '06'}:00:00Z`));

@@ -6,6 +6,11 @@ export interface RetentionPolicy {
   readonly keep_daily?: number | undefined;
   readonly keep_weekly?: number | undefined;
   readonly keep_monthly?: number | undefined;
+  readonly keep_yearly?: number | undefined;
+  /** Keep every snapshot taken within this long (ms) of the newest of its host and source. */
+  readonly keep_within?: number | undefined;
+  /** Keep every snapshot that carries one of these tags. */
+  readonly keep_tag?: readonly string[] | undefined;
 }
 
 export interface Decision {
@@ -17,16 +22,18 @@ export interface Decision {
 
 type Bucket = (d: Date) => string;
 const pad = (n: number) => String(n).padStart(2, '0');
-const BUCKETS: readonly (readonly [keyof RetentionPolicy, string, Bucket])[] = [
+type PeriodRule = 'keep_hourly' | 'keep_daily' | 'keep_weekly' | 'keep_monthly' | 'keep_yearly';
+const BUCKETS: readonly (readonly [PeriodRule, string, Bucket])[] = [
   ['keep_hourly', 'hourly', (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}`],
   ['keep_daily', 'daily', (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`],
   ['keep_weekly', 'weekly', isoWeek],
   ['keep_monthly', 'monthly', (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}`],
+  ['keep_yearly', 'yearly', (d) => `${d.getUTCFullYear()}`],
 ];
 
-/** Whether a policy sets any rule (a rule of 0 is no rule, as in applyPolicy). */
+/** Whether a policy sets any rule (a rule of 0, or no tag, is no rule: restic's Empty()). */
 export function hasPolicy(policy: RetentionPolicy): boolean {
-  return Object.values(policy).some((n) => typeof n === 'number' && n > 0);
+  return [policy.keep_last, policy.keep_within, ...BUCKETS.map(([k]) => policy[k])].some((n) => typeof n === 'number' && n > 0) || (policy.keep_tag?.length ?? 0) > 0;
 }
 
 /**
@@ -36,9 +43,8 @@ export function hasPolicy(policy: RetentionPolicy): boolean {
  * typo is not a safe default.
  */
 export function applyPolicy(snapshots: readonly Snapshot[], policy: RetentionPolicy): Decision[] {
-  const rules = [policy.keep_last, ...BUCKETS.map(([k]) => policy[k])];
   // restic's Empty(): a rule of 0 is no rule, so `--keep-last 0` keeps all rather than forgetting all.
-  if (rules.every((n) => !n)) return snapshots.map((snapshot) => ({ snapshot, keep: true, reasons: ['no policy'] }));
+  if (!hasPolicy(policy)) return snapshots.map((snapshot) => ({ snapshot, keep: true, reasons: ['no policy'] }));
   const groups = new Map<string, Snapshot[]>();
   for (const s of snapshots) {
     const key = `${s.host}\0${s.volume ?? s.source}`;
@@ -48,6 +54,12 @@ export function applyPolicy(snapshots: readonly Snapshot[], policy: RetentionPol
   for (const group of groups.values()) {
     const newestFirst = [...group].sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
     newestFirst.slice(0, policy.keep_last ?? 0).forEach((s) => add(reasons, s.id, 'last'));
+    if (policy.keep_within) {
+      const since = Date.parse(newestFirst[0]!.time) - policy.keep_within;
+      for (const s of newestFirst) if (Date.parse(s.time) >= since) add(reasons, s.id, 'within');
+    }
+    const tags = policy.keep_tag ?? [];
+    for (const s of newestFirst) if (s.tags.some((t) => tags.includes(t))) add(reasons, s.id, 'tag');
     for (const [key, label, bucket] of BUCKETS) {
       let left = policy[key] ?? 0;
       let previous: string | undefined;

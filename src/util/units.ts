@@ -37,12 +37,18 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION_RE = /^(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d|w)\s*)+$/;
+const DURATION_PART = /(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)/g;
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
-/** Parses "500ms", "5s", "10m", "2h", "7d". Returns undefined when malformed. */
+/**
+ * Parses "500ms", "5s", "10m", "2h", "7d", "2w", and sums of them as people
+ * write them: "1h30m", "2d 12h". Returns undefined when malformed.
+ */
 export function parseDuration(text: string): Millis | undefined {
-  const m = DURATION_RE.exec(text.trim());
-  if (!m) return undefined;
-  return millis(Number(m[1]) * (DURATION_UNITS[m[2]!] ?? NaN));
+  const t = text.trim();
+  if (!DURATION_RE.test(t)) return undefined;
+  let ms = 0;
+  for (const [, n, unit] of t.matchAll(DURATION_PART)) ms += Number(n) * DURATION_UNITS[unit!]!;
+  return millis(ms);
 }

@@ -56,4 +56,16 @@ describe('snapshot filters and a scoped "latest"', () => {
     const all = await okJson<{ removed: string[] }>(['forget', '--repo', repo, '--keep-last', '1', '--host', 'nobody', '--dry-run']);
     expect(all.removed).toEqual([]);
   });
+
+  it('forgets by tag, time window and year as restic does, and says what a bad window is', async () => {
+    const snaps = await okJson<{ id: string; tags: string[] }[]>(['snapshots', '--repo', repo]);
+    const tagged = snaps.find((s) => s.tags.includes('first'))!.id;
+    // --keep-tag alone is a policy: everything without the tag would go
+    const byTag = await okJson<{ removed: string[] }>(['forget', '--repo', repo, '--keep-tag', 'first', '--dry-run']);
+    expect(byTag.removed.sort()).toEqual(snaps.map((s) => s.id).filter((id) => id !== tagged).sort());
+    // every source's newest is within any window of itself; a year keeps each source's newest
+    expect((await okJson<{ removed: string[] }>(['forget', '--repo', repo, '--keep-within', '1h30m', '--dry-run'])).removed).toEqual([]);
+    expect((await okJson<{ removed: string[] }>(['forget', '--repo', repo, '--keep-yearly', '1', '--dry-run'])).removed).toEqual([]);
+    expect(await fails(['forget', '--repo', repo, '--keep-within', '90 minutes'], 2, 'LB_ERR_USAGE')).toContain('--keep-within takes a duration');
+  });
 });

@@ -4,6 +4,7 @@ import { forgetUnusedImages } from '../../backup/image-retention.ts';
 import { forget } from '../../repo/forget.ts';
 import type { RetentionPolicy } from '../../repo/retention.ts';
 import { shortId } from '../../repo/snapshot.ts';
+import { parseDuration } from '../../util/units.ts';
 import { matches } from '../../repo/snapshots.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { filterOf, type FilterOptions, withFilterOptions } from '../filters.ts';
@@ -16,6 +17,9 @@ interface ForgetOptions extends RepoOptions, FilterOptions {
   keepDaily?: string;
   keepWeekly?: string;
   keepMonthly?: string;
+  keepYearly?: string;
+  keepWithin?: string;
+  keepTag?: string[];
   prune?: boolean;
   dryRun?: boolean;
 }
@@ -26,6 +30,13 @@ const count = (flag: string, v: string | undefined): number | undefined => {
   return Number(v);
 };
 
+const within = (v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const ms = parseDuration(v);
+  if (ms === undefined) throw new UsageError(`--keep-within takes a duration such as 30d or 1w2d, got ${JSON.stringify(v)}`);
+  return ms;
+};
+
 export function registerForget(program: Command): void {
   withFilterOptions(repoCommand(program, 'forget', 'remove snapshots by a retention policy (per host and source)'), 'consider snapshots')
     .option('--keep-last <n>', 'keep the newest n snapshots')
@@ -33,6 +44,9 @@ export function registerForget(program: Command): void {
     .option('--keep-daily <n>', 'likewise for days')
     .option('--keep-weekly <n>', 'likewise for ISO weeks')
     .option('--keep-monthly <n>', 'likewise for months')
+    .option('--keep-yearly <n>', 'likewise for years')
+    .option('--keep-within <duration>', 'keep every snapshot taken within this long of the newest of its source ("30d", "1w2d")')
+    .option('--keep-tag <tag>', 'keep every snapshot with this tag (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--prune', 'prune the repository afterwards')
     .option('--dry-run', 'only say what would be removed')
     .action(async (opts: ForgetOptions, cmd: Command) => {
@@ -43,6 +57,9 @@ export function registerForget(program: Command): void {
         keep_daily: count('--keep-daily', opts.keepDaily),
         keep_weekly: count('--keep-weekly', opts.keepWeekly),
         keep_monthly: count('--keep-monthly', opts.keepMonthly),
+        keep_yearly: count('--keep-yearly', opts.keepYearly),
+        keep_within: within(opts.keepWithin),
+        keep_tag: opts.keepTag,
       };
       const given = Object.values(flags).some((v) => v !== undefined);
       const policy = given ? flags : ctx.config.retention;
