@@ -8,6 +8,7 @@ import { blockGroups } from '../repo/content.ts';
 import { type BlobId, BlobType } from '../repo/ids.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
+import { matchesPattern } from '../repo/browse.ts';
 import { decodeTree, type TreeNode } from '../repo/tree.ts';
 import { faultPoint } from '../util/fault.ts';
 import type { Later } from '../util/later.ts';
@@ -47,6 +48,14 @@ export interface RestoreOptions {
   readonly onProgress?: (p: { files: number; bytesWritten: number }) => void;
   /** For tests: how entries are addressed. Default: `fd` where the process has /proc/self/fd. */
   readonly addressing?: Addressing;
+  /**
+   * A partial restore, by globs on the entries' paths from the snapshot's root
+   * ("/a/b") or, without a slash, on their names (see matchesPattern): only
+   * what an include matches (with everything below it, and the directories on
+   * the way to it), none of what an exclude matches (nor below it).
+   */
+  readonly include?: readonly string[];
+  readonly exclude?: readonly string[];
 }
 
 export interface RestoreStats {
@@ -178,7 +187,7 @@ export async function restore(repo: Repository, snapshot: Snapshot, opts: Restor
     // The target as the user named it (a symlink to it is followed, once); everything below is relative to it.
     const byFd = (opts.addressing ?? addressing()) === 'fd';
     const dir = new Dir(target, null, '', byFd ? await openFd(target, C.O_RDONLY | O_DIRECTORY) : null);
-    await (await r.walkDir(dir, root)).done;
+    await (await r.walkDir(dir, root, '', false)).done;
     return { ...r.stats, duration_ms: Math.round(performance.now() - started) };
   } finally {
     lock.release();
@@ -223,7 +232,7 @@ class Restorer {
    * the walk succeeds or fails, so no descriptor closes (and its number is
    * reused) under a worker still addressing through it.
    */
-  async walkDir(dir: Dir, node: TreeNode): Promise<Later<void>> {
+  async walkDir(dir: Dir, node: TreeNode, rel: string, inside: boolean): Promise<Later<void>> {
     const pending: Promise<unknown>[] = [];
     try {
       faultPoint('restore-dir');
@@ -231,10 +240,18 @@ class Restorer {
       const tree = decodeTree(await this.#repo.loadBlob(Buffer.from(node.subtree!, 'hex') as BlobId, BlobType.tree), dir.path);
       for (const child of tree.nodes) {
         const full = path.join(dir.path, child.name);
+        const childRel = `${rel}/${child.name}`;
+        const selected = inside || this.#included(childRel);
+        if (this.#excluded(childRel)) continue;
         if (child.type === 'dir') {
+          // a directory no include matches is made only when something below it is restored
+          if (!selected && !(await this.#holdsSelected(child, childRel))) continue;
           const sub = await this.#guard(full, this.#mkdir(dir, child.name, full));
-          if (sub) pending.push((await this.walkDir(sub, child)).done);
-        } else if (child.type === 'file') {
+          if (sub) pending.push((await this.walkDir(sub, child, childRel, selected)).done);
+          continue;
+        }
+        if (!selected) continue;
+        if (child.type === 'file') {
           pending.push(handled(this.#guard(full, this.#file(dir, child, full))));
           await this.#jobs.pace();
         } else {
@@ -256,6 +273,28 @@ class Restorer {
       .finally(() => dir.release());
     done.catch(() => {});
     return { done };
+  }
+
+  #excluded(rel: string): boolean {
+    return (this.#opts.exclude ?? []).some((p) => matchesPattern(rel, p));
+  }
+
+  /** With no include, everything is; with some, what one of them matches. */
+  #included(rel: string): boolean {
+    const include = this.#opts.include ?? [];
+    return include.length === 0 || include.some((p) => matchesPattern(rel, p));
+  }
+
+  /** Whether anything below a directory is included and not excluded: its trees are read, not its data. */
+  async #holdsSelected(node: TreeNode, rel: string): Promise<boolean> {
+    const tree = decodeTree(await this.#repo.loadBlob(Buffer.from(node.subtree!, 'hex') as BlobId, BlobType.tree), rel);
+    for (const child of tree.nodes) {
+      const childRel = `${rel}/${child.name}`;
+      if (this.#excluded(childRel)) continue;
+      if (this.#included(childRel)) return true;
+      if (child.type === 'dir' && (await this.#holdsSelected(child, childRel))) return true;
+    }
+    return false;
   }
 
   /** Makes a directory, and in `fd` mode opens it: whatever is at its name by then, if not a directory, is refused. */

@@ -115,3 +115,30 @@ describe('diff and find', () => {
     expect((await ok(['find', 'data.bin', '--repo', repo])).stdout).toMatch(/^[0-9a-f]{8} +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +-rw.* \/data\.bin$/m);
   });
 });
+
+describe('a partial restore', () => {
+  test('--include restores what matches, below it too, and the directories on the way; --exclude leaves out what matches and below', async () => {
+    const { dir, repo, src } = await smallSource();
+    await fsp.mkdir(path.join(src, 'db/pg_wal'), { recursive: true });
+    await fsp.writeFile(path.join(src, 'db/base.sql'), 'base\n');
+    await fsp.writeFile(path.join(src, 'db/pg_wal/0001'), 'wal\n');
+    await fsp.mkdir(path.join(src, 'unrelated/deeper'), { recursive: true });
+    await fsp.writeFile(path.join(src, 'unrelated/deeper/x.txt'), 'x\n');
+    await ok(['init', '--repo', repo]);
+    await ok(['backup', '--repo', repo, '--path', src]);
+    const tree = async (root: string) => (await fsp.readdir(root, { recursive: true })).map((p) => p.toString()).sort();
+
+    const sql = path.join(dir, 'sql');
+    await ok(['restore', 'latest', '--repo', repo, '--target', sql, '--include', '*.sql']);
+    expect(await tree(sql)).toEqual(['db', 'db/base.sql']);
+
+    const dbOnly = path.join(dir, 'db-only');
+    await ok(['restore', 'latest', '--repo', repo, '--target', dbOnly, '--include', '/db', '--exclude', 'pg_wal']);
+    expect(await tree(dbOnly)).toEqual(['db', 'db/base.sql']);
+
+    const allBut = path.join(dir, 'all-but');
+    await ok(['restore', 'latest', '--repo', repo, '--target', allBut, '--exclude', '/unrelated', '--exclude', '*.bin']);
+    expect(await tree(allBut)).toEqual(['db', 'db/base.sql', 'db/pg_wal', 'db/pg_wal/0001', 'notes-link', 'sub', 'sub/empty', 'sub/notes.txt']);
+    expect(await fsp.readFile(path.join(allBut, 'db/pg_wal/0001'), 'utf8')).toBe('wal\n');
+  });
+});

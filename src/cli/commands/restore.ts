@@ -13,7 +13,11 @@ interface RestoreOptions extends RepoOptions, FilterOptions {
   target?: string;
   toVolume?: string;
   force?: boolean;
+  include?: string[];
+  exclude?: string[];
 }
+
+const collect = (v: string, acc: string[] = []) => [...acc, v];
 
 export function registerRestore(program: Command): void {
   withFilterOptions(repoCommand(program, 'restore', 'restore a snapshot into an empty directory or a Docker volume'), 'snapshots')
@@ -21,16 +25,22 @@ export function registerRestore(program: Command): void {
     .option('--target <dir>', 'empty or new directory to restore into')
     .option('--to-volume <name>', 'Docker volume to restore into (created if missing; needs --config)')
     .option('--force', 'with --to-volume: replace the contents of a volume that is not empty')
+    .option('--include <pattern>', 'restore only what this glob matches (a path from the snapshot\'s root with a /, else a name), and the directories on the way (repeatable)', collect)
+    .option('--exclude <pattern>', 'leave out what this glob matches, and what is below it (repeatable)', collect)
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
       if ((opts.target === undefined) === (opts.toVolume === undefined)) throw new UsageError('restore needs either --target DIR or --to-volume NAME');
       if (opts.toVolume !== undefined && !ctx.configFile) throw new UsageError('restoring into a Docker volume needs --config FILE');
       if (opts.force && opts.toVolume === undefined) throw new UsageError('--force goes with --to-volume');
+      // --force empties the volume first: with a partial restore that would lose what is left out
+      if (opts.force && (opts.include?.length || opts.exclude?.length)) throw new UsageError('a partial restore (--include, --exclude) never empties a volume: restore into a new volume, or into a --target directory');
       const progress = new ProgressLine(ctx.interactive);
       const { snapshot, stats, where } = await withRepo(ctx, opts, async (repo, pool) => {
         const snapshot = findSnapshot(repo, ref, filterOf(opts));
         const run: Omit<RestoreRun, 'target'> = {
           pool: pool(),
+          include: opts.include ?? [],
+          exclude: opts.exclude ?? [],
           onWarning: (p, err) => {
             progress.done();
             ctx.log.warn({ path: p, err: err.message }, 'could not restore an entry');
