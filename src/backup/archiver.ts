@@ -24,6 +24,7 @@ import { acknowledgePack, flushPacks, type PackReport, resetPacks } from '../rep
 import { type SeenFile, type StoreItem, type StoreResult, storeFiles } from './jobs.ts';
 import { Capture, type CapturedFile, type CaptureOptions } from './capture.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
+import { matchesPattern } from '../repo/browse.ts';
 
 export interface BackupOptions {
   readonly source: string;
@@ -48,6 +49,13 @@ export interface BackupOptions {
     readonly retain?: (rel: string) => boolean;
   };
   readonly splitter: SplitterSpec;
+  /**
+   * Globs of what to leave out (see matchesPattern: with a slash a path from
+   * the source's root, else a name); what is below an excluded directory goes
+   * with it. With the change journal, an unchanged directory keeps what its
+   * parent snapshot held until it is next looked at.
+   */
+  readonly exclude?: readonly string[];
   readonly packSize: number;
   readonly compressionLevel: number;
   readonly pool: WorkerPool;
@@ -277,6 +285,10 @@ const touched = (j: Journal, rel: string) => j.dirty.has(rel) || j.rescan.has(re
 const childPath = (rel: string, name: string) => (rel === '' ? name : `${rel}/${name}`);
 
 class Archiver {
+  #excluded(rel: string): boolean {
+    return (this.#opts.exclude ?? []).some((p) => matchesPattern(`/${rel}`, p));
+  }
+
   readonly counts: { -readonly [K in keyof Counts]: Counts[K] } = { files_new: 0, files_changed: 0, bytes_read: 0, errors: 0, examined: 0 };
   #journal: Journal | undefined;
   #capture: Capture | undefined;
@@ -445,7 +457,7 @@ class Archiver {
     for (const child of names) {
       const full = path.join(dir, child);
       const cRel = childPath(rel, child);
-      if (later?.includes(cRel)) continue;
+      if (later?.includes(cRel) || this.#excluded(cRel)) continue;
       const prev = before.get(child);
       if (j && prev && !touched(j, cRel) && !j.restat.has(rel) && this.#reusable(prev)) {
         pending.push(Promise.resolve(prev));

@@ -142,3 +142,18 @@ describe('a partial restore', () => {
     expect(await fsp.readFile(path.join(allBut, 'db/pg_wal/0001'), 'utf8')).toBe('wal\n');
   });
 });
+
+describe('backup --exclude', () => {
+  test('leaves out what the globs match, from the flag and from a file, and what is below an excluded directory', async () => {
+    const { dir, repo, src } = await smallSource();
+    await fsp.mkdir(path.join(src, 'cache/deep'), { recursive: true });
+    await fsp.writeFile(path.join(src, 'cache/deep/big.tmp'), 'scratch');
+    await fsp.writeFile(path.join(src, 'sub/keep.log'), 'log');
+    const list = path.join(dir, 'excludes');
+    await fsp.writeFile(list, '# scratch space\n/cache\n\n*.log\n');
+    await ok(['init', '--repo', repo]);
+    await ok(['backup', '--repo', repo, '--path', src, '--exclude', 'data.bin', '--exclude-file', list]);
+    expect((await ok(['ls', 'latest', '--repo', repo])).stdout.trim().split('\n')).toEqual(['/notes-link', '/sub', '/sub/empty', '/sub/notes.txt']);
+    await fails(['backup', '--repo', repo, '--path', src, '--exclude-file', path.join(dir, 'missing')], 2, 'LB_ERR_USAGE');
+  });
+});

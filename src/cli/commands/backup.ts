@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { backup, type BackupOptions as ArchiveOptions } from '../../backup/archiver.ts';
@@ -25,6 +26,22 @@ interface BackupOptions extends RepoOptions {
   tag: string[];
   blockSize?: string;
   chunker?: string;
+  exclude: string[];
+  excludeFile: string[];
+}
+
+/** --exclude patterns, and those of each --exclude-file: one a line, blank lines and # comments skipped. */
+function excludesOf(opts: BackupOptions): string[] {
+  const fromFiles = opts.excludeFile.flatMap((file) => {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read --exclude-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  });
+  return [...opts.exclude, ...fromFiles];
 }
 
 export function registerBackup(program: Command): void {
@@ -35,11 +52,14 @@ export function registerBackup(program: Command): void {
     .option('--tag <tag>', 'tag the snapshot (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .option('--block-size <size>', 'block size, e.g. 64KiB (default: the config\'s backup.block_size)')
     .option('--chunker <kind>', 'fixed or cdc (default: the config\'s backup.chunker)')
+    .option('--exclude <pattern>', 'leave out what this glob matches (a path from the backed-up root with a /, else a name) and what is below it (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--exclude-file <file>', 'read --exclude patterns from a file, one a line (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
     .action(async (volume: string | undefined, opts: BackupOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
       if ((volume === undefined) === (opts.path === undefined)) throw new UsageError('backup needs either a VOLUME or --path DIR');
       if (volume !== undefined && !ctx.configFile) throw new UsageError('backing up a Docker volume needs --config FILE');
       const splitter = splitterOf(ctx, opts);
+      const exclude = excludesOf(opts);
       const progress = new ProgressLine(ctx.interactive);
       // Ctrl-C or a stop: the backup is abandoned, its containers returned to their state and the lock released first.
       const interrupted = {
@@ -51,6 +71,7 @@ export function registerBackup(program: Command): void {
         const archive: Omit<ArchiveOptions, 'source'> = {
           host: opts.host ?? ctx.config.agent.host,
           tags: opts.tag,
+          exclude,
           splitter,
           packSize: ctx.config.repository.pack_size,
           compressionLevel: compressionLevel(ctx.config),
