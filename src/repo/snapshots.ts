@@ -202,6 +202,23 @@ export function snapshotSummary(repo: Store): { count: number; newest: string | 
   return { count: row.n, newest: row.newest };
 }
 
+/** What the repository holds: its packs' bytes, and its blobs by number, stored and plain size. */
+export interface RepositoryTotals {
+  readonly packs: number;
+  readonly pack_bytes: number;
+  readonly blobs: number;
+  readonly stored_bytes: number;
+  readonly raw_bytes: number;
+  readonly snapshots: number;
+}
+
+export function repositoryTotals(repo: Store): RepositoryTotals {
+  const db = repo[INDEX_DB];
+  const packs = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM packs').get() as { n: number; bytes: number };
+  const blobs = db.prepare('SELECT count(*) AS n, coalesce(sum(length), 0) AS stored, coalesce(sum(raw_length), 0) AS raw FROM blobs').get() as { n: number; stored: number; raw: number };
+  return { packs: packs.n, pack_bytes: packs.bytes, blobs: blobs.n, stored_bytes: blobs.stored, raw_bytes: blobs.raw, snapshots: snapshotSummary(repo).count };
+}
+
 /** The tree a snapshot row names; undefined when the repository has no such snapshot. */
 export function snapshotTree(repo: Store, id: string): Buffer | undefined {
   return repo[INDEX_DB].prepare('SELECT tree FROM snapshots WHERE id = ?').pluck().get(id) as Buffer | undefined;

@@ -157,3 +157,22 @@ describe('backup --exclude', () => {
     await fails(['backup', '--repo', repo, '--path', src, '--exclude-file', path.join(dir, 'missing')], 2, 'LB_ERR_USAGE');
   });
 });
+
+describe('stats', () => {
+  test('says what the snapshots hold restored and what the repository stores for them, deduplicated', async () => {
+    const { repo, src } = await smallSource();
+    await ok(['init', '--repo', repo]);
+    await ok(['backup', '--repo', repo, '--path', src]);
+    await ok(['backup', '--repo', repo, '--path', src, '--host', 'another']);
+    const s = await okJson<{ snapshots: number; restore_bytes: number; repository: { raw_bytes: number; stored_bytes: number; snapshots: number; packs: number } }>(['stats', '--repo', repo]);
+    const one = (await okJson<{ stats: { bytes_total: number } }[]>(['snapshots', '--repo', repo]))[0]!.stats.bytes_total;
+    expect(s.snapshots).toBe(2);
+    expect(s.restore_bytes).toBe(2 * one);
+    // the second backup stored nothing new: the repository holds the data once (plus trees)
+    expect(s.repository.raw_bytes).toBeGreaterThanOrEqual(one);
+    expect(s.repository.raw_bytes).toBeLessThan(one * 1.1);
+    expect(s.repository).toMatchObject({ snapshots: 2 });
+    expect((await okJson<{ snapshots: number }>(['stats', '--repo', repo, '--host', 'another'])).snapshots).toBe(1);
+    expect((await ok(['stats', '--repo', repo])).stdout).toMatch(/^2 snapshots: \d+ files, .* when restored\nrepository: 2 snapshots, \d+ blobs of /);
+  });
+});
