@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defaultConfigPath } from '../agent/service.ts';
 import { parseConfig } from '../config/load.ts';
-import { configFileOf, type Context, readPassword, repoPath } from './context.ts';
+import { configFileOf, type Context, logSettings, readPassword, repoPath } from './context.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-context-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -57,5 +57,16 @@ describe('the repository password', () => {
     expect(() => readPassword(c, {}, { LIFEBOAT_PASSWORD_COMMAND: 'exit 3' })).toThrow(/LIFEBOAT_PASSWORD_COMMAND exited with status 3/);
     expect(() => readPassword(c, {}, { LIFEBOAT_PASSWORD_COMMAND: 'true' })).toThrow(/printed no password/);
     expect(() => readPassword(c, {}, { LIFEBOAT_PASSWORD_COMMAND: 'exit 3' })).toThrow(expect.objectContaining({ code: 'LB_ERR_USAGE', exitCode: 2 }));
+  });
+});
+
+describe('the log settings', () => {
+  it('are --log-level and --log-format, else LIFEBOAT_LOG_LEVEL and LIFEBOAT_LOG_FORMAT, else the config\'s level', () => {
+    const c = ctx('[agent]\nlog_level = "debug"').config;
+    expect(logSettings({}, c, {})).toEqual({ level: 'debug', format: undefined });
+    expect(logSettings({}, c, { LIFEBOAT_LOG_LEVEL: 'warn', LIFEBOAT_LOG_FORMAT: 'json' })).toEqual({ level: 'warn', format: 'json' });
+    expect(logSettings({ logLevel: 'trace', logFormat: 'pretty' }, c, { LIFEBOAT_LOG_LEVEL: 'warn' })).toEqual({ level: 'trace', format: 'pretty' });
+    expect(() => logSettings({ logLevel: 'loud' }, c, {})).toThrow(/log level must be one of/);
+    expect(() => logSettings({ logFormat: 'xml' }, c, {})).toThrow(expect.objectContaining({ code: 'LB_ERR_USAGE' }));
   });
 });

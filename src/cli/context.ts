@@ -26,6 +26,19 @@ export interface Context {
 export interface GlobalOptions {
   config?: string;
   json?: boolean;
+  logLevel?: string;
+  logFormat?: string;
+}
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+/** The log settings: --log-level and --log-format, else LIFEBOAT_LOG_LEVEL and LIFEBOAT_LOG_FORMAT, else the config's level. */
+export function logSettings(opts: GlobalOptions, config: Config, env: NodeJS.ProcessEnv = process.env): { level: string; format: 'json' | 'pretty' | undefined } {
+  const level = opts.logLevel ?? env.LIFEBOAT_LOG_LEVEL ?? config.agent.log_level;
+  if (!LEVELS.includes(level)) throw new UsageError(`log level must be one of ${LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+  const format = opts.logFormat ?? env.LIFEBOAT_LOG_FORMAT;
+  if (format !== undefined && format !== 'json' && format !== 'pretty') throw new UsageError(`log format must be json or pretty, got ${JSON.stringify(format)}`);
+  return { level, format };
 }
 
 /**
@@ -43,6 +56,7 @@ export function configFileOf(opts: GlobalOptions, env: NodeJS.ProcessEnv = proce
 export function makeContext(opts: GlobalOptions): Context {
   const configFile = configFileOf(opts);
   const config = configFile ? loadConfig(configFile) : parseConfig('', '<defaults>');
+  const logs = logSettings(opts, config);
   const json = opts.json ?? false;
   return {
     json,
@@ -50,7 +64,7 @@ export function makeContext(opts: GlobalOptions): Context {
     configFile,
     // A one-shot command reports through its result; at the default level its log carries only
     // warnings, so a successful run prints nothing on stderr. debug and trace still show.
-    log: createLogger({ level: config.agent.log_level === 'info' ? 'warn' : config.agent.log_level, destination: 2 }),
+    log: createLogger({ ...logs, level: logs.level === 'info' ? 'warn' : logs.level, destination: 2 }),
     interactive: !json && process.stderr.isTTY === true,
     out(value, text) {
       process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${text()}\n`);

@@ -29,6 +29,8 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .option('--config <file>', 'agent configuration (TOML; default: LIFEBOAT_CONFIG, else /etc/lifeboat/lifeboat.toml when it exists)')
     .option('--json', 'print results as JSON')
+    .option('--log-level <level>', 'trace, debug, info, warn or error (default: LIFEBOAT_LOG_LEVEL, else the config\'s agent.log_level)')
+    .option('--log-format <format>', 'json or pretty (default: LIFEBOAT_LOG_FORMAT, else pretty at a terminal, json otherwise)')
     .exitOverride()
     .showHelpAfterError(false)
     // Usage errors follow the one-line contract too: commander's "(Did you mean ...?)" joins the line, and the code ends it.

@@ -124,7 +124,7 @@ describe('lifeboat run on a real engine', () => {
     expect(status.engine.version).toMatch(/^\d+\./);
     expect(status.missing).toEqual(['lbt-no-such-volume']);
     expect(status.peers).toEqual([]);
-    expect(d.logs.filter((l) => l.level === 50).map((l) => l.msg)).toEqual([
+    expect(d.logs.filter((l) => l.level === 'error').map((l) => l.msg)).toEqual([
       'volume lbt-no-such-volume is listed in [[volume]] but the Docker engine has no volume of that name; the other volumes are backed up as usual',
     ]);
 

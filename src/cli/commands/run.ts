@@ -3,7 +3,7 @@ import type { Agent } from '../../agent/agent.ts';
 import { lineOf } from '../../config/load.ts';
 import { ConfigError, NotARepositoryError, UsageError } from '../../errors/errors.ts';
 import { createLogger, type Logger } from '../../log/logger.ts';
-import { type GlobalOptions, makeContext, readPassword, type RepoOptions } from '../context.ts';
+import { type GlobalOptions, logSettings, makeContext, readPassword, type RepoOptions } from '../context.ts';
 import pkg from '../../../package.json' with { type: 'json' };
 
 export function registerRun(program: Command): void {
@@ -16,7 +16,7 @@ export function registerRun(program: Command): void {
       if (!ctx.configFile) throw new UsageError('run needs --config FILE (or LIFEBOAT_CONFIG, or a config at the default path)');
       const password = readPassword(ctx, opts);
       // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
-      const log = createLogger({ level: ctx.config.agent.log_level, destination: 1 });
+      const log = createLogger({ ...logSettings(cmd.optsWithGlobals<GlobalOptions>(), ctx.config), destination: 1 });
       const { Agent } = await import('../../agent/agent.ts');
       const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version }).catch((err: unknown) => {
         // The agent does not create its repository: a wrong path must not silently start an empty one.
