@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDuration } from './units.ts';
+import { parseDuration, parseSize } from './units.ts';
 
 describe('parseDuration', () => {
   it('reads one unit, or a sum of them as people write them', () => {
@@ -13,5 +13,17 @@ describe('parseDuration', () => {
 
   it('refuses what is not one', () => {
     for (const bad of ['', '5', 'h', '5 minutes', '1h30', '-5s', '1h-30m', '5y']) expect(parseDuration(bad), bad).toBeUndefined();
+  });
+});
+
+describe('parseSize', () => {
+  it('reads binary units (KiB, MiB, and restic\'s bare K, M) as powers of 1024, SI units (KB, MB) as powers of 1000, plain integers as bytes', () => {
+    expect(parseSize('16MiB')).toBe(16 * 1024 * 1024);
+    expect(parseSize('16M')).toBe(16 * 1024 * 1024);
+    expect(parseSize('16MB')).toBe(16_000_000);
+    expect(parseSize('1 GB')).toBe(1e9);
+    expect(parseSize('64KiB')).toBe(65536);
+    expect(parseSize('4096')).toBe(4096);
+    for (const bad of ['', 'MiB', '16 megabytes', '-1', '1.5B']) expect(parseSize(bad), bad).toBeUndefined();
   });
 });

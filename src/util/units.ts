@@ -13,12 +13,13 @@ export const MiB = 1024 * KiB;
 export const GiB = 1024 * MiB;
 
 const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T|KB|MB|GB|TB)?$/i;
+/** KiB, MiB, ... and restic's bare K, M, ... are powers of 1024; KB, MB, ... are SI, powers of 1000: 16MB is 16,000,000 bytes. */
 const SIZE_UNITS: Record<string, number> = {
-  b: 1, k: KiB, kib: KiB, kb: KiB, m: MiB, mib: MiB, mb: MiB, g: GiB, gib: GiB, gb: GiB,
-  t: 1024 * GiB, tib: 1024 * GiB, tb: 1024 * GiB,
+  b: 1, k: KiB, kib: KiB, m: MiB, mib: MiB, g: GiB, gib: GiB, t: 1024 * GiB, tib: 1024 * GiB,
+  kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
 };
 
-/** Parses "64KiB", "16 MiB", "4096"; binary units throughout. Returns undefined when malformed. */
+/** Parses "64KiB", "16 MiB", "16MB" (16,000,000), "4096". Returns undefined when malformed. */
 export function parseSize(text: string): Bytes | undefined {
   const m = SIZE_RE.exec(text.trim());
   if (!m) return undefined;
