@@ -9,7 +9,7 @@ import { InventoryWatcher, type WatcherOptions } from '../inventory/events.ts';
 import type { Logger } from '../log/logger.ts';
 import { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { listSnapshots } from '../repo/snapshots.ts';
+import { listSnapshots, repositorySize } from '../repo/snapshots.ts';
 import { ChangeJournal, type JournalStatus, type JournalTake } from '../watch/journal.ts';
 import { type BackupResult, VolumeBackups } from './backups.ts';
 import { Debouncer } from './debounce.ts';
@@ -146,8 +146,9 @@ export class Agent {
           }),
         engineUp: () => this.#watcher.state.connected,
         peers: () => this.#replicator?.status() ?? [],
+        repository: () => repositorySize(this.#repo),
       },
-      { processMetrics: opts.processMetrics ?? true },
+      { processMetrics: opts.processMetrics ?? true, version: opts.version, peers: config.peer.map((p) => p.name) },
     );
     this.#backups = new VolumeBackups({
       queue: this.#queue,
@@ -575,7 +576,10 @@ export class Agent {
     for (const v of t.volumes.values()) {
       const old = before.get(v.name);
       if (old && sameTracking(old, v)) continue;
-      if (!old) log.info({ volume: v.name, schedule: v.schedule, continuous: v.continuous }, `tracking volume ${v.name}`);
+      if (!old) {
+        log.info({ volume: v.name, schedule: v.schedule, continuous: v.continuous }, `tracking volume ${v.name}`);
+        this.#metrics.track(v.name);
+      }
       if (!old || old.mountpoint !== v.mountpoint) await this.#watch(v);
       // continuous mode starts with a backup: what changed while the agent was not watching is unknown
       if (v.continuous && this.#journal && (!old || !old.continuous || old.mountpoint !== v.mountpoint)) this.#debouncer.touch(v.name, v.debounceMs);

@@ -51,7 +51,8 @@ function metricsFor(opts: { engineUp: boolean }): AgentMetrics {
     ],
     engineUp: () => opts.engineUp,
     peers: () => [],
-  });
+    repository: () => ({ snapshots: 12, packBytes: 34_567 }),
+  }, { version: '9.8.7', peers: ['dr-site'] });
 }
 
 const snap = {
@@ -80,13 +81,16 @@ describe('HTTP endpoint', () => {
       'lifeboat_volume_last_backup_stored_bytes',
       'lifeboat_volume_last_backup_examined_entries',
       'lifeboat_volume_recovery_point_age_seconds',
-      'lifeboat_volume_write_to_snapshot_seconds',
+      'lifeboat_volume_last_backup_lag_seconds',
       'lifeboat_write_to_snapshot_seconds_bucket',
       'lifeboat_backups_total',
       'lifeboat_scheduled_runs_missed_total',
       'lifeboat_volume_journal_dirty_paths',
       'lifeboat_volume_journal_trusted',
       'lifeboat_engine_up',
+      'lifeboat_build_info',
+      'lifeboat_repository_snapshots',
+      'lifeboat_repository_size_bytes',
       'process_resident_memory_bytes',
       'nodejs_heap_size_used_bytes',
     ]) {
@@ -94,12 +98,15 @@ describe('HTTP endpoint', () => {
     }
     expect(body).toContain('lifeboat_volume_last_backup_read_bytes{volume="pgdata"} 4096');
     expect(body).toContain('lifeboat_volume_last_backup_stored_bytes{volume="pgdata"} 1500');
-    expect(body).toContain('lifeboat_volume_write_to_snapshot_seconds{volume="pgdata"} 6.5');
+    expect(body).toContain('lifeboat_volume_last_backup_lag_seconds{volume="pgdata"} 6.5');
     expect(body).toContain('lifeboat_backups_total{volume="pgdata",result="success"} 1');
     expect(body).toContain('lifeboat_backups_total{volume="pgdata",result="failure"} 1');
     expect(body).toContain('lifeboat_backups_total{volume="pgdata",result="skipped"} 1');
     expect(body).toContain('lifeboat_scheduled_runs_missed_total{job="backup",volume="pgdata"} 1');
     expect(body).toContain('lifeboat_engine_up 1');
+    expect(body).toContain(`lifeboat_build_info{version="9.8.7",node="${process.versions.node}"} 1`);
+    expect(body).toContain('lifeboat_repository_snapshots 12');
+    expect(body).toContain('lifeboat_repository_size_bytes 34567');
     const age = Number(/lifeboat_volume_recovery_point_age_seconds\{volume="pgdata"\} ([\d.]+)/.exec(body)?.[1]);
     expect(age).toBeGreaterThanOrEqual(90);
     expect(age).toBeLessThan(120);
@@ -107,6 +114,17 @@ describe('HTTP endpoint', () => {
     expect(body).not.toContain('lifeboat_volume_recovery_point_age_seconds{volume="never"}');
     metrics.forget('pgdata');
     expect(await metrics.text()).not.toContain('lifeboat_volume_last_backup_read_bytes{volume="pgdata"}');
+  });
+
+  it('has every counter an alert uses at 0 from the start: a first failure is an increase', async () => {
+    const metrics = metricsFor({ engineUp: true });
+    metrics.track('fresh');
+    const body = await metrics.text();
+    expect(body).toContain('lifeboat_backups_total{volume="fresh",result="failure"} 0');
+    expect(body).toContain('lifeboat_backups_total{volume="fresh",result="success"} 0');
+    expect(body).toContain('lifeboat_replication_pushes_total{peer="dr-site",result="failure"} 0');
+    metrics.forget('fresh');
+    expect(await metrics.text()).not.toContain('volume="fresh"');
   });
 
   it('GET /healthz: 200 ok, or 503 degraded with the reasons', async () => {

@@ -9,6 +9,8 @@ export interface MetricsSource {
   volumes(): Iterable<{ readonly name: string; readonly lastSnapshotTime: string | null; readonly dirtyPaths: number | null; readonly journalTrusted: boolean | null }>;
   engineUp(): boolean;
   peers(): readonly PeerStatus[];
+  /** The repository's snapshots and the bytes of its packs (cheap: the packs and snapshots tables, never the blobs). */
+  repository(): { readonly snapshots: number; readonly packBytes: number };
 }
 
 /**
@@ -31,12 +33,12 @@ export class AgentMetrics {
   readonly #missed: Counter<'job' | 'volume'>;
   readonly #pushes: Counter<'peer' | 'result'>;
   readonly #sent: Counter<'peer'>;
-  readonly #received: Counter<'source'>;
-  readonly #drillPassed: Gauge<'source'>;
-  readonly #drillTime: Gauge<'source'>;
-  readonly #drillDuration: Gauge<'source'>;
+  readonly #received: Counter<'peer'>;
+  readonly #drillPassed: Gauge<'peer'>;
+  readonly #drillTime: Gauge<'peer'>;
+  readonly #drillDuration: Gauge<'peer'>;
 
-  constructor(source: MetricsSource, opts: { processMetrics?: boolean } = {}) {
+  constructor(source: MetricsSource, opts: { processMetrics?: boolean; version?: string; peers?: readonly string[] } = {}) {
     const registers = [this.registry];
     // event loop lag sampled once a second, not every 10 ms (prom-client's default): an idle agent should not wake 100 times a second
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
@@ -47,7 +49,7 @@ export class AgentMetrics {
     this.#bytesNew = volumeGauge('lifeboat_volume_last_backup_new_bytes', 'Plaintext bytes the last backup of the volume added to the repository.');
     this.#bytesStored = volumeGauge('lifeboat_volume_last_backup_stored_bytes', 'Bytes on disk the last backup of the volume added (sealed, compressed).');
     this.#examined = volumeGauge('lifeboat_volume_last_backup_examined_entries', 'Entries whose metadata the last backup of the volume read (all in a full scan, the dirty ones with the journal).');
-    this.#lag = volumeGauge('lifeboat_volume_write_to_snapshot_seconds', 'Recovery point lag of the last backup: from the first change it covers (as the change journal reported it) to its snapshot being committed.');
+    this.#lag = volumeGauge('lifeboat_volume_last_backup_lag_seconds', 'Recovery point lag of the last backup: from the first change it covers (as the change journal reported it) to its snapshot being committed.');
     this.#lagHistogram = new Histogram({
       name: 'lifeboat_write_to_snapshot_seconds',
       help: 'Recovery point lag of each backup that covered journalled changes: first change to committed snapshot.',
@@ -93,8 +95,9 @@ export class AgentMetrics {
     });
     this.#pushes = new Counter({ name: 'lifeboat_replication_pushes_total', help: 'Pushes to each peer by result (success, failure).', labelNames: ['peer', 'result'] as const, registers });
     this.#sent = new Counter({ name: 'lifeboat_replication_sent_bytes_total', help: 'Stored bytes of the blobs pushed to each peer.', labelNames: ['peer'] as const, registers });
-    this.#received = new Counter({ name: 'lifeboat_replica_received_bytes_total', help: 'Stored bytes received from each source into its replica here.', labelNames: ['source'] as const, registers });
-    const sourceGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['source'] as const, registers });
+    this.#received = new Counter({ name: 'lifeboat_replica_received_bytes_total', help: 'Stored bytes received from each peer into its replica here.', labelNames: ['peer'] as const, registers });
+    // one label name for a remote agent across every metric: peer
+    const sourceGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['peer'] as const, registers });
     this.#drillPassed = sourceGauge('lifeboat_drill_passed', "1 when the last scheduled drill of the source's replica passed, 0 when it failed or could not run.");
     this.#drillTime = sourceGauge('lifeboat_drill_last_timestamp_seconds', 'When the last scheduled drill of the source began (unix time).');
     this.#drillDuration = sourceGauge('lifeboat_drill_duration_seconds', 'How long the last scheduled drill of the source took.');
@@ -133,6 +136,27 @@ export class AgentMetrics {
       },
     });
     peerGauge('lifeboat_replica_snapshots', "Snapshots held here in the replica of the peer's repository.", (p) => p.replica?.snapshots ?? null);
+    new Gauge({ name: 'lifeboat_build_info', help: 'Always 1; the labels say which Lifeboat and Node run.', labelNames: ['version', 'node'] as const, registers }).set({ version: opts.version ?? 'unknown', node: process.versions.node }, 1);
+    let repository = { snapshots: 0, packBytes: 0 };
+    new Gauge({
+      name: 'lifeboat_repository_snapshots',
+      help: 'Snapshots in the repository.',
+      registers,
+      collect() {
+        repository = source.repository();
+        this.set(repository.snapshots);
+      },
+    });
+    new Gauge({
+      name: 'lifeboat_repository_size_bytes',
+      help: "Bytes of the repository's packs.",
+      registers,
+      collect() {
+        this.set(repository.packBytes);
+      },
+    });
+    // a counter seen only once it moves cannot show its first increase: every known peer starts at 0
+    for (const peer of opts.peers ?? []) for (const result of ['success', 'failure']) this.#pushes.inc({ peer, result }, 0);
     new Gauge({
       name: 'lifeboat_engine_up',
       help: '1 while the agent is connected to the Docker engine.',
@@ -169,20 +193,26 @@ export class AgentMetrics {
     if (o.report) this.#sent.inc({ peer }, o.report.bytes_sent);
   }
 
-  received(source: string, stats: ReceiveStats): void {
-    this.#received.inc({ source }, stats.bytes);
+  received(peer: string, stats: ReceiveStats): void {
+    this.#received.inc({ peer }, stats.bytes);
   }
 
   drilled(r: DrillRecord): void {
-    const s = { source: r.source };
+    const s = { peer: r.source };
     this.#drillPassed.set(s, r.ok ? 1 : 0);
     this.#drillTime.set(s, Date.parse(r.at) / 1000);
     if (r.duration_ms !== null) this.#drillDuration.set(s, r.duration_ms / 1000);
   }
 
+  /** A volume now tracked: its backup counters start at 0, so its first failure is an increase. */
+  track(volume: string): void {
+    for (const result of ['success', 'failure']) this.#backups.inc({ volume, result }, 0);
+  }
+
   /** A volume no longer tracked: its series go. */
   forget(volume: string): void {
     for (const g of [this.#lastSuccess, this.#duration, this.#bytesRead, this.#bytesNew, this.#bytesStored, this.#examined, this.#lag]) g.remove({ volume });
+    for (const result of ['success', 'failure']) this.#backups.remove({ volume, result });
   }
 
   get contentType(): string {

@@ -212,11 +212,17 @@ export interface RepositoryTotals {
   readonly snapshots: number;
 }
 
+/** Snapshots and pack bytes: what a metrics scrape asks, from the small tables only. */
+export function repositorySize(repo: Store): { snapshots: number; packs: number; packBytes: number } {
+  const packs = repo[INDEX_DB].prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM packs').get() as { n: number; bytes: number };
+  return { snapshots: snapshotSummary(repo).count, packs: packs.n, packBytes: packs.bytes };
+}
+
 export function repositoryTotals(repo: Store): RepositoryTotals {
   const db = repo[INDEX_DB];
-  const packs = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM packs').get() as { n: number; bytes: number };
+  const size = repositorySize(repo);
   const blobs = db.prepare('SELECT count(*) AS n, coalesce(sum(length), 0) AS stored, coalesce(sum(raw_length), 0) AS raw FROM blobs').get() as { n: number; stored: number; raw: number };
-  return { packs: packs.n, pack_bytes: packs.bytes, blobs: blobs.n, stored_bytes: blobs.stored, raw_bytes: blobs.raw, snapshots: snapshotSummary(repo).count };
+  return { packs: size.packs, pack_bytes: size.packBytes, blobs: blobs.n, stored_bytes: blobs.stored, raw_bytes: blobs.raw, snapshots: size.snapshots };
 }
 
 /** The tree a snapshot row names; undefined when the repository has no such snapshot. */

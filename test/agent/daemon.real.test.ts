@@ -131,7 +131,7 @@ describe('lifeboat run on a real engine', () => {
     const metrics = await d.get('/metrics');
     expect(metrics.status).toBe(200);
     const v = `{volume="${volume.name}"}`;
-    expect(metrics.body).toMatch(new RegExp(`\\nlifeboat_volume_write_to_snapshot_seconds\\{volume="${volume.name}"\\} [\\d.]+`));
+    expect(metrics.body).toMatch(new RegExp(`\\nlifeboat_volume_last_backup_lag_seconds\\{volume="${volume.name}"\\} [\\d.]+`));
     expect(metrics.body).toContain(`\nlifeboat_volume_last_backup_read_bytes${v} `);
     expect(metrics.body).toContain(`\nlifeboat_volume_recovery_point_age_seconds${v} `);
     expect(metrics.body).toContain(`\nlifeboat_backups_total{volume="${volume.name}",result="success"} `);

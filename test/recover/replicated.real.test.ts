@@ -100,7 +100,7 @@ describe('replicate, drill, lose the host, recover', () => {
     expect(drill.result!.containers).toEqual([expect.objectContaining({ name: writer, came_up: true, data_matched: true })]);
     // present already: the drill loads nothing
     expect(drill.result!.images_loaded).toEqual([]);
-    expect((await db.get('/metrics')).body).toMatch(/\nlifeboat_drill_passed\{source="a"\} 1\n/);
+    expect((await db.get('/metrics')).body).toMatch(/\nlifeboat_drill_passed\{peer="a"\} 1\n/);
     db.child.kill('SIGTERM');
     expect((await db.exited).code).toBe(0);
     expect(await drillLeftovers(engineB)).toEqual([]);

@@ -142,7 +142,7 @@ describe('two agents replicating to each other', () => {
     expect(rpo, metrics).not.toBeNull();
     expect(Number(rpo![1])).toBeLessThan(120);
     const bMetrics = (await db.get('/metrics')).body;
-    expect(bMetrics).toMatch(/\nlifeboat_replica_received_bytes_total\{source="a"\} [1-9]/);
+    expect(bMetrics).toMatch(/\nlifeboat_replica_received_bytes_total\{peer="a"\} [1-9]/);
     expect((await peer(db, 'a')).replica?.snapshots).toBeGreaterThanOrEqual(2);
   });
 
