@@ -25,7 +25,7 @@ import { sameTracking, type TrackedVolume, trackedVolumes } from './tracked.ts';
 import { openRepoWorkers, PoolKeeper } from './workers.ts';
 import type { PushOutcome, Replicator, ReplicatorOptions } from '../replicate/replicator.ts';
 import type { DrillRecord } from './drills.ts';
-import { UsageError } from '../errors/errors.ts';
+import { UsageError, VolumeNotTrackedError } from '../errors/errors.ts';
 
 /** The part of ChangeJournal (src/watch/journal.ts) the agent uses; tests pass a fake. */
 export interface Journal {
@@ -198,6 +198,7 @@ export class Agent {
               metrics: async () => agent!.#metricsText(),
               health: () => agent?.health() ?? { ok: false, reasons: ['the agent is starting'] },
               status: () => agent?.status() ?? { starting: true },
+              backup: (volume: string) => (agent ? agent.backupNow(volume) : Promise.reject(new UsageError('the agent is starting'))),
               ...(config.peer.length > 0 ? { replicate: (peer: string | undefined) => (agent ? agent.replicate(peer) : Promise.reject(new UsageError('the agent is starting'))) } : {}),
             },
             log,
@@ -289,7 +290,7 @@ export class Agent {
 
   /** A backup of one tracked volume now (shares the volume's mutex with schedule and continuous mode). */
   backupNow(volume: string): Promise<BackupResult> {
-    if (!this.#tracked.has(volume)) return Promise.reject(new Error(`volume ${volume} is not tracked`));
+    if (!this.#tracked.has(volume)) return Promise.reject(new VolumeNotTrackedError(`volume ${volume} is not tracked by the running agent (see [volumes] track and [[volume]] in its config)`));
     return this.#backups.trigger(volume, 'manual');
   }
 

@@ -87,6 +87,19 @@ describe('VolumeBackups', () => {
     expect(t.events).toEqual(['take a', 'start a', 'end a', 'commit', 'take b', 'start b', 'end b', 'commit']);
   });
 
+  it('a manual trigger while the volume is busy waits for the backup under way, then runs its own', async () => {
+    const t = setup();
+    const scheduled = t.backups.trigger('a', 'schedule');
+    const manual = t.backups.trigger('a', 'manual');
+    await t.finish('a');
+    expect((await scheduled).outcome).toBe('success');
+    await t.finish('a');
+    const r = await manual;
+    expect(r).toMatchObject({ outcome: 'success', reason: 'manual' });
+    expect(t.events).toEqual(['take a', 'start a', 'end a', 'commit', 'take a', 'start a', 'end a', 'commit']);
+    expect(t.results.map((x) => x.outcome)).toEqual(['success', 'success']);
+  });
+
   it('a scheduled trigger while the volume is busy is skipped and logged as missed', async () => {
     const t = setup();
     const first = t.backups.trigger('a', 'schedule');
@@ -102,7 +115,7 @@ describe('VolumeBackups', () => {
     const t = setup();
     void t.backups.trigger('a', 'schedule');
     const bQueued = t.backups.trigger('b', 'schedule');
-    expect((await t.backups.trigger('b', 'manual')).outcome).toBe('skipped');
+    expect((await t.backups.trigger('b', 'schedule')).outcome).toBe('skipped');
     await t.finish('a');
     await t.finish('b');
     expect((await bQueued).outcome).toBe('success');

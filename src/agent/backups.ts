@@ -59,11 +59,14 @@ export interface BackupsOptions {
  * Backups of the tracked volumes, one volume never twice at once: schedule,
  * continuous mode and manual triggers share one mutex per volume, and all
  * volumes share the agent's job queue (one backup writes at a time). A
- * scheduled or manual trigger that finds the volume busy is skipped (a missed
- * run, logged); a continuous one makes the volume run again once the current
- * backup ends, since the changes that triggered it may be newer than its take.
+ * scheduled trigger that finds the volume busy is skipped (a missed run,
+ * logged); a continuous one makes the volume run again once the current
+ * backup ends, since the changes that triggered it may be newer than its
+ * take; a manual one (the CLI's backup) waits for it and then runs.
  */
 export class VolumeBackups {
+  /** The backup of each volume queued or running now. */
+  readonly #current = new Map<string, Promise<BackupResult>>();
   readonly #opts: BackupsOptions;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -125,6 +128,8 @@ export class VolumeBackups {
 
   trigger(volume: string, reason: TriggerReason): Promise<BackupResult> {
     const r = this.record(volume);
+    // someone asked for a snapshot of the volume now: after the one under way, not instead of it
+    if (r.busy && reason === 'manual') return this.#current.get(volume)!.then(() => this.trigger(volume, reason));
     if (r.busy) {
       if (reason === 'continuous') {
         r.rerun = true;
@@ -147,6 +152,7 @@ export class VolumeBackups {
       }
     });
     this.#inFlight.add(p);
+    this.#current.set(volume, p);
     return p;
   }
 

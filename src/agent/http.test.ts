@@ -2,7 +2,7 @@ import type http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { ListenError } from '../errors/errors.ts';
+import { ListenError, VolumeNotTrackedError } from '../errors/errors.ts';
 import { boundAddress, parseListen } from '../util/listen.ts';
 import { closeServer, type Endpoints, handler, listen, nodeHttp } from './http.ts';
 import { AgentMetrics } from './metrics.ts';
@@ -125,6 +125,27 @@ describe('HTTP endpoint', () => {
     expect(body).toContain('lifeboat_replication_pushes_total{peer="dr-site",result="failure"} 0');
     metrics.forget('fresh');
     expect(await metrics.text()).not.toContain('volume="fresh"');
+  });
+
+  it('POST /backup?volume=NAME answers with the backup once it has ended; a caller\'s mistake is 400 with its code', async () => {
+    const asked: string[] = [];
+    const address = await serve({
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      health: () => ({ ok: true, reasons: [] }),
+      status: () => ({}),
+      backup: async (volume) => {
+        asked.push(volume);
+        if (volume === 'untracked') throw new VolumeNotTrackedError(`volume ${volume} is not tracked by the running agent`);
+        return { volume, outcome: 'success' };
+      },
+    });
+    const ok = await get(address, '/backup?volume=pg%20data', 'POST');
+    expect([ok.status, JSON.parse(ok.body)]).toEqual([200, { volume: 'pg data', outcome: 'success' }]);
+    const refused = await get(address, '/backup?volume=untracked', 'POST');
+    expect([refused.status, JSON.parse(refused.body).code]).toEqual([400, 'LB_ERR_VOLUME_NOT_TRACKED']);
+    expect((await get(address, '/backup', 'POST')).status).toBe(400);
+    expect((await get(address, '/backup?volume=x', 'GET')).status).toBe(405);
+    expect(asked).toEqual(['pg data', 'untracked']);
   });
 
   it('GET /healthz: 200 ok, or 503 degraded with the reasons', async () => {

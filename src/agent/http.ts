@@ -16,6 +16,8 @@ export interface Endpoints {
   status(): unknown;
   /** POST /replicate[?peer=NAME]: a push now, answered when it has ended. */
   replicate?(peer: string | undefined): Promise<unknown>;
+  /** POST /backup?volume=NAME: a backup of a tracked volume now (after one under way), answered when it has ended. */
+  backup?(volume: string): Promise<unknown>;
 }
 
 /**
@@ -34,25 +36,38 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const json = (status: number, value: unknown) => send(status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
-    const action = url.pathname === '/replicate';
+    const action = url.pathname === '/replicate' || url.pathname === '/backup';
     if (action ? req.method !== 'POST' : req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', action ? 'POST' : 'GET, HEAD');
       json(405, { error: `method ${req.method ?? '?'} not allowed` });
       return;
     }
+    /** An action's answer: its result, or its failure with the code (400 for what the caller got wrong). */
+    const act = async (work: () => Promise<unknown>) => {
+      try {
+        json(200, await work());
+      } catch (err) {
+        const f = describeFailure(err);
+        json(f.exitCode === 2 ? 400 : 500, { error: f.message, code: f.code });
+      }
+    };
     const serve = async () => {
       switch (url.pathname) {
+        case '/backup': {
+          const volume = url.searchParams.get('volume');
+          if (!endpoints.backup || !volume) {
+            json(endpoints.backup ? 400 : 404, { error: endpoints.backup ? 'POST /backup needs ?volume=NAME' : 'this agent backs nothing up on request' });
+            return;
+          }
+          await act(() => endpoints.backup!(volume));
+          return;
+        }
         case '/replicate': {
           if (!endpoints.replicate) {
             json(404, { error: 'this agent has no [[peer]] to replicate to' });
             return;
           }
-          try {
-            json(200, await endpoints.replicate(url.searchParams.get('peer') ?? undefined));
-          } catch (err) {
-            const f = describeFailure(err);
-            json(f.exitCode === 2 ? 400 : 500, { error: f.message, code: f.code });
-          }
+          await act(() => endpoints.replicate!(url.searchParams.get('peer') ?? undefined));
           return;
         }
         case '/metrics': {
@@ -69,7 +84,7 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
           json(200, endpoints.status());
           return;
         default:
-          json(404, { error: `no such endpoint ${url.pathname}; try /metrics, /healthz, /status or POST /replicate` });
+          json(404, { error: `no such endpoint ${url.pathname}; try /metrics, /healthz, /status, POST /backup or POST /replicate` });
       }
     };
     serve().catch((err: unknown) => {

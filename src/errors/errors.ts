@@ -265,6 +265,21 @@ export class ReplicationFailedError extends LifeboatError {
   }
 }
 
+/** The running agent does not track the volume a command asked it to back up. */
+export class VolumeNotTrackedError extends LifeboatError {
+  readonly code = 'LB_ERR_VOLUME_NOT_TRACKED';
+  override readonly exitCode = 2;
+}
+
+/** Work the running agent did for a command failed there: the agent's code and message. */
+export class AgentJobError extends LifeboatError {
+  readonly code: string;
+  constructor(message: string, code: string) {
+    super(`the running agent: ${message}`);
+    this.code = code;
+  }
+}
+
 /** `repair` could not find a good copy of every damaged or missing blob. */
 export class RepairIncompleteError extends LifeboatError {
   readonly code = 'LB_ERR_REPAIR_INCOMPLETE';

@@ -145,6 +145,28 @@ describe('lifeboat run on a real engine', () => {
     expect(cli.json<StatusReport>().agent.pid).toBe(d.child.pid);
   });
 
+  it('a CLI backup of a volume the agent tracks goes through the agent: one at a time, and its status sees it', async () => {
+    const d = daemon!;
+    const config = path.join(dir, 'agent.toml');
+    const before = (await volumeStatus(d))!.last_snapshot!.id;
+    // two at once, as two operators might: the agent runs them one after the other, the container
+    // paused by one backup at a time, and both end with a snapshot
+    const [a, b] = await Promise.all([lifeboat(['--config', config, '--json', 'backup', volume.name]), lifeboat(['--config', config, '--json', 'backup', volume.name])]);
+    for (const r of [a, b]) expect(r.code, r.stderr).toBe(0);
+    const [sa, sb] = [a.json<{ snapshot: string; through_agent: boolean }>(), b.json<{ snapshot: string; through_agent: boolean }>()];
+    expect([sa.through_agent, sb.through_agent]).toEqual([true, true]);
+    expect(sa.snapshot).not.toBe(sb.snapshot);
+    const now = (await volumeStatus(d))!;
+    expect([sa.snapshot, sb.snapshot]).toContain(now.last_snapshot!.id);
+    expect(now.last_snapshot!.id).not.toBe(before);
+    expect(d.logs.filter((l) => l.msg === `missed a manual backup of volume ${volume.name}: the previous one has not ended`)).toEqual([]);
+    // what the agent cannot honour is refused, not silently dropped
+    const tagged = await lifeboat(['--config', config, 'backup', volume.name, '--tag', 'x']);
+    expect(tagged.code).toBe(2);
+    expect(tagged.stderr).toContain('--tag apply only when no agent runs');
+    expect((await engine.inspectContainer(container))!.state).toBe('running');
+  });
+
   it('SIGTERM during a backup: exits 0 within seconds, the paused container runs again', async () => {
     const d = daemon!;
     // a backup big enough to be caught under way

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { backup, type BackupOptions as ArchiveOptions } from '../../backup/archiver.ts';
-import { UsageError } from '../../errors/errors.ts';
+import { AgentJobError, UsageError } from '../../errors/errors.ts';
+import { askAgent } from '../agent-client.ts';
 import type { Snapshot } from '../../repo/snapshot.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import type { SplitterSpec } from '../../repo/splitter-spec.ts';
@@ -60,6 +61,18 @@ export function registerBackup(program: Command): void {
       if (volume !== undefined && !ctx.configFile) throw new UsageError('backing up a Docker volume needs --config FILE');
       const splitter = splitterOf(ctx, opts);
       const exclude = excludesOf(opts);
+      // A volume the running agent tracks is backed up by the agent: one backup of a volume at a
+      // time (its containers paused by one backup only), and its status and metrics see it.
+      const viaAgent = volume !== undefined ? await throughAgent(ctx, volume, opts) : undefined;
+      if (viaAgent) {
+        ctx.out({ snapshot: viaAgent.id, parent: viaAgent.parent, volume: viaAgent.volume, ...viaAgent.stats, through_agent: true }, () => `${describe(viaAgent, {})}
+  (backed up by the running agent)`);
+        if (viaAgent.stats.errors > 0) {
+          process.stderr.write(`lifeboat: snapshot ${shortId(viaAgent.id)} saved, but ${viaAgent.stats.errors} entries could not be read [LB_ERR_INCOMPLETE]\n`);
+          process.exitCode = 3;
+        }
+        return;
+      }
       const progress = new ProgressLine(ctx.interactive);
       // Ctrl-C or a stop: the backup is abandoned, its containers returned to their state and the lock released first.
       const interrupted = {
@@ -129,6 +142,34 @@ export function registerBackup(program: Command): void {
         process.exitCode = 3;
       }
     });
+}
+
+/**
+ * POST /backup on the running agent, when one answers at [agent] listen and
+ * tracks the volume; undefined when none answers (the command does the work).
+ */
+async function throughAgent(ctx: Context, volume: string, opts: BackupOptions): Promise<Snapshot | undefined> {
+  const listen = ctx.config.agent.listen;
+  if (!ctx.configFile || listen === '') return undefined;
+  const own = [opts.host && '--host', opts.blockSize && '--block-size', opts.chunker && '--chunker', opts.tag.length > 0 && '--tag', (opts.exclude.length > 0 || opts.excludeFile.length > 0) && '--exclude'].filter(Boolean);
+  if (own.length > 0) {
+    // the agent backs its volumes up with its config's settings: these cannot be honoured there
+    if ('unreachable' in (await askAgent(listen, 'GET', '/healthz', 5000))) return undefined;
+    throw new UsageError(`the running agent backs volume ${volume} up with its config's settings; ${own.join(', ')} apply only when no agent runs`);
+  }
+  const a = await askAgent(listen, 'POST', `/backup?volume=${encodeURIComponent(volume)}`, 24 * 3600_000);
+  if ('unreachable' in a) return undefined;
+  // a volume the agent leaves alone is this command's to back up
+  if ((a.body as { code?: string }).code === 'LB_ERR_VOLUME_NOT_TRACKED') return undefined;
+  if (a.status === 400) throw new UsageError(`the running agent refused: ${(a.body as { error?: string }).error ?? 'HTTP 400'}`);
+  if (a.status !== 200) {
+    const e = a.body as { error?: string; code?: string };
+    throw new AgentJobError(e.error ?? `HTTP ${a.status}`, e.code ?? 'LB_ERR_INTERNAL');
+  }
+  const r = a.body as { outcome: string; snapshot?: Snapshot; error?: { message: string; code: string } };
+  if (r.outcome === 'failure') throw new AgentJobError(r.error?.message ?? 'the backup failed', r.error?.code ?? 'LB_ERR_INTERNAL');
+  if (r.outcome !== 'success' || !r.snapshot) throw new AgentJobError(`the backup was ${r.outcome} (the agent is stopping)`, 'LB_ERR_INTERRUPTED');
+  return r.snapshot;
 }
 
 function splitterOf(ctx: Context, opts: BackupOptions): SplitterSpec {
