@@ -10,6 +10,7 @@ import { Repository } from '../repo/repository.ts';
 import type { OpenOptions } from '../repo/store.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import type { Interrupt } from './interrupt.ts';
+import { promptHidden } from './prompt.ts';
 
 /** What every command receives: parsed global options, the config (or its defaults), output helpers. */
 export interface Context {
@@ -91,6 +92,23 @@ export function readPassword(ctx: Context, opts: RepoOptions, env: NodeJS.Proces
   throw new PasswordMissingError();
 }
 
+/**
+ * The password as readPassword finds it, else, for a person at a terminal,
+ * asked for (twice with `confirm`: a new repository's password mistyped once
+ * would lock its data away). Scripts and services never see a prompt.
+ */
+export async function obtainPassword(ctx: Context, opts: RepoOptions, prompt: { repo: string; confirm?: boolean }): Promise<string> {
+  try {
+    return readPassword(ctx, opts);
+  } catch (err) {
+    if (!(err instanceof PasswordMissingError) || !process.stdin.isTTY || !process.stderr.isTTY) throw err;
+  }
+  const first = await promptHidden(`${prompt.confirm ? 'new password' : 'password'} for repository ${prompt.repo}: `);
+  if (first === '') throw new UsageError('an empty password');
+  if (prompt.confirm && (await promptHidden('the same password again: ')) !== first) throw new UsageError('the two passwords differ');
+  return first;
+}
+
 export function repoPath(ctx: Context, opts: RepoOptions, env: NodeJS.ProcessEnv = process.env): string {
   if (opts.repo) return opts.repo;
   if (env.LIFEBOAT_REPOSITORY) return env.LIFEBOAT_REPOSITORY;
@@ -99,7 +117,8 @@ export function repoPath(ctx: Context, opts: RepoOptions, env: NodeJS.ProcessEnv
 }
 
 export async function openRepo(ctx: Context, opts: RepoOptions, open: OpenOptions = {}): Promise<Repository> {
-  return Repository.open(repoPath(ctx, opts), readPassword(ctx, opts), open);
+  const dir = repoPath(ctx, opts);
+  return Repository.open(dir, await obtainPassword(ctx, opts, { repo: dir }), open);
 }
 
 /**
