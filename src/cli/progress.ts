@@ -1,6 +1,16 @@
 import { formatBytes } from '../util/units.ts';
 
-/** One self-overwriting status line on stderr; a no-op when nobody is watching. */
+export interface Amount {
+  readonly count: number;
+  readonly bytes: number;
+}
+
+const clock = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+
+/**
+ * One self-overwriting status line on stderr: done (of the total when it is
+ * known), rate and, with a total, the time left. A no-op when nobody is watching.
+ */
 export class ProgressLine {
   readonly #enabled: boolean;
   readonly #started = performance.now();
@@ -10,11 +20,15 @@ export class ProgressLine {
     this.#enabled = enabled;
   }
 
-  update(files: number, bytes: number, verb: string): void {
+  /** `count` of `unit` (files, packs) and their bytes so far, of `total` when it is known. */
+  update(count: number, bytes: number, verb: string, total?: Amount, unit = 'files'): void {
     if (!this.#enabled) return;
     const secs = (performance.now() - this.#started) / 1000;
-    const rate = secs > 0 ? formatBytes(bytes / secs) : '0 B';
-    process.stderr.write(`\r\x1b[K${verb} ${files} files, ${formatBytes(bytes)} (${rate}/s)`);
+    const perSec = secs > 0 ? bytes / secs : 0;
+    const of = (n: string, t: string | undefined) => (t === undefined ? n : `${n}/${t}`);
+    let line = `${verb} ${of(String(count), total && String(total.count))} ${unit}, ${of(formatBytes(bytes), total && formatBytes(total.bytes))} (${formatBytes(perSec)}/s)`;
+    if (total && total.bytes > 0 && perSec > 0) line += `, ${clock(Math.max(0, total.bytes - bytes) / perSec)} left`;
+    process.stderr.write(`\r\x1b[K${line}`);
     this.#shown = true;
   }
 

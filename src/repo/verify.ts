@@ -59,7 +59,11 @@ const SAMPLE = 3;
  * re-hashed, and a needed blob whose indexed copy fails is traced to the
  * snapshots and files that use it.
  */
-export async function verify(repo: Repository, pool: WorkerPool, opts: { readData: boolean }): Promise<VerifyReport> {
+export async function verify(
+  repo: Repository,
+  pool: WorkerPool,
+  opts: { readData: boolean; onProgress?: (done: { packs: number; bytes: number }, total: { packs: number; bytes: number }) => void },
+): Promise<VerifyReport> {
   const lock = repo.lock('shared');
   const db = repo[INDEX_DB];
   try {
@@ -168,7 +172,16 @@ export async function verify(repo: Repository, pool: WorkerPool, opts: { readDat
 
     let blobsRead = 0;
     if (opts.readData) {
-      const checks: Promise<CheckReply & { pack: string }>[] = scan.packs.map((p) => checkPackOn(pool, p.name).then((c) => ({ ...c, pack: p.name })));
+      const total = { packs: scan.packs.length, bytes: scan.packs.reduce((n, p) => n + p.size, 0) };
+      const done = { packs: 0, bytes: 0 };
+      const checks: Promise<CheckReply & { pack: string }>[] = scan.packs.map((p) =>
+        checkPackOn(pool, p.name).then((c) => {
+          done.packs++;
+          done.bytes += p.size;
+          opts.onProgress?.(done, total);
+          return { ...c, pack: p.name };
+        }),
+      );
       const isNeeded = db.prepare('SELECT 1 FROM temp.needed WHERE id = ?').pluck();
       for (const c of await Promise.all(checks)) {
         blobsRead += c.blobs;

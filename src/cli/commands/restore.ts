@@ -45,7 +45,7 @@ export function registerRestore(program: Command): void {
             progress.done();
             ctx.log.warn({ path: p, err: err.message }, 'could not restore an entry');
           },
-          onProgress: (p) => progress.update(p.files, p.bytesWritten, 'restored'),
+          onProgress: (p) => progress.update(p.files, p.bytesWritten, 'restored', { count: snapshot.stats.files, bytes: snapshot.stats.bytes_total }),
         };
         try {
           if (opts.target !== undefined) {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { verify } from '../../repo/verify.ts';
 import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
+import { ProgressLine } from '../progress.ts';
 
 interface VerifyOptions extends RepoOptions {
   readData?: boolean;
@@ -13,7 +14,10 @@ export function registerVerify(program: Command): void {
     .option('--read-data', 'decrypt and re-hash every stored blob')
     .action(async (opts: VerifyOptions, cmd: Command) => {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      const report = await withRepo(ctx, opts, (repo, pool) => verify(repo, pool(), { readData: opts.readData ?? false }));
+      const progress = new ProgressLine(ctx.interactive);
+      const report = await withRepo(ctx, opts, (repo, pool) =>
+        verify(repo, pool(), { readData: opts.readData ?? false, onProgress: (done, total) => progress.update(done.packs, done.bytes, 'read', { count: total.packs, bytes: total.bytes }, 'packs') }).finally(() => progress.done()),
+      );
       ctx.out({ ok: report.problems.length === 0, ...report }, () => {
         const lines = [
           `checked ${report.snapshots} snapshots, ${report.trees} trees, ${report.blobs} block references, ${report.packs} packs` +
