@@ -168,7 +168,10 @@ describe.concurrent('refusals', () => {
   describe('config', () => {
     test('config check accepts config.example.toml', async () => {
       const r = await ok(['config', 'check', '--config', path.join(ROOT, 'config.example.toml')]);
-      expect(r.stdout).toContain('ok');
+      expect(r.stdout).toContain('config.example.toml: ok');
+      // the effective config, defaults filled in
+      expect(r.stdout).toMatch(/^\[repository\]\npack_size = 16777216\n/m);
+      expect(r.stdout).toMatch(/^hook_timeout = \d+$/m);
       const parsed = await okJson(['--config', path.join(ROOT, 'config.example.toml'), 'config', 'check']);
       expect(parsed.backup.block_size).toBe(65536);
     });
