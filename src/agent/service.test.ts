@@ -136,6 +136,8 @@ describe('the WinSW configuration', () => {
       'run icacls C:\\ProgramData\\Lifeboat /inheritance:r /grant:r *S-1-5-18:(OI)(CI)F *S-1-5-32-544:(OI)(CI)F',
       'mkdir C:\\ProgramData\\Lifeboat',
       'write C:\\ProgramData\\Lifeboat\\lifeboat.toml',
+      'write C:\\ProgramData\\Lifeboat\\password',
+      'run C:\\Lifeboat\\node_modules\\node\\bin\\node.exe C:\\Lifeboat\\dist\\cli\\main.js --config C:\\ProgramData\\Lifeboat\\lifeboat.toml init',
       `write ${dir}\\lifeboat-service.xml`,
       `copy D:\\Downloads\\WinSW-x64.exe -> ${dir}\\lifeboat-service.exe`,
       `run ${dir}\\lifeboat-service.exe install`,

@@ -231,6 +231,36 @@ function configuredPaths(config: string): { stateDir: string; repository: string
   return c && { stateDir: c.agent.state_dir, repository: c.repository.path };
 }
 
+/**
+ * What a first install needs so the service starts: a config that names a
+ * password file, a random password in it (never replacing one that is
+ * there), and the repository, made before the service starts.
+ */
+function firstRun(
+  host: ServiceHost,
+  platform: 'linux' | 'win32',
+  o: { config: string; configExists: boolean; src: string; configDirMode: number },
+  steps: ServiceStep[],
+  notes: string[],
+): void {
+  const p = platform === 'win32' ? path.win32 : path.posix;
+  const passwordFile = p.join(p.dirname(o.config), 'password');
+  const newConfig = o.configExists ? undefined : withPasswordFile(readTemplate(path.join(o.src, 'config.example.toml')), passwordFile);
+  if (newConfig !== undefined) {
+    steps.push({ op: 'mkdir', path: p.dirname(o.config), mode: o.configDirMode });
+    steps.push({ op: 'write', path: o.config, content: newConfig, mode: 0o640, exclusive: true });
+    steps.push({ op: 'write', path: passwordFile, content: `${crypto.randomBytes(24).toString('base64url')}\n`, mode: 0o600, exclusive: true });
+    notes.push(`the repository's password is in ${passwordFile} (a random one unless that file was there): keep a copy away from this host; without it no backup can be read`);
+  }
+  const effective = newConfig !== undefined ? parseConfig(newConfig, o.config) : o.configExists ? tryLoadConfig(o.config) : undefined;
+  if (!effective || fs.existsSync(p.join(effective.repository.path, 'config.json'))) return;
+  if (effective.repository.password_file !== undefined) {
+    steps.push({ op: 'run', file: pinnedNode(host.installDir, platform), args: [cliEntry(host.installDir, platform), '--config', o.config, 'init'] });
+  } else {
+    notes.push(`${o.config} names no repository.password_file, so the repository at ${effective.repository.path} was not made and the service cannot start: set one, then run lifeboat --config ${o.config} init`);
+  }
+}
+
 /** The example config with its repository's password_file set (the example has it commented out). */
 export function withPasswordFile(example: string, file: string): string {
   const line = /^# password_file = .*$/m;
@@ -272,24 +302,7 @@ function planSystemdInstall(host: ServiceHost, opts: InstallOptions): Plan {
 
   const steps: ServiceStep[] = [{ op: 'write', path: unit, content: unitContent, mode: 0o644 }];
   const notes: string[] = [];
-  // A first install makes the agent able to start: a config that names a password file, a random
-  // password in it (never replacing one that is there), and the repository.
-  const passwordFile = path.posix.join(path.posix.dirname(config), 'password');
-  const newConfig = configExists ? undefined : withPasswordFile(readTemplate(path.join(src, 'config.example.toml')), passwordFile);
-  if (newConfig !== undefined) {
-    steps.push({ op: 'mkdir', path: path.posix.dirname(config), mode: 0o750 });
-    steps.push({ op: 'write', path: config, content: newConfig, mode: 0o640, exclusive: true });
-    steps.push({ op: 'write', path: passwordFile, content: `${crypto.randomBytes(24).toString('base64url')}\n`, mode: 0o600, exclusive: true });
-    notes.push(`the repository's password is in ${passwordFile} (a random one unless that file was there): keep a copy away from this host; without it no backup can be read`);
-  }
-  const effective = newConfig !== undefined ? parseConfig(newConfig, config) : configExists ? tryLoadConfig(config) : undefined;
-  if (effective && !fs.existsSync(path.posix.join(effective.repository.path, 'config.json'))) {
-    if (effective.repository.password_file !== undefined) {
-      steps.push({ op: 'run', file: pinnedNode(host.installDir, 'linux'), args: [cliEntry(host.installDir, 'linux'), '--config', config, 'init'] });
-    } else {
-      notes.push(`${config} names no repository.password_file, so the repository at ${effective.repository.path} was not made and the service cannot start: set one, then run lifeboat --config ${config} init`);
-    }
-  }
+  firstRun(host, 'linux', { config, configExists, src, configDirMode: 0o750 }, steps, notes);
   steps.push({ op: 'run', file: 'systemctl', args: ['daemon-reload'] });
   if (start && reinstall) {
     // enable --now would leave a running agent on the old unit: restart it onto the new one.
@@ -342,18 +355,15 @@ function planWindowsInstall(host: ServiceHost, opts: InstallOptions): Plan {
   // which works in every display language), not the Users that ProgramData lets write.
   steps.push({ op: 'mkdir', path: stateDir, mode: 0o700 });
   steps.push({ op: 'run', file: 'icacls', args: [stateDir, '/inheritance:r', '/grant:r', '*S-1-5-18:(OI)(CI)F', '*S-1-5-32-544:(OI)(CI)F'] });
-  if (!configExists) {
-    steps.push({ op: 'mkdir', path: w.dirname(config), mode: 0o700 });
-    steps.push({ op: 'write', path: config, content: readTemplate(path.join(src, 'config.example.toml')), mode: 0o640, exclusive: true });
-  }
+  const notes: string[] = [];
+  firstRun(host, 'win32', { config, configExists, src, configDirMode: 0o700 }, steps, notes);
   steps.push({ op: 'write', path: unit, content: unitContent, mode: 0o644 });
   steps.push({ op: 'copy', from: opts.winsw, to: exe });
   steps.push({ op: 'run', file: exe, args: ['install'] });
   if (start) steps.push({ op: 'run', file: exe, args: ['start'] });
 
-  const notes: string[] = [];
   if (configExists) notes.push(`kept the existing ${config} (an existing config is never overwritten)`);
-  else notes.push(`edit ${config} for this host (repository password: repository.password_file)`);
+  else notes.push(`edit ${config} for this host`);
   notes.push(start ? `logs: ${w.join(stateDir, 'logs')}` : `start it with: ${exe} start`);
   return { manager: 'winsw', unit, unitContent, config, configCreated: !configExists, stateDir, started: start, installed: true, steps, notes };
 }
