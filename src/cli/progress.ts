@@ -15,6 +15,8 @@ export class ProgressLine {
   readonly #enabled: boolean;
   readonly #started = performance.now();
   #shown = false;
+  #phase = '';
+  #phaseStarted = 0;
 
   constructor(enabled: boolean) {
     this.#enabled = enabled;
@@ -29,6 +31,19 @@ export class ProgressLine {
     let line = `${verb} ${of(String(count), total && String(total.count))} ${unit}, ${of(formatBytes(bytes), total && formatBytes(total.bytes))} (${formatBytes(perSec)}/s)`;
     if (total && total.bytes > 0 && perSec > 0) line += `, ${clock(Math.max(0, total.bytes - bytes) / perSec)} left`;
     process.stderr.write(`\r\x1b[K${line}`);
+    this.#shown = true;
+  }
+
+  /** A phase of a long operation counted in items only: "scanned 120/2,000 packs, 0:12 left". */
+  step(verb: string, done: number, total: number, unit: string): void {
+    if (!this.#enabled) return;
+    if (this.#phase !== verb) {
+      this.#phase = verb;
+      this.#phaseStarted = performance.now();
+    }
+    const secs = (performance.now() - this.#phaseStarted) / 1000;
+    const left = done > 0 ? `, ${clock(((total - done) * secs) / done)} left` : '';
+    process.stderr.write(`\r\x1b[K${verb} ${done}/${total} ${unit}${left}`);
     this.#shown = true;
   }
 

@@ -40,7 +40,10 @@ export interface PackScan {
  * `fallback` gives the entries the index has for a pack whose trailer is
  * damaged, so its blobs stay reachable.
  */
-export async function scanPacks(db: Db, dir: string, fallback?: (pack: string) => readonly PackEntry[]): Promise<PackScan> {
+/** How far a long repository operation has come: `done` of `total` in its current phase. */
+export type PhaseProgress = (phase: string, done: number, total: number) => void;
+
+export async function scanPacks(db: Db, dir: string, fallback?: (pack: string) => readonly PackEntry[], onProgress?: PhaseProgress): Promise<PackScan> {
   db.exec(`
     DROP TABLE IF EXISTS temp.copies; DROP TABLE IF EXISTS temp.edges; DROP TABLE IF EXISTS temp.known;
     CREATE TEMP TABLE copies (id BLOB NOT NULL, pack TEXT NOT NULL, type INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL, raw_length INTEGER NOT NULL, PRIMARY KEY (id, pack)) WITHOUT ROWID;
@@ -66,9 +69,11 @@ export async function scanPacks(db: Db, dir: string, fallback?: (pack: string) =
   const packs: ScannedPack[] = [];
   const damaged: { name: string; size: number; message: string }[] = [];
   let next = 0;
+  let scanned = 0;
   const worker = async () => {
     while (next < finished.length) {
       const name = finished[next++]!;
+      onProgress?.('scanned', scanned++, finished.length);
       try {
         const { size, entries } = await readPackTrailerAsync(packPath(dir, name), name);
         record(name, entries);

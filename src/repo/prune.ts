@@ -4,7 +4,7 @@ import { CorruptDataError, CorruptIndexError, LifeboatError, NoSpaceError, Prune
 import { faultPoint } from '../util/fault.ts';
 import { unseal } from './crypto.ts';
 import { type BlobId, type BlobType, BlobType as BT, toHex } from './ids.ts';
-import { dropScan, indexedEntries, type PackScan, scanPacks, scannedLoader } from './pack-scan.ts';
+import { dropScan, indexedEntries, type PackScan, type PhaseProgress, scanPacks, scannedLoader } from './pack-scan.ts';
 import { type FinishedPack, NO_REFS, PackWriter, packPath, TRAILER_ENTRY_BYTES } from './pack.ts';
 import { blobRefs } from './refs.ts';
 import { Repository } from './repository.ts';
@@ -21,6 +21,8 @@ export interface PruneOptions {
   /** Repack a pack once more than this share of its bytes is unreferenced. */
   readonly maxUnused: number;
   readonly packSize: number;
+  /** Packs scanned, snapshots walked, packs repacked. */
+  readonly onProgress?: PhaseProgress;
 }
 
 export interface PruneReport {
@@ -69,10 +71,10 @@ export async function prune(store: Store, opts: PruneOptions): Promise<PruneRepo
   const lock = store.lock('exclusive');
   const db = store[INDEX_DB];
   try {
-    const scan = await scanPacks(db, store.dir, indexedEntries(store));
+    const scan = await scanPacks(db, store.dir, indexedEntries(store), opts.onProgress);
     db.exec('DROP TABLE IF EXISTS temp.live; CREATE TEMP TABLE live (id BLOB PRIMARY KEY) WITHOUT ROWID;');
     const snapshots = readAllRecords(store.dir);
-    if (store instanceof Repository) await markByWalking(store, snapshots);
+    if (store instanceof Repository) await markByWalking(store, snapshots, opts.onProgress);
     else markByEdges(store, snapshots);
     const missing = db.prepare('SELECT count(*) FROM temp.live l WHERE NOT EXISTS (SELECT 1 FROM temp.copies c WHERE c.id = l.id)').pluck().get() as number;
     chooseCopies(store);
@@ -106,7 +108,7 @@ export async function prune(store: Store, opts: PruneOptions): Promise<PruneRepo
     await removeDoomed();
 
     // Phase 2: sparse packs are copied down to what is needed.
-    const moved = await repack(store, sparse, opts.packSize);
+    const moved = await repack(store, sparse, opts.packSize, opts.onProgress);
     faultPoint('prune-repacked');
     const replaced = new Set(sparse.filter((p) => !moved.keep.has(p.name)).map((p) => p.name));
     if (sparse.length > 0) {
@@ -183,11 +185,12 @@ function packUsage(store: Store, scan: PackScan): Usage[] {
  * packs' copies (the index is not trusted to say where they are). A tree or
  * list that no pack holds intact hides what it names: prune stops there.
  */
-async function markByWalking(repo: Repository, snapshots: readonly Snapshot[]): Promise<void> {
+async function markByWalking(repo: Repository, snapshots: readonly Snapshot[], onProgress?: PhaseProgress): Promise<void> {
   const mark = repo[INDEX_DB].prepare('INSERT OR IGNORE INTO temp.live (id) VALUES (?)');
   const marked = repo[INDEX_DB].prepare('SELECT 1 FROM temp.live WHERE id = ?').pluck();
   const load = scannedLoader(repo);
-  for (const s of snapshots) {
+  for (const [i, s] of snapshots.entries()) {
+    onProgress?.('walked', i, snapshots.length);
     if (s.meta) mark.run(s.meta);
     try {
       await walkSnapshot(load, s, {
@@ -294,7 +297,7 @@ function syncIndex(store: Store, final: readonly { name: string; size: number }[
  * by another copy); a pack holding a needed blob with no good copy elsewhere
  * is kept. The new packs' trailers carry every tree's and list's edges.
  */
-async function repack(store: Store, sparse: readonly Usage[], packSize: number): Promise<{ packs: FinishedPack[]; keep: Set<string> }> {
+async function repack(store: Store, sparse: readonly Usage[], packSize: number, onProgress?: PhaseProgress): Promise<{ packs: FinishedPack[]; keep: Set<string> }> {
   const db = store[INDEX_DB];
   const out: FinishedPack[] = [];
   const keep = new Set<string>();
@@ -340,7 +343,8 @@ async function repack(store: Store, sparse: readonly Usage[], packSize: number):
     writer = undefined;
   };
   try {
-    for (const p of sparse) {
+    for (const [i, p] of sparse.entries()) {
+      onProgress?.('repacked', i, sparse.length);
       for (const b of toCopy.all(p.name) as { id: BlobId; type: BlobType; offset: number; length: number; rawLength: number }[]) {
         const copy = await goodCopy(b.id, b.type, b.rawLength, { pack: p.name, offset: b.offset, length: b.length });
         if (!copy) {

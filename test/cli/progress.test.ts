@@ -31,12 +31,16 @@ describe('progress display', () => {
     expect(out).toMatch(/snapshot [0-9a-f]{8} saved/);
   });
 
-  it('counts a restore and a verify --read-data against their totals, with the time left', async () => {
+  it('counts a restore, a verify --read-data and a prune against their totals, with the time left', async () => {
     const restored = await atTerminal(['restore', 'latest', '--repo', path.join(dir, 'repo'), '--target', path.join(dir, 'restored')]);
     expect(restored).toMatch(/\r\x1b\[Krestored \d+\/1 files, [\d.]+ \w+\/12\.0 MiB \([\d.]+ \w+\/s\), \d+:\d\d left/);
     const verified = await atTerminal(['verify', '--read-data', '--repo', path.join(dir, 'repo')]);
     expect(verified).toMatch(/\r\x1b\[Kread \d+\/\d+ packs, /);
     expect(verified).toMatch(/checked 1 snapshots/);
+    const pruned = await atTerminal(['prune', '--repo', path.join(dir, 'repo')]);
+    expect(pruned).toMatch(/\r\x1b\[Kscanned \d+\/\d+ packs/);
+    expect(pruned).toMatch(/\r\x1b\[Kwalked 0\/1 snapshots/);
+    expect(pruned).toMatch(/pruned: /);
   });
 
   it('shows nothing but the result with --json, even on a terminal', async () => {

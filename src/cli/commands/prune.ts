@@ -4,6 +4,7 @@ import type { Repository } from '../../repo/repository.ts';
 import { formatBytes } from '../../util/units.ts';
 import { type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
+import { ProgressLine } from '../progress.ts';
 
 export function registerPrune(program: Command): void {
   repoCommand(program, 'prune', 'remove data no snapshot references and repack sparse packs').action(async (opts: RepoOptions, cmd: Command) => {
@@ -13,8 +14,15 @@ export function registerPrune(program: Command): void {
   });
 }
 
-export function runPrune(ctx: Context, repo: Repository): Promise<PruneReport> {
-  return prune(repo, { maxUnused: REPACK_UNUSED, packSize: ctx.config.repository.pack_size });
+const UNITS: Record<string, string> = { scanned: 'packs', walked: 'snapshots', repacked: 'packs' };
+
+export async function runPrune(ctx: Context, repo: Repository): Promise<PruneReport> {
+  const progress = new ProgressLine(ctx.interactive);
+  try {
+    return await prune(repo, { maxUnused: REPACK_UNUSED, packSize: ctx.config.repository.pack_size, onProgress: (phase, done, total) => progress.step(phase, done, total, UNITS[phase] ?? 'items') });
+  } finally {
+    progress.done();
+  }
 }
 
 export function describePrune(r: PruneReport): string {

@@ -8,6 +8,7 @@ import type { IdRef } from '../../replicate/messages.ts';
 import { parseListen } from '../../util/listen.ts';
 import { type Context, type GlobalOptions, makeContext, readPassword, type RepoOptions, repoPath, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
+import { ProgressLine } from '../progress.ts';
 
 interface RepairOptions extends RepoOptions {
   peer?: string;
@@ -35,7 +36,7 @@ export function registerRepair(program: Command): void {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
       const peers = ctx.configFile ? ctx.config.peer.filter((p) => (opts.peer === undefined ? p.push : p.name === opts.peer)) : [];
       if (opts.peer !== undefined && peers.length === 0) throw new UsageError(ctx.configFile ? `no [[peer]] named ${JSON.stringify(opts.peer)}` : '--peer needs --config FILE');
-      const check = () => withRepo(ctx, opts, async (repo, pool) => (await verify(repo, pool(), { readData: true })).problems);
+      const check = () => withRepo(ctx, opts, async (repo, pool) => (await verify(repo, pool(), { readData: true, onProgress: readProgress(ctx) })).problems);
       let rebuilt = opts.rebuildIndex ? await rebuild(ctx, opts) : null;
       // an index that does not open, or that verify finds damaged, is rebuilt: it is only a cache of the packs and records
       let found = await check().catch((err: unknown) => {
@@ -54,6 +55,12 @@ export function registerRepair(program: Command): void {
         throw new RepairIncompleteError(`${report.problems.length} problems remain after repair (${report.repaired} of ${report.wanted} blobs mended)${how}; run verify --read-data for where they are used`);
       }
     });
+}
+
+/** The verify's reading of every pack, on the terminal's status line (each call its own line, erased when done). */
+function readProgress(ctx: Context): (done: { packs: number; bytes: number }, total: { packs: number; bytes: number }) => void {
+  const line = new ProgressLine(ctx.interactive);
+  return (done, total) => (done.packs === total.packs ? line.done() : line.update(done.packs, done.bytes, 'read', { count: total.packs, bytes: total.bytes }, 'packs'));
 }
 
 async function rebuild(ctx: Context, opts: RepoOptions): Promise<RebuildReport> {
@@ -95,7 +102,7 @@ async function fetchFromPeers(ctx: Context, opts: RepoOptions, peers: Context['c
         }
       }
       const repaired = await mender.finish();
-      const after = await verify(repo, pool(), { readData: true });
+      const after = await verify(repo, pool(), { readData: true, onProgress: readProgress(ctx) });
       return { wanted: wanted.length, repaired, from, failed, problems: after.problems };
     } catch (err) {
       mender.abort();
