@@ -21,6 +21,8 @@ export interface ApplyOptions {
   readonly afterRestore?: (check: VolumeCheck, volume: VolumeInfo, snapshot: Snapshot) => Promise<void>;
   /** Once aborted, nothing more is started: what is left is skipped with the reason "aborted". */
   readonly signal?: AbortSignal;
+  /** Each volume's restore as it goes: files and bytes written, of the snapshot's. */
+  readonly onProgress?: (volume: string, done: { files: number; bytes: number }, total: { files: number; bytes: number }) => void;
 }
 
 export interface ImageOutcome {
@@ -191,7 +193,14 @@ class Run {
           this.#made.volumes.push(v.target);
         }
         const snapshot = findSnapshot(this.#repo, v.snapshot);
-        const r = await restoreToVolume(this.#engine, this.#repo, snapshot, { volume: v.target, force: v.action !== 'create', pool: this.#opts.pool });
+        const progress = this.#opts.onProgress;
+        const total = { files: snapshot.stats.files, bytes: snapshot.stats.bytes_total };
+        const r = await restoreToVolume(this.#engine, this.#repo, snapshot, {
+          volume: v.target,
+          force: v.action !== 'create',
+          pool: this.#opts.pool,
+          ...(progress ? { onProgress: (p: { files: number; bytesWritten: number }) => progress(v.target, { files: p.files, bytes: p.bytesWritten }, total) } : {}),
+        });
         if (r.stats.errors > 0) throw new Error(`${r.stats.errors} entries could not be restored`);
         await this.#opts.afterRestore?.(v, r.volume, snapshot);
         out.push({ target: v.target, outcome: 'restored', reason: null, files: r.stats.files, bytes: r.stats.bytes_written, ms: r.stats.duration_ms });

@@ -78,7 +78,11 @@ describe('recover (fake engines)', () => {
   });
 
   it('loads images, restores volumes, creates the network and the containers, starts in dependency order what ran, and skips what cannot run', async () => {
-    const r = await run();
+    const progress = new Map<string, { files: number; total: number }>();
+    const r = await run({ onProgress: (volume, done, total) => progress.set(volume, { files: done.files, total: total.files }) });
+    // each restored volume reported its progress against its snapshot's totals
+    expect(progress.size).toBeGreaterThan(0);
+    for (const [volume, p] of progress) expect(p.files, volume).toBeLessThanOrEqual(p.total);
     expect(r.dry_run).toBe(false);
     expect(r.complete).toBe(false);
     expect(r.containers.map((c) => [c.name, c.outcome])).toEqual([

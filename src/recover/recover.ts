@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ContainerState, DockerEngine } from '../docker/engine.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { WorkerPool } from '../workers/pool.ts';
-import { type Applied, applyPlan } from './apply.ts';
+import { type Applied, type ApplyOptions, applyPlan } from './apply.ts';
 import { buildPlan, type PlanOptions, type RecoveryPlan } from './plan.ts';
 import { type Preflight, preflight } from './preflight.ts';
 import { recoveryTarget } from './target.ts';
@@ -22,6 +22,7 @@ export interface RecoverOptions extends Omit<PlanOptions, 'host'> {
   readonly startedAt?: number;
   /** Once aborted (Ctrl-C), nothing more is started: what is left is skipped with the reason "aborted". */
   readonly signal?: AbortSignal;
+  readonly onProgress?: ApplyOptions['onProgress'];
 }
 
 /** This engine's platform, as reports print it. */
@@ -111,7 +112,7 @@ export async function recover(engine: DockerEngine, repo: Repository, host: stri
   const plan = await buildPlan(repo, { host: opts.onlyHostSnapshots ? host : null, ...(opts.at ? { at: opts.at } : {}), ...(opts.containers ? { containers: opts.containers } : {}) });
   const target = recoveryTarget(plan, host, opts.force ?? false);
   const pre = await preflight(engine, repo, plan, target);
-  const apply = { pool: opts.pool, workDir: opts.workDir, log: opts.log, startedAt, ...(opts.signal ? { signal: opts.signal } : {}) };
+  const apply = { pool: opts.pool, workDir: opts.workDir, log: opts.log, startedAt, ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) };
   const applied = opts.dryRun ? undefined : await applyPlan(engine, repo, plan, pre, target, apply);
   return report(host, plan, pre, applied, startedAt);
 }

@@ -12,6 +12,7 @@ import type { WorkerPool } from '../../workers/pool.ts';
 import { type Context, type GlobalOptions, makeContext, makePool, readPassword } from '../context.ts';
 import { type Interrupt, interruptible } from '../interrupt.ts';
 import { table } from './snapshots.ts';
+import { ProgressLine } from '../progress.ts';
 
 /** What recover and drill take to find the host's snapshots. */
 export interface SourceOptions {
@@ -43,12 +44,14 @@ export function registerRecover(program: Command): void {
       const report = await interruptible({ what: `recovery of host ${opts.from}`, stopped: again, interactive: ctx.interactive }, (i) => {
         interrupt = i;
         i.onAbandon(() => `exiting now, in the middle of the recovery; ${again}`);
+        const progress = new ProgressLine(ctx.interactive);
         return withSource(
           ctx,
           opts,
           'recover',
           (repo, pool, onlyHostSnapshots) =>
             recover(connectEngine(ctx.config), repo, opts.from, {
+              onProgress: (volume, done, total) => progress.update(done.files, done.bytes, `volume ${volume}: restored`, { count: total.files, bytes: total.bytes }),
               onlyHostSnapshots,
               ...(at ? { at } : {}),
               ...(opts.container.length > 0 ? { containers: opts.container } : {}),
@@ -59,7 +62,7 @@ export function registerRecover(program: Command): void {
               log: ctx.log,
               startedAt: Math.round(performance.timeOrigin),
               signal: i.signal,
-            }),
+            }).finally(() => progress.done()),
           i,
         );
       });
