@@ -53,8 +53,12 @@ describe('drill (fake engines)', () => {
 
   it('recovers into isolation, checks data and health, and leaves the engine as it was', async () => {
     const before = await inventory(src.b);
-    const r = await run();
+    const restoring = new Set<string>();
+    const r = await run({ onProgress: (volume) => void restoring.add(volume) });
     expect(await inventory(src.b)).toEqual(before);
+    // its volumes' restores were reported as they went, under the drill's own names
+    expect([...restoring].every((v) => v.startsWith(r.run_id))).toBe(true);
+    expect(restoring.size).toBeGreaterThan(0);
     expect(r.cleanup).toEqual({ ok: true, left: [] });
     expect(r.error).toBeNull();
 

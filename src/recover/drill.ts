@@ -4,7 +4,7 @@ import { LABEL } from '../docker/consistency.ts';
 import type { DockerEngine } from '../docker/engine.ts';
 import type { Repository } from '../repo/repository.ts';
 import type { WorkerPool } from '../workers/pool.ts';
-import { type Applied, applyPlan, type Made } from './apply.ts';
+import { type Applied, type ApplyOptions, applyPlan, type Made } from './apply.ts';
 import { RECOVERY_LABEL } from './labels.ts';
 import { buildPlan } from './plan.ts';
 import { preflight } from './preflight.ts';
@@ -28,6 +28,7 @@ export interface DrillOptions {
   readonly signal?: AbortSignal;
   /** The run id (drillRunId()); the caller makes it to name the drill's leftovers should it be killed. Default a new one. */
   readonly runId?: string;
+  readonly onProgress?: ApplyOptions['onProgress'];
 }
 
 /** A new drill run id: the prefix of every name a drill uses, and its lifeboat.drill label. */
@@ -119,6 +120,7 @@ export async function drill(engine: DockerEngine, repo: Repository, host: string
       startedAt,
       afterRestore: async (v, volume, snapshot) => void data.set(v.target, await checkAgainstSnapshot(repo, snapshot, volume.mountpoint)),
       ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     }, made);
     const started = applied.containers.filter((c) => c.outcome === 'started');
     const waits = await Promise.allSettled(

@@ -7,6 +7,7 @@ import { type GlobalOptions, makeContext } from '../context.ts';
 import { type Interrupt, interruptible } from '../interrupt.ts';
 import { type SourceOptions, sourceCommand, withSource } from './recover.ts';
 import { table } from './snapshots.ts';
+import { ProgressLine } from '../progress.ts';
 
 export function registerDrill(program: Command): void {
   sourceCommand(program, 'drill', 'recover a host\'s containers into isolation here, check they come up on their data, then remove them')
@@ -31,19 +32,24 @@ export function registerDrill(program: Command): void {
               ? undefined
               : `exiting without removing what it made: remove the containers, volumes and networks labelled ${RECOVERY_LABEL.drill}=${runId}`,
           );
+          const progress = new ProgressLine(ctx.interactive);
           return withSource(
             ctx,
             opts,
             'drill',
             (repo, pool, onlyHostSnapshots) =>
               drill(connectEngine(ctx.config), repo, opts.from, {
+                onProgress: (volume, done, total) => progress.update(done.files, done.bytes, `volume ${volume}: restored`, { count: total.files, bytes: total.bytes }),
                 onlyHostSnapshots,
                 pool: pool(),
                 workDir: path.join(ctx.config.agent.state_dir, 'tmp'),
                 log: ctx.log,
                 signal: i.signal,
                 runId,
-              }).finally(() => (cleaned = true)),
+              }).finally(() => {
+                cleaned = true;
+                progress.done();
+              }),
             i,
           );
         },
