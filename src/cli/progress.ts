@@ -17,6 +17,8 @@ export class ProgressLine {
   #shown = false;
   #phase = '';
   #phaseStarted = 0;
+  /** When the line was last drawn: at most ten times a second, however often it is told. */
+  #drawnAt = -Infinity;
 
   constructor(enabled: boolean) {
     this.#enabled = enabled;
@@ -24,7 +26,7 @@ export class ProgressLine {
 
   /** `count` of `unit` (files, packs) and their bytes so far, of `total` when it is known. */
   update(count: number, bytes: number, verb: string, total?: Amount, unit = 'files'): void {
-    if (!this.#enabled) return;
+    if (!this.#enabled || !this.#due()) return;
     const secs = (performance.now() - this.#started) / 1000;
     const perSec = secs > 0 ? bytes / secs : 0;
     const of = (n: string, t: string | undefined) => (t === undefined ? n : `${n}/${t}`);
@@ -37,7 +39,9 @@ export class ProgressLine {
   /** A phase of a long operation counted in items only: "scanned 120/2,000 packs, 0:12 left". */
   step(verb: string, done: number, total: number, unit: string): void {
     if (!this.#enabled) return;
-    if (this.#phase !== verb) {
+    const phaseChanged = this.#phase !== verb;
+    if (!this.#due() && !phaseChanged) return;
+    if (phaseChanged) {
       this.#phase = verb;
       this.#phaseStarted = performance.now();
     }
@@ -45,6 +49,13 @@ export class ProgressLine {
     const left = done > 0 ? `, ${clock(((total - done) * secs) / done)} left` : '';
     process.stderr.write(`\r\x1b[K${verb} ${done}/${total} ${unit}${left}`);
     this.#shown = true;
+  }
+
+  #due(): boolean {
+    const now = performance.now();
+    if (now - this.#drawnAt < 100) return false;
+    this.#drawnAt = now;
+    return true;
   }
 
   done(): void {

@@ -116,8 +116,11 @@ describe('push', () => {
   it('sends every blob once, the replica restores equal with the source password, and a second push sends nothing', async () => {
     const s1 = await backupDir(t, src, { splitter });
     const blobs = t.repo[INDEX_DB].prepare('SELECT count(*) FROM blobs').pluck().get() as number;
-    const first = await pushOnce(t);
+    let told = 0;
+    const first = await pushOnce(t, { onSent: () => void told++ });
     expect(first).toMatchObject({ snapshots: 1, already: 0, blobs_resent: 0 });
+    // a progress line hears of every blob sent
+    expect(told).toBe(first.blobs_sent);
     // every blob the snapshot reaches, and nothing else: a fresh repository holds only those
     expect(first.blobs_sent).toBe(blobs);
     await withReplica(async (r) => expect(listSnapshots(r.repo).map((s) => s.id)).toEqual([s1.id]));

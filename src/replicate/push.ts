@@ -41,6 +41,8 @@ export interface PushOptions {
   readonly signal?: AbortSignal;
   /** Told which snapshots the peer holds as the push begins. */
   readonly onWelcome?: (held: readonly string[]) => void;
+  /** Told after each blob sent (the tally has grown). */
+  readonly onSent?: () => void;
   /** Told about each snapshot once the peer has committed it. */
   readonly onCommitted?: (snapshot: Snapshot) => void;
   /** Counts as the push goes, also when it fails part way (what a failed push did send). */
@@ -248,6 +250,7 @@ async function sendNeeded(conn: PeerConnection, repo: Repository, frontier: Fron
     faultPoint('push-blob');
     counts.blobs_sent++;
     counts.bytes_sent += stored.length;
+    opts.onSent?.();
   };
   // The next run is read while this one is sent, so sending does not wait on the disk; into
   // two buffers in turn, as a fresh one faults in its pages on every read. Each run is sent

@@ -12,7 +12,7 @@ import { boundAddress, parseListen } from '../util/listen.ts';
 import type { Identity } from './identity.ts';
 import { RateLimiter } from './limiter.ts';
 import type { PeerStateStore } from './peer-state.ts';
-import { newTally, push, type PushReport } from './push.ts';
+import { newTally, push, type PushReport, type PushTally } from './push.ts';
 import { type ReceiveStats } from './replica.ts';
 import { replicaDir } from './replica-path.ts';
 import { Receiver } from './receiver.ts';
@@ -75,6 +75,8 @@ export interface ReplicatorOptions {
   /** Retry a failed push after [replication] retry (the agent); false for a one-shot command. */
   readonly retries?: boolean;
   readonly onPushed?: (peer: PeerConfig, outcome: PushOutcome) => void;
+  /** A push's tally as it grows (a command's progress line). */
+  readonly onProgress?: (peer: PeerConfig, tally: Readonly<PushTally>) => void;
   readonly onReceived?: (source: { id: string; name: string }, snapshot: Snapshot, stats: ReceiveStats) => void;
 }
 
@@ -293,6 +295,7 @@ class PeerRunner {
         ...(this.#limiter ? { limiter: this.#limiter } : {}),
         signal: ac.signal,
         tally,
+        ...(this.#opts.onProgress ? { onSent: () => this.#opts.onProgress!(peer, tally) } : {}),
         onWelcome: (held) => state.markReplicated(peer.id, held),
         onCommitted: (s) => state.markReplicated(peer.id, [s.id]),
       });

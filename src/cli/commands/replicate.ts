@@ -6,6 +6,7 @@ import type { PushOutcome } from '../../replicate/replicator.ts';
 import { formatBytes } from '../../util/units.ts';
 import { askAgent } from '../agent-client.ts';
 import { type Context, type GlobalOptions, makeContext, openRepo, type RepoOptions } from '../context.ts';
+import { ProgressLine } from '../progress.ts';
 
 export function registerReplicate(program: Command): void {
   program
@@ -51,6 +52,7 @@ async function inProcess(ctx: Context, peer: string | undefined, opts: Pick<Repo
   ]);
   const repo = await openRepo(ctx, opts);
   const catalog = AgentCatalog.open(config.agent.state_dir);
+  const progress = new ProgressLine(ctx.interactive);
   const replicator = new Replicator({
     config,
     identity: await loadOrCreateIdentity(config.agent.state_dir),
@@ -59,10 +61,12 @@ async function inProcess(ctx: Context, peer: string | undefined, opts: Pick<Repo
     log: ctx.log,
     scratchDir: path.join(config.agent.state_dir, 'tmp'),
     retries: false,
+    onProgress: (p, tally) => progress.update(tally.blobs_sent, tally.bytes_sent, `to ${p.name}: sent`, undefined, 'blobs'),
   });
   try {
     return await replicator.replicate(peer);
   } finally {
+    progress.done();
     await replicator.stop();
     catalog.close();
     repo.close();
