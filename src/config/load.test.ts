@@ -167,10 +167,13 @@ describe('parseConfig: errors', () => {
       'lifeboat.toml:2: repository.pack_size: must be between 1MiB and 256MiB, got "512KiB"',
     );
     expect(fail('[repository]\npack_size = "lots"').message).toBe(
-      'lifeboat.toml:2: repository.pack_size: must be a size such as "16MiB", between 1MiB and 256MiB, got "lots"',
+      'lifeboat.toml:2: repository.pack_size: must be a size such as "16MiB" or a number of bytes, between 1MiB and 256MiB, got "lots"',
     );
-    expect(fail('[backup]\n\nblock_size = 65536').message).toBe(
-      'lifeboat.toml:3: backup.block_size: must be a size such as "64KiB", a power of two between 4KiB and 8MiB, got 65536',
+    // a plain integer is bytes, held to the same range
+    expect(parseConfig('[backup]\nblock_size = 65536\n[repository]\npack_size = 16777216', 'lifeboat.toml')).toMatchObject({ backup: { block_size: 65536 }, repository: { pack_size: 16777216 } });
+    expect(fail('[backup]\n\nblock_size = 65535').message).toBe('lifeboat.toml:3: backup.block_size: must be a power of two between 4KiB and 8MiB, got 65535');
+    expect(fail('[backup]\nblock_size = 1.5').message).toBe(
+      'lifeboat.toml:2: backup.block_size: must be a size such as "64KiB" or a number of bytes, a power of two between 4KiB and 8MiB, got 1.5',
     );
   });
 

@@ -31,9 +31,10 @@ function int(min: number, max?: number) {
 /** A size string such as "64KiB", checked and turned into Bytes inside the schema. */
 function size(o: { min: number; max: number; powerOfTwo?: boolean; example: string }) {
   const range = `${o.powerOfTwo ? 'a power of two ' : ''}between ${human(o.min)} and ${human(o.max)}`;
-  const malformed = `must be a size such as "${o.example}", ${range}`;
-  return z.string({ error: malformed }).transform((s, ctx): Bytes => {
-    const n = parseSize(s);
+  const malformed = `must be a size such as "${o.example}" or a number of bytes, ${range}`;
+  // a plain integer is a number of bytes (what config check prints back)
+  return z.union([z.string(), z.number()], { error: malformed }).transform((s, ctx): Bytes => {
+    const n = typeof s === 'number' ? (Number.isSafeInteger(s) && s >= 0 ? (s as Bytes) : undefined) : parseSize(s);
     if (n === undefined) {
       ctx.issues.push({ code: 'custom', message: malformed, input: s });
     } else if (n < o.min || n > o.max || (o.powerOfTwo && (n & (n - 1)) !== 0)) {
