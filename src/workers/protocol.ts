@@ -24,6 +24,7 @@ export type Reply =
  * pool closes. Task names are unique across a pool's modules.
  */
 export interface TaskModule {
+  /** Each task takes its own payload type, checked by the typed call its module exports (jobs.ts). */
   readonly tasks: Readonly<Record<string, (payload: any) => unknown>>;
   readonly open?: (init: unknown) => void;
   readonly close?: () => void;
