@@ -9,7 +9,8 @@ import { InventoryWatcher, type WatcherOptions } from '../inventory/events.ts';
 import type { Logger } from '../log/logger.ts';
 import { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
-import { listSnapshots, repositorySize } from '../repo/snapshots.ts';
+import { findSnapshot, listSnapshots, repositorySize } from '../repo/snapshots.ts';
+import type { RestoreStats } from '../restore/restorer.ts';
 import { ChangeJournal, type JournalStatus, type JournalTake } from '../watch/journal.ts';
 import { type BackupResult, VolumeBackups } from './backups.ts';
 import { Debouncer } from './debounce.ts';
@@ -199,6 +200,7 @@ export class Agent {
               health: () => agent?.health() ?? { ok: false, reasons: ['the agent is starting'] },
               status: () => agent?.status() ?? { starting: true },
               backup: (volume: string) => (agent ? agent.backupNow(volume) : Promise.reject(new UsageError('the agent is starting'))),
+              restore: (volume, snapshot, o) => (agent ? agent.restoreNow(volume, snapshot, o) : Promise.reject(new UsageError('the agent is starting'))),
               ...(config.peer.length > 0 ? { replicate: (peer: string | undefined) => (agent ? agent.replicate(peer) : Promise.reject(new UsageError('the agent is starting'))) } : {}),
             },
             log,
@@ -292,6 +294,27 @@ export class Agent {
   backupNow(volume: string): Promise<BackupResult> {
     if (!this.#tracked.has(volume)) return Promise.reject(new VolumeNotTrackedError(`volume ${volume} is not tracked by the running agent (see [volumes] track and [[volume]] in its config)`));
     return this.#backups.trigger(volume, 'manual');
+  }
+
+  /**
+   * Restores a snapshot into a tracked volume now, as the CLI's restore asks:
+   * never beside a backup of the volume (after the one under way), and the
+   * volume is backed up again once the journal has seen the restore's writes.
+   */
+  restoreNow(volume: string, snapshotId: string, opts: { force: boolean; include: readonly string[]; exclude: readonly string[] }): Promise<RestoreStats & { snapshot: string }> {
+    if (!this.#tracked.has(volume)) return Promise.reject(new VolumeNotTrackedError(`volume ${volume} is not tracked by the running agent (see [volumes] track and [[volume]] in its config)`));
+    const snapshot = findSnapshot(this.#repo, snapshotId);
+    return this.#backups.exclusive(volume, `restore into volume ${volume}`, async () => {
+      const { restoreToVolume } = await import('../restore/volume.ts');
+      const pool = await this.#pools.acquire();
+      try {
+        const r = await restoreToVolume(this.#engine, this.#repo, snapshot, { volume, force: opts.force, include: opts.include, exclude: opts.exclude, pool });
+        this.#log.info({ volume, snapshot: snapshot.id.slice(0, 8), files: r.stats.files, errors: r.stats.errors }, `restored snapshot ${snapshot.id.slice(0, 8)} into volume ${volume}`);
+        return { snapshot: snapshot.id, ...r.stats };
+      } finally {
+        this.#pools.release();
+      }
+    });
   }
 
   /** Pushes to one [[peer]] (by name) or to every peer pushed to, now; resolves with each outcome. */

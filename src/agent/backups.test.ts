@@ -38,6 +38,12 @@ function fakeTake(log: string[], mode: JournalTake['mode'] = 'paths'): JournalTa
   return { mode, paths: new Set(['a']), reason: mode === 'full' ? 'agent started' : null, commit: () => void log.push('commit') };
 }
 
+/** Waits for a condition the code under test makes true by itself, a macrotask at a time. */
+async function until(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !ok(); i++) await new Promise((r) => setImmediate(r));
+  expect(ok()).toBe(true);
+}
+
 function setup(opts: { clock?: { t: number } } = {}) {
   const { log, lines } = captureLog();
   const queue = new JobQueue();
@@ -98,6 +104,28 @@ describe('VolumeBackups', () => {
     expect(r).toMatchObject({ outcome: 'success', reason: 'manual' });
     expect(t.events).toEqual(['take a', 'start a', 'end a', 'commit', 'take a', 'start a', 'end a', 'commit']);
     expect(t.results.map((x) => x.outcome)).toEqual(['success', 'success']);
+  });
+
+  it('exclusive work on a volume (a restore) waits for its backup, keeps backups off while it runs, and a change meanwhile backs it up after', async () => {
+    const t = setup();
+    const backup = t.backups.trigger('a', 'schedule');
+    const restored = later();
+    const restore = t.backups.exclusive('a', 'restore into volume a', async () => {
+      t.events.push('restore a');
+      await restored.p;
+      return 'restored';
+    });
+    await t.finish('a');
+    await backup;
+    await until(() => t.events.includes('restore a'));
+    // while it restores, a scheduled backup is skipped and a continuous one waits for it
+    expect((await t.backups.trigger('a', 'schedule')).outcome).toBe('skipped');
+    expect((await t.backups.trigger('a', 'continuous')).outcome).toBe('skipped');
+    restored.resolve();
+    expect(await restore).toBe('restored');
+    await t.finish('a');
+    await t.backups.settled();
+    expect(t.events).toEqual(['take a', 'start a', 'end a', 'commit', 'restore a', 'take a', 'start a', 'end a', 'commit']);
   });
 
   it('a scheduled trigger while the volume is busy is skipped and logged as missed', async () => {

@@ -65,8 +65,8 @@ export interface BackupsOptions {
  * take; a manual one (the CLI's backup) waits for it and then runs.
  */
 export class VolumeBackups {
-  /** The backup of each volume queued or running now. */
-  readonly #current = new Map<string, Promise<BackupResult>>();
+  /** The work on each volume queued or running now (a backup, or a restore into it). */
+  readonly #current = new Map<string, Promise<unknown>>();
   readonly #opts: BackupsOptions;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -129,7 +129,10 @@ export class VolumeBackups {
   trigger(volume: string, reason: TriggerReason): Promise<BackupResult> {
     const r = this.record(volume);
     // someone asked for a snapshot of the volume now: after the one under way, not instead of it
-    if (r.busy && reason === 'manual') return this.#current.get(volume)!.then(() => this.trigger(volume, reason));
+    if (r.busy && reason === 'manual') {
+      const again = () => this.trigger(volume, reason);
+      return this.#current.get(volume)!.then(again, again);
+    }
     if (r.busy) {
       if (reason === 'continuous') {
         r.rerun = true;
@@ -141,8 +144,27 @@ export class VolumeBackups {
       this.#opts.onResult?.(skipped);
       return Promise.resolve(skipped);
     }
+    return this.#hold(volume, r, () => this.#queued(volume, reason, r));
+  }
+
+  /**
+   * Other work on a volume (a restore into it), run as one of its backups
+   * would be: after the work under way, none beside it, in the agent's job
+   * queue. A change the journal reports meanwhile backs the volume up right after.
+   */
+  exclusive<T>(volume: string, name: string, fn: () => Promise<T>): Promise<T> {
+    const r = this.record(volume);
+    if (r.busy) {
+      const again = () => this.exclusive(volume, name, fn);
+      return this.#current.get(volume)!.then(again, again);
+    }
+    return this.#hold(volume, r, () => this.#opts.queue.run(name, fn));
+  }
+
+  /** The volume is busy while `work` runs; a continuous trigger that came meanwhile runs after it. */
+  #hold<T>(volume: string, r: VolumeRecord, work: () => Promise<T>): Promise<T> {
     r.busy = true;
-    const p = this.#queued(volume, reason, r).finally(() => {
+    const p = work().finally(() => {
       r.busy = false;
       r.running = false;
       this.#inFlight.delete(p);

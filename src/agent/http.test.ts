@@ -148,6 +148,23 @@ describe('HTTP endpoint', () => {
     expect(asked).toEqual(['pg data', 'untracked']);
   });
 
+  it('POST /restore?volume=NAME&snapshot=ID passes the options on; without both names it is 400', async () => {
+    const asked: unknown[] = [];
+    const address = await serve({
+      metrics: async () => ({ contentType: 'text/plain', body: '' }),
+      health: () => ({ ok: true, reasons: [] }),
+      status: () => ({}),
+      restore: async (volume, snapshot, o) => {
+        asked.push({ volume, snapshot, ...o });
+        return { snapshot, files: 1 };
+      },
+    });
+    const r = await get(address, '/restore?volume=db&snapshot=abc&force=1&include=%2Fa&include=*.sql&exclude=tmp', 'POST');
+    expect([r.status, JSON.parse(r.body)]).toEqual([200, { snapshot: 'abc', files: 1 }]);
+    expect(asked).toEqual([{ volume: 'db', snapshot: 'abc', force: true, include: ['/a', '*.sql'], exclude: ['tmp'] }]);
+    expect((await get(address, '/restore?volume=db', 'POST')).status).toBe(400);
+  });
+
   it('GET /healthz: 200 ok, or 503 degraded with the reasons', async () => {
     let health = { ok: true, reasons: [] as string[] };
     const address = await serve({ metrics: async () => ({ contentType: 'text/plain', body: '' }), health: () => health, status: () => ({}) });

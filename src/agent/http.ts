@@ -18,6 +18,8 @@ export interface Endpoints {
   replicate?(peer: string | undefined): Promise<unknown>;
   /** POST /backup?volume=NAME: a backup of a tracked volume now (after one under way), answered when it has ended. */
   backup?(volume: string): Promise<unknown>;
+  /** POST /restore?volume=NAME&snapshot=ID[&force=1][&include=P...][&exclude=P...]: a restore into a tracked volume, never beside its backups. */
+  restore?(volume: string, snapshot: string, opts: { force: boolean; include: readonly string[]; exclude: readonly string[] }): Promise<unknown>;
 }
 
 /**
@@ -36,7 +38,7 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const json = (status: number, value: unknown) => send(status, 'application/json; charset=utf-8', `${JSON.stringify(value)}\n`);
-    const action = url.pathname === '/replicate' || url.pathname === '/backup';
+    const action = url.pathname === '/replicate' || url.pathname === '/backup' || url.pathname === '/restore';
     if (action ? req.method !== 'POST' : req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', action ? 'POST' : 'GET, HEAD');
       json(405, { error: `method ${req.method ?? '?'} not allowed` });
@@ -62,6 +64,17 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
           await act(() => endpoints.backup!(volume));
           return;
         }
+        case '/restore': {
+          const volume = url.searchParams.get('volume');
+          const snapshot = url.searchParams.get('snapshot');
+          if (!endpoints.restore || !volume || !snapshot) {
+            json(endpoints.restore ? 400 : 404, { error: endpoints.restore ? 'POST /restore needs ?volume=NAME&snapshot=ID' : 'this agent restores nothing on request' });
+            return;
+          }
+          const q = url.searchParams;
+          await act(() => endpoints.restore!(volume, snapshot, { force: q.get('force') === '1', include: q.getAll('include'), exclude: q.getAll('exclude') }));
+          return;
+        }
         case '/replicate': {
           if (!endpoints.replicate) {
             json(404, { error: 'this agent has no [[peer]] to replicate to' });
@@ -84,7 +97,7 @@ export function handler(endpoints: Endpoints, log: Logger): http.RequestListener
           json(200, endpoints.status());
           return;
         default:
-          json(404, { error: `no such endpoint ${url.pathname}; try /metrics, /healthz, /status, POST /backup or POST /replicate` });
+          json(404, { error: `no such endpoint ${url.pathname}; try /metrics, /healthz, /status, POST /backup, POST /restore or POST /replicate` });
       }
     };
     serve().catch((err: unknown) => {

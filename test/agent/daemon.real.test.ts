@@ -167,6 +167,27 @@ describe('lifeboat run on a real engine', () => {
     expect((await engine.inspectContainer(container))!.state).toBe('running');
   });
 
+  it('a CLI restore into a volume the agent tracks goes through the agent, never beside a backup of it', async () => {
+    const d = daemon!;
+    const config = path.join(dir, 'agent.toml');
+    const list = await lifeboat(['--config', config, '--json', 'snapshots', '--volume', volume.name]);
+    expect(list.code, list.stderr).toBe(0);
+    const first = list.json<{ id: string }[]>()[0]!.id;
+    // a restore needs the volume's containers stopped
+    await engine.stop(container, 1);
+    try {
+      await fsp.writeFile(path.join(volume.mountpoint, 'base.txt'), 'changed after the snapshot\n');
+      const r = await lifeboat(['--config', config, '--json', 'restore', first, '--to-volume', volume.name, '--force']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json()).toMatchObject({ snapshot: first, volume: volume.name, errors: 0 });
+      expect(await fsp.readFile(path.join(volume.mountpoint, 'base.txt'), 'utf8')).toBe('present before the agent started\n');
+      // the agent did it, in its queue: its log says so
+      expect(d.logs.some((l) => l.msg === `restored snapshot ${first.slice(0, 8)} into volume ${volume.name}`)).toBe(true);
+    } finally {
+      await engine.start(container);
+    }
+  });
+
   it('SIGTERM during a backup: exits 0 within seconds, the paused container runs again', async () => {
     const d = daemon!;
     // a backup big enough to be caught under way

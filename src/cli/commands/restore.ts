@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { UsageError } from '../../errors/errors.ts';
+import { AgentJobError, UsageError } from '../../errors/errors.ts';
+import { askAgent } from '../agent-client.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { findSnapshot } from '../../repo/snapshots.ts';
 import { restore, type RestoreOptions as RestoreRun, type RestoreStats } from '../../restore/restorer.ts';
 import { formatBytes } from '../../util/units.ts';
-import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { filterOf, type FilterOptions, withFilterOptions } from '../filters.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
@@ -18,6 +19,23 @@ interface RestoreOptions extends RepoOptions, FilterOptions {
 }
 
 const collect = (v: string, acc: string[] = []) => [...acc, v];
+
+/** POST /restore on the running agent when it tracks the volume; undefined when no agent answers or it leaves the volume to this command. */
+async function restoreThroughAgent(ctx: Context, volume: string, snapshot: string, opts: RestoreOptions): Promise<RestoreStats | undefined> {
+  const listen = ctx.config.agent.listen;
+  if (!ctx.configFile || listen === '') return undefined;
+  const q = new URLSearchParams({ volume, snapshot });
+  if (opts.force) q.set('force', '1');
+  for (const p of opts.include ?? []) q.append('include', p);
+  for (const p of opts.exclude ?? []) q.append('exclude', p);
+  const a = await askAgent(listen, 'POST', `/restore?${q}`, 24 * 3600_000);
+  if ('unreachable' in a) return undefined;
+  const body = a.body as RestoreStats & { error?: string; code?: string };
+  if (body.code === 'LB_ERR_VOLUME_NOT_TRACKED') return undefined;
+  if (a.status === 400) throw new UsageError(`the running agent refused: ${body.error ?? 'HTTP 400'}`);
+  if (a.status !== 200) throw new AgentJobError(body.error ?? `HTTP ${a.status}`, body.code ?? 'LB_ERR_INTERNAL');
+  return body;
+}
 
 export function registerRestore(program: Command): void {
   withFilterOptions(repoCommand(program, 'restore', 'restore a snapshot into an empty directory or a Docker volume'), 'snapshots')
@@ -37,6 +55,9 @@ export function registerRestore(program: Command): void {
       const progress = new ProgressLine(ctx.interactive);
       const { snapshot, stats, where } = await withRepo(ctx, opts, async (repo, pool) => {
         const snapshot = findSnapshot(repo, ref, filterOf(opts));
+        // a volume the running agent tracks is restored by the agent, never beside one of its backups
+        const viaAgent = opts.toVolume !== undefined ? await restoreThroughAgent(ctx, opts.toVolume, snapshot.id, opts) : undefined;
+        if (viaAgent) return { snapshot, stats: viaAgent, where: `volume ${opts.toVolume} (by the running agent)` };
         const run: Omit<RestoreRun, 'target'> = {
           pool: pool(),
           include: opts.include ?? [],
