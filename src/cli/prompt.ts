@@ -7,7 +7,6 @@ import { InterruptedError } from '../errors/errors.ts';
  */
 export function promptHidden(question: string): Promise<string> {
   const input = process.stdin;
-  process.stderr.write(question);
   return new Promise((resolve, reject) => {
     let answer = '';
     const done = (finish: () => void) => {
@@ -25,8 +24,10 @@ export function promptHidden(question: string): Promise<string> {
         else answer += ch;
       }
     };
+    // echo off before the question shows: an answer typed (or pasted) at once is never echoed
     input.setRawMode(true);
     input.resume();
     input.on('data', onData);
+    process.stderr.write(question);
   });
 }
