@@ -118,7 +118,10 @@ export class VolumeBackups {
   /** The volume is no longer tracked: forget what is not worth keeping (a running backup finishes). */
   drop(volume: string): void {
     const r = this.#records.get(volume);
-    if (r && !r.busy) this.#records.delete(volume);
+    if (r && !r.busy) {
+      this.#records.delete(volume);
+      this.#current.delete(volume);
+    }
   }
 
   /** Settles when every backup started so far has ended. */

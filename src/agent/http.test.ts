@@ -55,6 +55,9 @@ function metricsFor(opts: { engineUp: boolean }): AgentMetrics {
   }, { version: '9.8.7', peers: ['dr-site'] });
 }
 
+/** Endpoints that answer with nothing to say, for tests about the others. */
+const QUIET: Endpoints = { metrics: async () => ({ contentType: 'text/plain', body: '' }), health: () => ({ ok: true, reasons: [] }), status: () => ({}) };
+
 const snap = {
   id: 'a'.repeat(64),
   time: new Date().toISOString(),
@@ -130,9 +133,7 @@ describe('HTTP endpoint', () => {
   it('POST /backup?volume=NAME answers with the backup once it has ended; a caller\'s mistake is 400 with its code', async () => {
     const asked: string[] = [];
     const address = await serve({
-      metrics: async () => ({ contentType: 'text/plain', body: '' }),
-      health: () => ({ ok: true, reasons: [] }),
-      status: () => ({}),
+      ...QUIET,
       backup: async (volume) => {
         asked.push(volume);
         if (volume === 'untracked') throw new VolumeNotTrackedError(`volume ${volume} is not tracked by the running agent`);
@@ -151,9 +152,7 @@ describe('HTTP endpoint', () => {
   it('POST /restore?volume=NAME&snapshot=ID passes the options on; without both names it is 400', async () => {
     const asked: unknown[] = [];
     const address = await serve({
-      metrics: async () => ({ contentType: 'text/plain', body: '' }),
-      health: () => ({ ok: true, reasons: [] }),
-      status: () => ({}),
+      ...QUIET,
       restore: async (volume, snapshot, o) => {
         asked.push({ volume, snapshot, ...o });
         return { snapshot, files: 1 };
@@ -197,7 +196,7 @@ describe('HTTP endpoint', () => {
   });
 
   it('a port in use: ListenError naming the key and the address, exit code 2', async () => {
-    const address = await serve({ metrics: async () => ({ contentType: 'text/plain', body: '' }), health: () => ({ ok: true, reasons: [] }), status: () => ({}) });
+    const address = await serve(QUIET);
     const err = await listen(address, () => {}).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ListenError);
     expect((err as ListenError).exitCode).toBe(2);

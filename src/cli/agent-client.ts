@@ -1,4 +1,5 @@
 import { nodeHttp } from '../agent/http.ts';
+import { AgentJobError, UsageError } from '../errors/errors.ts';
 import { parseListen } from '../util/listen.ts';
 
 export type AgentAnswer = { readonly status: number; readonly body: unknown } | { readonly unreachable: string };
@@ -28,4 +29,22 @@ export function askAgent(listen: string, method: 'GET' | 'POST', path: string, t
     req.on('error', (err: NodeJS.ErrnoException) => resolve({ unreachable: err.code === 'ECONNREFUSED' ? 'connection refused' : err.message }));
     req.end();
   });
+}
+
+/**
+ * Work on a volume the running agent does for a command (POST /backup,
+ * /restore): its answer, or undefined when no agent answers, there is no
+ * config to find it by, or it does not track the volume (the command then
+ * does the work). A refusal of the caller's request is a usage error; a
+ * failure there keeps the agent's code.
+ */
+export async function volumeWorkThroughAgent<T>(listen: string, configFile: string | undefined, path: string): Promise<T | undefined> {
+  if (!configFile || listen === '') return undefined;
+  const a = await askAgent(listen, 'POST', path, 24 * 3600_000);
+  if ('unreachable' in a) return undefined;
+  const body = a.body as { error?: string; code?: string };
+  if (body.code === 'LB_ERR_VOLUME_NOT_TRACKED') return undefined;
+  if (a.status === 400) throw new UsageError(`the running agent refused: ${body.error ?? 'HTTP 400'}`);
+  if (a.status !== 200) throw new AgentJobError(body.error ?? `HTTP ${a.status}`, body.code ?? 'LB_ERR_INTERNAL');
+  return a.body as T;
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { backup, type BackupOptions as ArchiveOptions } from '../../backup/archiver.ts';
 import { AgentJobError, UsageError } from '../../errors/errors.ts';
-import { askAgent } from '../agent-client.ts';
+import { askAgent, volumeWorkThroughAgent } from '../agent-client.ts';
 import type { Snapshot } from '../../repo/snapshot.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import type { SplitterSpec } from '../../repo/splitter-spec.ts';
@@ -157,16 +157,8 @@ async function throughAgent(ctx: Context, volume: string, opts: BackupOptions): 
     if ('unreachable' in (await askAgent(listen, 'GET', '/healthz', 5000))) return undefined;
     throw new UsageError(`the running agent backs volume ${volume} up with its config's settings; ${own.join(', ')} apply only when no agent runs`);
   }
-  const a = await askAgent(listen, 'POST', `/backup?volume=${encodeURIComponent(volume)}`, 24 * 3600_000);
-  if ('unreachable' in a) return undefined;
-  // a volume the agent leaves alone is this command's to back up
-  if ((a.body as { code?: string }).code === 'LB_ERR_VOLUME_NOT_TRACKED') return undefined;
-  if (a.status === 400) throw new UsageError(`the running agent refused: ${(a.body as { error?: string }).error ?? 'HTTP 400'}`);
-  if (a.status !== 200) {
-    const e = a.body as { error?: string; code?: string };
-    throw new AgentJobError(e.error ?? `HTTP ${a.status}`, e.code ?? 'LB_ERR_INTERNAL');
-  }
-  const r = a.body as { outcome: string; snapshot?: Snapshot; error?: { message: string; code: string } };
+  const r = await volumeWorkThroughAgent<{ outcome: string; snapshot?: Snapshot; error?: { message: string; code: string } }>(listen, ctx.configFile, `/backup?volume=${encodeURIComponent(volume)}`);
+  if (!r) return undefined;
   if (r.outcome === 'failure') throw new AgentJobError(r.error?.message ?? 'the backup failed', r.error?.code ?? 'LB_ERR_INTERNAL');
   if (r.outcome !== 'success' || !r.snapshot) throw new AgentJobError(`the backup was ${r.outcome} (the agent is stopping)`, 'LB_ERR_INTERRUPTED');
   return r.snapshot;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { AgentJobError, UsageError } from '../../errors/errors.ts';
-import { askAgent } from '../agent-client.ts';
+import { UsageError } from '../../errors/errors.ts';
+import { volumeWorkThroughAgent } from '../agent-client.ts';
 import { shortId } from '../../repo/snapshot.ts';
 import { findSnapshot } from '../../repo/snapshots.ts';
 import { restore, type RestoreOptions as RestoreRun, type RestoreStats } from '../../restore/restorer.ts';
@@ -21,20 +21,12 @@ interface RestoreOptions extends RepoOptions, FilterOptions {
 const collect = (v: string, acc: string[] = []) => [...acc, v];
 
 /** POST /restore on the running agent when it tracks the volume; undefined when no agent answers or it leaves the volume to this command. */
-async function restoreThroughAgent(ctx: Context, volume: string, snapshot: string, opts: RestoreOptions): Promise<RestoreStats | undefined> {
-  const listen = ctx.config.agent.listen;
-  if (!ctx.configFile || listen === '') return undefined;
+function restoreThroughAgent(ctx: Context, volume: string, snapshot: string, opts: RestoreOptions): Promise<RestoreStats | undefined> {
   const q = new URLSearchParams({ volume, snapshot });
   if (opts.force) q.set('force', '1');
   for (const p of opts.include ?? []) q.append('include', p);
   for (const p of opts.exclude ?? []) q.append('exclude', p);
-  const a = await askAgent(listen, 'POST', `/restore?${q}`, 24 * 3600_000);
-  if ('unreachable' in a) return undefined;
-  const body = a.body as RestoreStats & { error?: string; code?: string };
-  if (body.code === 'LB_ERR_VOLUME_NOT_TRACKED') return undefined;
-  if (a.status === 400) throw new UsageError(`the running agent refused: ${body.error ?? 'HTTP 400'}`);
-  if (a.status !== 200) throw new AgentJobError(body.error ?? `HTTP ${a.status}`, body.code ?? 'LB_ERR_INTERNAL');
-  return body;
+  return volumeWorkThroughAgent<RestoreStats>(ctx.config.agent.listen, ctx.configFile, `/restore?${q}`);
 }
 
 export function registerRestore(program: Command): void {
