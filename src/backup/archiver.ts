@@ -21,8 +21,9 @@ import { MiB } from '../util/units.ts';
 import { JobBatcher } from '../workers/batcher.ts';
 import type { WorkerPool } from '../workers/pool.ts';
 import { acknowledgePack, flushPacks, type PackReport, resetPacks } from '../repo/jobs.ts';
-import { type SeenFile, type StoreItem, type StoreResult, storeFiles } from './jobs.ts';
+import { type ItemPrints, type SeenFile, type StoreItem, type StoreResult, storeFiles } from './jobs.ts';
 import { Capture, type CapturedFile, type CaptureOptions } from './capture.ts';
+import { type FingerprintStore, keepOnlyBlocks, type ParentBlocks, parentBlocks, rememberBlocks } from './fingerprints.ts';
 import { type FileStat, nodeFromStat } from './node.ts';
 import { matchesPattern } from '../repo/browse.ts';
 
@@ -86,6 +87,12 @@ export interface BackupOptions {
    * thawed, and the copies read. Not with `phases` or `windows`.
    */
   readonly capture?: CaptureOptions;
+  /**
+   * The source's block fingerprints from its last backup (fixed blocks
+   * only): a large file's blocks whose fingerprints did not change take the
+   * parent's ids unhashed, and what each read found is kept for the next.
+   */
+  readonly fingerprints?: FingerprintStore;
   /** Told about damage found in the repository that the backup worked around (packs gone, their blocks stored again). */
   readonly onDamage?: (message: string) => void;
   readonly onProgress?: (p: Progress) => void;
@@ -128,6 +135,12 @@ export interface ReadWindow {
 const SMALL = 1 * MiB;
 /** A large file is cut into ranges of this size (fixed blocks only) so every worker reads a part. */
 const RANGE = 8 * MiB;
+
+/** A whole read of a large file that fingerprints its blocks: against the parent's, with their ids, when they describe its node. */
+interface PrintedRead {
+  readonly rel: string;
+  readonly parent?: ParentBlocks & { readonly ids: Buffer };
+}
 /** Reads of a file that changes while it is read, before it is reported instead of stored. */
 const READ_ATTEMPTS = 3;
 
@@ -168,7 +181,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
   const archiver = new Archiver(repo, writer, opts);
   let capture: Capture | undefined;
   try {
-    if (opts.capture) capture = archiver.captureWith(Capture.open(opts.capture, opts.splitter.kind === 'fixed' ? opts.splitter.size : undefined, opts.pool));
+    if (opts.capture) capture = archiver.captureWith(Capture.open(opts.capture, opts.splitter.kind === 'fixed' && opts.fingerprints ? opts.splitter.size : undefined, opts.pool));
     const lost = repo.forgetMissingPacks();
     if (lost.length > 0) {
       // What the lost packs held must come back from the source: every file is looked at, and
@@ -221,6 +234,7 @@ export async function backup(repo: Repository, opts: BackupOptions): Promise<Sna
     };
     saveSnapshot(repo, snapshot);
     faultPoint('snapshot-saved');
+    archiver.forgetUnseenFingerprints();
     return snapshot;
   } catch (err) {
     archiver.dropHeld(err);
@@ -298,6 +312,8 @@ class Archiver {
   readonly #thawed = Promise.withResolvers<void>();
   /** Unchanged files count as such only when the index has every block they name (the repository lost some). */
   #vouch = false;
+  /** The files of more than a block (those that can have fingerprints) that the walk found. */
+  readonly #large = new Set<string>();
   readonly #tolerant: { tolerant?: true };
   /** Every file's read (its node's promise), for a first phase to end on. */
   readonly #reads: Promise<unknown>[] = [];
@@ -370,6 +386,11 @@ class Archiver {
 
   vouchForContent(): void {
     this.#vouch = true;
+  }
+
+  /** After a walk of every file: the fingerprints of files it did not find (removed, shrunk, excluded) go. */
+  forgetUnseenFingerprints(): void {
+    if (this.#journal === undefined && this.#opts.fingerprints) keepOnlyBlocks(this.#opts.fingerprints, this.#large);
   }
 
   /**
@@ -546,6 +567,7 @@ class Archiver {
   async #file(full: string, rel: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
     const name = path.posix.basename(rel);
     const size = Number(st.size);
+    if (size > this.#opts.splitter.size && this.#opts.fingerprints && !this.#journal) this.#large.add(rel);
     const window = this.#windowOf(rel, st);
     if (
       window === undefined &&
@@ -559,8 +581,9 @@ class Archiver {
       return { done: Promise.resolve(nodeFromStat(name, 'file', st, { blocks: before.blocks, lists: before.lists })) };
     }
     if (this.#capture) return this.#captured(full, rel, st, before);
-    const first = await this.#readOnce(full, st, true, window && (await this.#plan(window, st, before)));
-    const node = this.#settle(full, rel, st, before, first.done);
+    const prints = window ? undefined : await this.#printed(rel, size, before);
+    const first = await this.#readOnce(full, st, true, window && (await this.#plan(window, st, before)), prints);
+    const node = this.#settle(full, rel, st, before, first.done, prints);
     node.catch(() => {});
     if (this.#later) this.#reads.push(node);
     return { done: node };
@@ -575,14 +598,16 @@ class Archiver {
   /**
    * Copies a file while the containers are frozen (its read, of the copy,
    * comes after the thaw): whole, or the blocks whose fingerprints differ
-   * from the parent's, whose ids the rest keeps. A reflink clone is compared
-   * with the parent's fingerprints after the thaw. Nothing but the copy
-   * happens before it: the parent's ids are looked up after.
+   * from the parent's, whose ids the rest keeps. A reflink clone is read
+   * after the thaw like a file in place, its fingerprints compared as it is.
+   * Nothing but the copy happens before it: the parent's ids are looked up after.
    */
   async #captured(full: string, rel: string, st: FileStat, before: TreeNode | undefined): Promise<Later<TreeNode | undefined>> {
     const capture = this.#capture!;
+    const store = this.#opts.fingerprints;
+    const block = this.#opts.splitter.size;
     // the repository lost packs: what the parent had may be gone, so nothing is taken from it unread
-    const parent = this.#vouch ? undefined : capture.known(rel, before);
+    const parent = this.#vouch || !store || this.#opts.splitter.kind !== 'fixed' ? undefined : parentBlocks(store, block, rel, before);
     let file: CapturedFile | undefined;
     try {
       file = await capture.take(full, st, parent);
@@ -598,30 +623,33 @@ class Archiver {
       return { done: Promise.resolve(before) };
     }
     const copy = file;
+    const size = Number(copy.stat.size);
     // resolves once the read is dispatched, with its node to come
-    const dispatch = async (changes: { kept?: Uint8Array; hashes?: Buffer } | undefined, shared: boolean): Promise<{ node: Promise<TreeNode | undefined> }> => {
+    const dispatch = async (how: { kept?: Uint8Array; hashes?: Buffer; prints?: PrintedRead }, shared: boolean): Promise<{ node: Promise<TreeNode | undefined> }> => {
       let plan: ReadPlan | undefined;
-      if (changes?.kept?.includes(1)) {
+      if (how.kept?.includes(1)) {
         const ids = await this.#parentIds(before!);
         if (ids?.length !== parent!.hashes.length / 8) {
           this.#warn(full, new Error("the parent snapshot's blocks it kept could not be found in the repository; kept as it was in the parent snapshot"));
           return { node: Promise.resolve(before) };
         }
-        plan = keptPlan(changes.kept, ids, this.#opts.splitter.size, Number(copy.stat.size));
+        plan = keptPlan(how.kept, ids, block, size);
       }
-      const first = await this.#readOnce(copy.path, copy.seen, shared, plan);
+      const first = await this.#readOnce(copy.path, copy.seen, shared, plan, how.prints);
       const outcome = first.done.then((o) => {
-        if (o.kind === 'read' && changes?.hashes) capture.remember(rel, o.content, changes.hashes);
+        if (o.kind === 'read' && how.hashes) rememberBlocks(store!, block, rel, o.content, how.hashes);
         return o;
       });
-      return { node: this.#settle(full, rel, copy.stat, before, outcome) };
+      return { node: this.#settle(full, rel, copy.stat, before, outcome, how.prints) };
     };
-    const afterThaw = (changes: () => Promise<{ kept?: Uint8Array; hashes?: Buffer } | undefined>) =>
+    const afterThaw = (how: () => Promise<{ kept?: Uint8Array; hashes?: Buffer; prints?: PrintedRead }>) =>
       // after the walk, which has sent its last shared job by then: each read alone
-      this.#thawed.promise.then(async () => (await dispatch(await changes(), false)).node);
-    const node = (
-      copy.reflinked ? afterThaw(() => capture.changes(copy, parent)) : copy.kept ? afterThaw(async () => copy) : (await dispatch(copy, true)).node
-    ).finally(() => capture.release(copy));
+      this.#thawed.promise.then(async () => (await dispatch(await how(), false)).node);
+    const printed = async () => {
+      const prints = await this.#printed(rel, size, before);
+      return prints ? { prints } : {};
+    };
+    const node = (copy.reflinked ? afterThaw(printed) : copy.kept ? afterThaw(async () => copy) : (await dispatch(copy, true)).node).finally(() => capture.release(copy));
     node.catch(() => {});
     return { done: node };
   }
@@ -643,8 +671,24 @@ class Archiver {
     return kept?.length === count ? { parts: [{ ids: kept }, { from: count * block, to }], to } : whole;
   }
 
-  /** The parent's block ids of a file (its first `limit`), when its lists load and the index has every one. */
-  async #parentIds(before: TreeNode, limit = Infinity): Promise<string[] | undefined> {
+  /**
+   * How a large file's whole read fingerprints its blocks, when the source
+   * keeps fingerprints (fixed blocks only): against the parent's, when they
+   * describe its node and the index has every block they stand for.
+   */
+  async #printed(rel: string, size: number, before: TreeNode | undefined): Promise<PrintedRead | undefined> {
+    const store = this.#opts.fingerprints;
+    const { kind, size: block } = this.#opts.splitter;
+    if (!store || kind !== 'fixed' || size <= SMALL) return undefined;
+    // the repository lost packs: what the parent had may be gone, so nothing is taken from it unread;
+    // otherwise its blocks are as present as an unchanged file's, which are taken unchecked
+    const parent = this.#vouch ? undefined : parentBlocks(store, block, rel, before);
+    const ids = parent && (await this.#parentIds(before!, Infinity, false));
+    return parent && ids?.length === parent.hashes.length / 8 ? { rel, parent: { ...parent, ids: Buffer.from(ids.join(''), 'hex') } } : { rel };
+  }
+
+  /** The parent's block ids of a file (its first `limit`), when its lists load and (`checked`) the index has every one. */
+  async #parentIds(before: TreeNode, limit = Infinity, checked = true): Promise<string[] | undefined> {
     const ids: string[] = [];
     try {
       for await (const group of blockGroups((id, type) => this.#repo.loadBlob(id, type), before, before.name)) {
@@ -655,7 +699,7 @@ class Archiver {
       if (!(err instanceof CorruptIndexError || err instanceof CorruptDataError)) throw err;
       return undefined;
     }
-    return ids.every((hex) => this.#indexed(hex)) ? ids : undefined;
+    return !checked || ids.every((hex) => this.#indexed(hex)) ? ids : undefined;
   }
 
   /** The id of a block of `length` zeros, stored if the repository lacks it. */
@@ -693,7 +737,7 @@ class Archiver {
    * never blocks of versions that did not coexist, nor content under the
    * metadata of another version.
    */
-  async #settle(full: string, rel: string, st: FileStat, before: TreeNode | undefined, first: Promise<ReadOutcome>): Promise<TreeNode | undefined> {
+  async #settle(full: string, rel: string, st: FileStat, before: TreeNode | undefined, first: Promise<ReadOutcome>, prints?: PrintedRead): Promise<TreeNode | undefined> {
     const name = path.posix.basename(rel);
     let stat = st;
     let outcome = await first;
@@ -711,7 +755,7 @@ class Archiver {
       }
       // A job of its own: the walk may have sent its last shared batch already.
       const window = this.#windowOf(rel, stat);
-      outcome = await (await this.#readOnce(full, stat, false, window && (await this.#plan(window, stat, before)))).done;
+      outcome = await (await this.#readOnce(full, stat, false, window && (await this.#plan(window, stat, before)), window ? undefined : prints)).done;
     }
     if (outcome.kind === 'error') {
       this.#warn(full, new Error(outcome.message));
@@ -734,10 +778,12 @@ class Archiver {
    * in order, not gathered: memory holds the parts in flight and one list of
    * ids, whatever the file's size. Once a part found the file changed (or
    * unreadable), the rest of it is not dispatched, and ids are no longer taken.
+   * A whole read with `prints` keeps the fingerprints it took.
    */
-  async #readOnce(full: string, st: FileStat, shared: boolean, plan?: ReadPlan): Promise<Later<ReadOutcome>> {
+  async #readOnce(full: string, st: FileStat, shared: boolean, plan?: ReadPlan, prints?: PrintedRead): Promise<Later<ReadOutcome>> {
     const content = new BlockListBuilder((list) => toHex(this.#saveBlob(BlobType.list, list, () => listRefs(list))));
     const block = this.#opts.splitter.size;
+    const hashes: Uint8Array[] = [];
     let failed: ReadOutcome | undefined;
     let taken: Promise<void> = Promise.resolve();
     const take = (part: Promise<StoreResult>) => {
@@ -748,6 +794,7 @@ class Archiver {
           failed ??= { kind: 'error', message: r.error };
         } else if (failed === undefined) {
           for (let o = 0; o < r.ids.length; o += BLOB_ID_BYTES) content.add(toHex(r.ids.subarray(o, o + BLOB_ID_BYTES)));
+          if (r.hashes) hashes.push(r.hashes);
         }
       });
       // When a part fails, the read stops dispatching and throws (pace) before `done` is made: not an unhandled rejection
@@ -762,7 +809,7 @@ class Archiver {
         taken = taken.then(() => {
           if (failed === undefined) for (const id of part.ids) content.add(id);
         });
-      } else await this.#read(full, st, shared, take, () => failed !== undefined, part);
+      } else await this.#read(full, st, shared, take, () => failed !== undefined, part, plan ? undefined : prints);
     }
     if (to < size) {
       const zero = this.#zeros(block);
@@ -773,7 +820,13 @@ class Archiver {
         if (last > 0) content.add(this.#zeros(last));
       });
     }
-    const done = taken.then((): ReadOutcome => failed ?? { kind: 'read', content: content.finish() });
+    const done = taken.then((): ReadOutcome => {
+      if (failed) return failed;
+      const read = content.finish();
+      const all = prints && Buffer.concat(hashes);
+      if (all?.length === Math.ceil(size / block) * 8) rememberBlocks(this.#opts.fingerprints!, block, prints!.rel, read, all);
+      return { kind: 'read', content: read };
+    });
     done.catch(() => {});
     return { done };
   }
@@ -782,9 +835,9 @@ class Archiver {
    * Splits a range of a file into worker items: a small file whole, batched
    * with others (`shared`); else ranges (fixed blocks) or the file alone;
    * hands each to `take` once dispatched, until `stop`. Every item carries what the lstat saw, for the
-   * worker to compare with what it opens.
+   * worker to compare with what it opens, and its part of `prints`.
    */
-  async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean, range: { from: number; to: number }): Promise<void> {
+  async #read(full: string, st: FileStat, shared: boolean, take: (part: Promise<StoreResult>) => void, stop: () => boolean, range: { from: number; to: number }, prints?: PrintedRead): Promise<void> {
     const size = Number(st.size);
     const seen: SeenFile = { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
     if (size <= SMALL && range.from === 0 && range.to === size) {
@@ -796,7 +849,8 @@ class Archiver {
     const { kind, size: block } = this.#opts.splitter;
     const step = kind === 'fixed' ? Math.max(block, RANGE - (RANGE % block)) : Infinity;
     for (let start = range.from; start < range.to && !stop(); start += step) {
-      take(this.#jobs.alone({ path: full, start, end: Math.min(start + step, range.to), seen, ...this.#tolerant }));
+      const end = Math.min(start + step, range.to);
+      take(this.#jobs.alone({ path: full, start, end, seen, ...this.#tolerant, ...(prints && kind === 'fixed' ? { prints: itemPrints(prints, start / block, Math.ceil(end / block)) } : {}) }));
       await this.#jobs.pace();
     }
   }
@@ -821,6 +875,13 @@ class Archiver {
     this.#lastProgress = now;
     this.#opts.onProgress({ files: this.counts.files_new + this.counts.files_changed, bytesRead: this.counts.bytes_read, bytesNew: this.#writer.stats.bytesNew });
   }
+}
+
+/** A range's part of a file's fingerprints, blocks `from` to `to` (copied: a view would carry its whole buffer to the worker). */
+function itemPrints(prints: PrintedRead, from: number, to: number): ItemPrints {
+  const p = prints.parent;
+  if (!p) return { parent: null, ids: null, parentSize: 0 };
+  return { parent: new Uint8Array(p.hashes.subarray(from * 8, to * 8)), ids: new Uint8Array(p.ids.subarray(from * BLOB_ID_BYTES, to * BLOB_ID_BYTES)), parentSize: p.size };
 }
 
 /** A captured file's read: runs of the parent's block ids where the copy left holes, of the copy's bytes elsewhere. */

@@ -1,9 +1,8 @@
 import fs from 'node:fs';
-import xxhash from 'xxhash-wasm';
+import { fingerprint, RangePrints } from './block-prints.ts';
 import type { CaptureItem, CaptureResult } from './jobs.ts';
 
 const CHUNK = 4 << 20;
-const xx = await xxhash();
 let buffer: Buffer | undefined;
 let zeros = Buffer.alloc(0);
 const zeroHashes = new Map<number, bigint>();
@@ -13,7 +12,7 @@ function isZero(part: Buffer, hash: bigint): boolean {
   if (zeros.length < part.length) zeros = Buffer.alloc(part.length);
   const zero = zeros.subarray(0, part.length);
   let h = zeroHashes.get(part.length);
-  if (h === undefined) zeroHashes.set(part.length, (h = xx.h64Raw(zero)));
+  if (h === undefined) zeroHashes.set(part.length, (h = fingerprint(zero)));
   return hash === h && part.equals(zero);
 }
 
@@ -22,14 +21,10 @@ function isZero(part: Buffer, hash: bigint): boolean {
  * block, and writes into the copy the blocks that differ from the parent's.
  */
 export function captureRange(item: CaptureItem): CaptureResult {
-  const { block, start, end, size, parent, parentSize } = item;
-  const count = Math.ceil((end - start) / block);
-  const hashes = Buffer.alloc(count * 8);
-  const kept = new Uint8Array(count);
-  const parentHashes = parent && Buffer.from(parent.buffer, parent.byteOffset, parent.byteLength);
-  // the parent's block stands only where it has one of the same length and the same fingerprint
-  const same = (i: number, at: number) =>
-    parentHashes !== null && (i + 1) * 8 <= parentHashes.length && Math.min(block, size - at) === Math.min(block, parentSize - at) && parentHashes.compare(hashes, i * 8, i * 8 + 8, i * 8, i * 8 + 8) === 0;
+  const { block, start, end } = item;
+  const prints = new RangePrints(item);
+  const { hashes } = prints;
+  const kept = new Uint8Array(hashes.length / 8);
   buffer ??= Buffer.allocUnsafe(CHUNK);
   let src: number | undefined;
   let dst: number | undefined;
@@ -45,7 +40,7 @@ export function captureRange(item: CaptureItem): CaptureResult {
       return failed('source', err);
     }
     try {
-      if (item.copy !== null) dst = fs.openSync(item.copy, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+      dst = fs.openSync(item.copy, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
     } catch (err) {
       return failed('copy', err);
     }
@@ -60,10 +55,9 @@ export function captureRange(item: CaptureItem): CaptureResult {
       for (let o = 0; o < n; o += block) {
         const i = (at + o - start) / block;
         const part = buffer.subarray(o, Math.min(o + block, n));
-        const hash = xx.h64Raw(part);
-        hashes.writeBigUInt64LE(hash, i * 8);
-        if (same(i, at + o)) kept[i] = 1;
-        else if (dst !== undefined && !isZero(part, hash)) {
+        const hash = fingerprint(part);
+        if (prints.take(at + o, part, hash)) kept[i] = 1;
+        else if (!isZero(part, hash)) {
           try {
             for (let w = 0; w < part.length; ) w += fs.writeSync(dst, part, w, part.length - w, at + o + w);
             copied += part.length;

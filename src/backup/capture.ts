@@ -1,34 +1,14 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CaptureFailedError } from '../errors/errors.ts';
-import type { TreeNode } from '../repo/tree.ts';
 import type { WorkerPool } from '../workers/pool.ts';
+import type { ParentBlocks } from './fingerprints.ts';
 import type { FileStat } from './node.ts';
 import { captureOn } from './jobs.ts';
-
-/**
- * A file's per-block fingerprints (xxh64, 8 bytes a block) as its last
- * capture read them, and the snapshot content they describe: `key` is
- * contentKey() of the node that capture's read produced. They stand for the
- * parent snapshot's blocks only when the parent's node has that key.
- */
-export interface Fingerprints {
-  readonly key: Buffer;
-  readonly block: number;
-  readonly hashes: Buffer;
-}
-
-/** Where a volume's fingerprints are kept between backups (the agent catalog), by path relative to the volume. */
-export interface FingerprintStore {
-  get(path: string): Fingerprints | undefined;
-  put(path: string, fingerprints: Fingerprints): void;
-}
 
 export interface CaptureOptions {
   /** A scratch directory for the copies, emptied first; reflinks need it on the volume's file system. */
   readonly dir: string;
-  readonly fingerprints?: FingerprintStore;
   /** Returns the containers to running: called once every file the backup reads is captured, with what that took. */
   readonly thaw: (captured: CaptureStats) => Promise<void>;
 }
@@ -44,12 +24,6 @@ export interface CaptureStats {
   readonly ms: number;
 }
 
-/** What a file's capture knows of its parent version: the fingerprints of its blocks, and its size. */
-export interface ParentBlocks {
-  readonly hashes: Buffer;
-  readonly size: number;
-}
-
 export interface CapturedFile {
   /** The copy, read after the thaw. */
   readonly path: string;
@@ -57,7 +31,7 @@ export interface CapturedFile {
   readonly seen: FileStat;
   /** The original's lstat, for the snapshot's node: taken before the copy and unchanged after it. */
   readonly stat: FileStat;
-  /** A reflink clone: whole, its changed blocks found after the thaw. */
+  /** A reflink clone: whole, read after the thaw. */
   readonly reflinked?: true;
   /** Per block: the parent's block i stands (1) or the copy holds it (0). Absent: the copy is whole. */
   readonly kept?: Uint8Array;
@@ -77,39 +51,33 @@ const NO_REFLINK: ReadonlySet<string> = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EXDEV
 // what a copy's writing side throws: the capture cannot go on, whichever file it is
 const NO_ROOM: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG', 'EEXIST']);
 
-/** Identifies the content a node names (its block or list ids), so fingerprints are used only for the version they describe. */
-export function contentKey(content: Pick<TreeNode, 'blocks' | 'lists'>): Buffer {
-  return crypto.createHash('sha256').update(JSON.stringify([content.blocks ?? null, content.lists ?? null])).digest();
-}
-
 /**
  * A point-in-time copy of the files a backup reads, made while the
  * containers are frozen, so hashing, compressing, sealing and packing happen
  * after they run again. On XFS and btrfs a copy is a reflink clone (its cost
- * is the file's extent map, not its data), fingerprinted after the thaw.
- * Elsewhere (ext4) a large file is read once at memory speed by every worker
- * at once and only the blocks whose fingerprints differ from its last capture
- * are written to a sparse copy. Either way the blocks that did not change are
- * the parent snapshot's, unread later.
+ * is the file's extent map, not its data), read after the thaw like a file in
+ * place. Elsewhere (ext4) a large file is read once at memory speed by every
+ * worker at once and only the blocks whose fingerprints differ from its last
+ * backup are written to a sparse copy, the rest the parent snapshot's, unread
+ * later.
  */
 export class Capture {
   readonly #dir: string;
+  /** The fixed block size fingerprints are taken at; 0: copies are whole. */
   readonly #block: number;
-  readonly #store: FingerprintStore | undefined;
   readonly #pool: WorkerPool;
   #reflinks: boolean | undefined;
   #next = 0;
   readonly #started = performance.now();
   readonly #counts = { files: 0, read: 0, copied: 0 };
 
-  private constructor(dir: string, block: number, store: FingerprintStore | undefined, pool: WorkerPool) {
+  private constructor(dir: string, block: number, pool: WorkerPool) {
     this.#dir = dir;
     this.#block = block;
-    this.#store = store;
     this.#pool = pool;
   }
 
-  /** `block`: the fixed block size fingerprints are taken at, or undefined (content-defined blocks) for whole copies only. */
+  /** `block`: the fixed block size fingerprints are taken at, or undefined (content-defined blocks, or none kept) for whole copies only. */
   static open(opts: CaptureOptions, block: number | undefined, pool: WorkerPool): Capture {
     try {
       fs.rmSync(opts.dir, { recursive: true, force: true });
@@ -117,15 +85,7 @@ export class Capture {
     } catch (err) {
       throw new CaptureFailedError(`cannot prepare the capture directory ${opts.dir}: ${(err as Error).message}`, { cause: err });
     }
-    return new Capture(opts.dir, block ?? 0, block ? opts.fingerprints : undefined, pool);
-  }
-
-  /** The parent's fingerprints for `rel`, when those kept describe `before`, the parent's node, block for block. */
-  known(rel: string, before: TreeNode | undefined): ParentBlocks | undefined {
-    if (!this.#store || before?.type !== 'file') return undefined;
-    const f = this.#store.get(rel);
-    const fits = f && f.block === this.#block && f.hashes.length === Math.ceil(before.size / this.#block) * 8 && f.key.equals(contentKey(before));
-    return fits ? { hashes: f.hashes, size: before.size } : undefined;
+    return new Capture(opts.dir, block ?? 0, pool);
   }
 
   /**
@@ -158,23 +118,8 @@ export class Capture {
     return undefined;
   }
 
-  /**
-   * A reflink clone's blocks against the parent's, once the containers run
-   * again: which changed, and the fingerprints to keep. Undefined when it is
-   * not worth it (no fingerprints kept, or a file of one block).
-   */
-  async changes(file: CapturedFile, parent: ParentBlocks | undefined): Promise<{ kept: Uint8Array; hashes: Buffer } | undefined> {
-    const size = Number(file.seen.size);
-    return this.#store && size > this.#block ? this.#fingerprint(file.path, null, size, parent) : undefined;
-  }
-
   get stats(): CaptureStats {
     return { ...this.#counts, reflinks: this.#reflinks === true, ms: Math.round(performance.now() - this.#started) };
-  }
-
-  /** Keeps the fingerprints of a captured file once its read gave its content. */
-  remember(rel: string, content: Pick<TreeNode, 'blocks' | 'lists'>, hashes: Buffer): void {
-    this.#store?.put(rel, { key: contentKey(content), block: this.#block, hashes });
   }
 
   /** Removes a copy once read. */
@@ -204,7 +149,7 @@ export class Capture {
     // zero blocks are holes in the copy: only what is allocated can need room
     this.#room(full, parent ? 0 : Math.min(size, Number(st.blocks) * 512));
     try {
-      if (!this.#store || size <= this.#block) {
+      if (this.#block === 0 || size <= this.#block) {
         fs.copyFileSync(source, copy, fs.constants.COPYFILE_EXCL);
         this.#counts.copied += size;
         return {};
@@ -221,8 +166,8 @@ export class Capture {
     return this.#fingerprint(source, copy, size, parent);
   }
 
-  /** Every worker fingerprints a part of the file (writing the changed blocks into `copy`, when given). */
-  async #fingerprint(source: string, copy: string | null, size: number, parent: ParentBlocks | undefined): Promise<{ kept: Uint8Array; hashes: Buffer }> {
+  /** Every worker fingerprints a part of the file, writing the changed blocks into `copy`. */
+  async #fingerprint(source: string, copy: string, size: number, parent: ParentBlocks | undefined): Promise<{ kept: Uint8Array; hashes: Buffer }> {
     const block = this.#block;
     const parts = Math.max(1, Math.min(this.#pool.size, Math.floor(size / SPLIT)));
     const per = Math.ceil(size / block / parts) * block;
@@ -230,14 +175,13 @@ export class Capture {
     for (let start = 0; start < size; start += per) {
       const end = Math.min(size, start + per);
       const from = (start / block) * 8;
-      const hashes = parent?.hashes.subarray(from, from + Math.ceil((end - start) / block) * 8);
-      jobs.push(captureOn(this.#pool, { source, copy, start, end, size, block, parent: hashes ?? null, parentSize: parent?.size ?? 0 }));
+      // copied: a view would carry the whole file's fingerprints to every worker
+      const hashes = parent && new Uint8Array(parent.hashes.subarray(from, from + Math.ceil((end - start) / block) * 8));
+      jobs.push(captureOn(this.#pool, { source, copy, start, end, block, parent: hashes ?? null, parentSize: parent?.size ?? 0 }));
     }
     const results = await Promise.all(jobs);
-    if (copy !== null) {
-      this.#counts.read += size;
-      for (const r of results) this.#counts.copied += r.copied;
-    }
+    this.#counts.read += size;
+    for (const r of results) this.#counts.copied += r.copied;
     const failed = results.find((r) => r.error !== null)?.error;
     if (failed?.side === 'copy') throw this.#failure(Object.assign(new Error(failed.message), { code: failed.code }), source);
     if (failed) throw Object.assign(new Error(failed.message), { code: failed.code });

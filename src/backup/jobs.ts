@@ -40,6 +40,21 @@ export interface StoreItem {
    * end, so every block stays at its offset.
    */
   readonly tolerant?: boolean;
+  /**
+   * Fixed blocks, a numeric `end`: fingerprint every block of the range
+   * (returned in `hashes`); a block whose fingerprint and length are its
+   * parent's takes the parent's id, unhashed.
+   */
+  readonly prints?: ItemPrints;
+}
+
+/** The parent's side of a range's fingerprints, from the range's first block on (possibly fewer blocks than the range has). */
+export interface ItemPrints {
+  /** 8 bytes a block. */
+  readonly parent: Uint8Array | null;
+  /** The parent's block ids, 32 bytes a block: as many as `parent` has fingerprints. */
+  readonly ids: Uint8Array | null;
+  readonly parentSize: number;
 }
 
 export interface StoreResult {
@@ -54,22 +69,22 @@ export interface StoreResult {
    * versions, so the file is to be read again.
    */
   readonly changed: string | null;
+  /** The range's fingerprints, 8 bytes a block, when the item asked for them and was read whole. */
+  readonly hashes?: Uint8Array;
 }
 
 /**
  * A block-aligned range of a file to fingerprint (xxh64 per block) while its
  * containers are frozen, writing into `copy` (made and sized by the main
- * thread; null: fingerprint only) the blocks whose fingerprints differ from
+ * thread) the blocks whose fingerprints differ from
  * the parent's. `parent` holds the parent's fingerprints from this range's
  * first block on (possibly fewer than the range has).
  */
 export interface CaptureItem {
   readonly source: string;
-  readonly copy: string | null;
+  readonly copy: string;
   readonly start: number;
   readonly end: number;
-  /** The whole file's size: the last block is shorter. */
-  readonly size: number;
   readonly block: number;
   readonly parent: Uint8Array | null;
   readonly parentSize: number;

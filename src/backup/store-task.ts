@@ -6,6 +6,7 @@ import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { makeSplitter, type Splitter } from '../repo/splitter.ts';
 import { MiB } from '../util/units.ts';
 import type { WorkerContext } from '../repo/worker-context.ts';
+import { RangePrints } from './block-prints.ts';
 import type { SeenFile, StoreItem, StoreResult } from './jobs.ts';
 
 const READ = 4 * MiB;
@@ -78,7 +79,7 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
   const size = READ + splitter.maxBlock;
   if (!buffer || buffer.length < size) buffer = Buffer.allocUnsafe(size);
   const buf = buffer;
-  const ids: Buffer[] = [];
+  const ids: Uint8Array[] = [];
   let fd: number;
   try {
     fd = fs.openSync(item.path, OPEN_FLAGS);
@@ -88,6 +89,8 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
     return { ids: NO_IDS, bytesRead: 0, error: (err as Error).message, changed: null };
   }
   let bytesRead = 0;
+  const prints = item.prints && spec.kind === 'fixed' && item.end !== null ? new RangePrints({ start: item.start, end: item.end, block: spec.size, ...item.prints }) : undefined;
+  const parentIds = item.prints?.ids;
   try {
     const checked = item.seen && !item.tolerant ? item.seen : undefined;
     const before = checked ? difference(statSource(fd), checked) : null;
@@ -116,9 +119,15 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
       let start = 0;
       for (const end of cuts) {
         const block = data.subarray(start, end);
-        const id = blobId(ctx.keys, block);
-        ids.push(id);
-        if (!ctx.has(id)) ctx.write(id, BlobType.data, seal(ctx.keys, id, BlobType.data, block, { level: ctx.level }), block.length);
+        const at = pos - data.length + start;
+        if (prints?.take(at, block) && parentIds) {
+          const i = (at - item.start) / spec.size;
+          ids.push(parentIds.subarray(i * BLOB_ID_BYTES, (i + 1) * BLOB_ID_BYTES));
+        } else {
+          const id = blobId(ctx.keys, block);
+          ids.push(id);
+          if (!ctx.has(id)) ctx.write(id, BlobType.data, seal(ctx.keys, id, BlobType.data, block, { level: ctx.level }), block.length);
+        }
         start = end;
       }
       carry = data.length - start;
@@ -136,5 +145,5 @@ export function storeItem(ctx: WorkerContext, spec: SplitterSpec, item: StoreIte
   }
   const out = new Uint8Array(ids.length * BLOB_ID_BYTES);
   ids.forEach((id, i) => out.set(id, i * BLOB_ID_BYTES));
-  return { ids: out, bytesRead, error: null, changed: null };
+  return { ids: out, bytesRead, error: null, changed: null, ...(prints ? { hashes: prints.hashes } : {}) };
 }

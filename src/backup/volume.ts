@@ -10,7 +10,8 @@ import type { Repository } from '../repo/repository.ts';
 import type { Snapshot } from '../repo/snapshot.ts';
 import type { SplitterSpec } from '../repo/splitter-spec.ts';
 import { backup, type BackupOptions } from './archiver.ts';
-import type { CaptureStats, FingerprintStore } from './capture.ts';
+import type { CaptureStats } from './capture.ts';
+import type { FingerprintStore } from './fingerprints.ts';
 import { type SavedImage, saveImages } from './images.ts';
 import { backupPostgres, type PostgresChain } from './postgres.ts';
 
@@ -43,7 +44,7 @@ export interface VolumeBackupOptions extends Omit<BackupOptions, 'source' | 'vol
    * they thaw (reflinks when on the volume's XFS or btrfs file system).
    */
   readonly captureDir: string;
-  /** The volume's block fingerprints from its last capture, so the next copies only what changed. */
+  /** The volume's block fingerprints from its last backup: a capture copies, and a read hashes, only the blocks that changed. */
   readonly fingerprints?: FingerprintStore;
   readonly log: Logger;
   /** The agent catalog's record of containers paused or stopped, so none stays so after a crash. */
@@ -132,7 +133,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
     const database = containers.find((c) => c.state === 'running' && consistencyOf(c) === 'postgres');
     // the database is made consistent by its own protocol: it is neither paused nor stopped
     const frozen = containers.filter((c) => c !== database);
-    const read = { ...archive, ...(changes ? { changes } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
+    const read = { ...archive, ...(changes ? { changes } : {}), ...(fingerprints ? { fingerprints } : {}), source: volume.mountpoint, volume: volume.name, tags: ['volume'], meta };
     // Frozen containers wait only for a copy of what the backup reads, not for the backup.
     const freezes = !database && frozen.some((c) => c.state === 'running' && !flag(c.labels, LABEL.exclude) && consistencyOf(c) !== undefined);
     const dir = path.join(captureDir, `capture-${volume.name}`);
@@ -144,7 +145,7 @@ export async function backupVolume(engine: DockerEngine, repo: Repository, opts:
       withQuiesced(engine, frozen, { hookTimeoutMs, stopTimeoutSeconds, log, journal, ...(signal ? { signal } : {}) }, (thaw) =>
         database
           ? backupPostgres(engine, repo, database, read, { timeoutMs: hookTimeoutMs, log, ...(psqlSessions ? { sessions: psqlSessions } : {}) })
-          : backup(repo, capture ? { ...read, capture: { dir, thaw: copied(thaw), ...(fingerprints ? { fingerprints } : {}) } } : read),
+          : backup(repo, capture ? { ...read, capture: { dir, thaw: copied(thaw) } } : read),
       );
     let done: Awaited<ReturnType<typeof run>>;
     try {

@@ -5,6 +5,7 @@ import type { ContainerSpec, ContainerState, Mount } from '../docker/engine.ts';
 import type { QuiesceAction, QuiescedRow, QuiesceJournal } from '../docker/consistency.ts';
 import { recordedSpec } from '../docker/runtime.ts';
 import { agentMigrations } from './agent-schema.ts';
+import { type SourceFingerprints, sourceFingerprints } from './fingerprints.ts';
 import { type Db, openDatabase } from '../db/database.ts';
 
 export type ObjectKind = 'container' | 'image' | 'volume' | 'network';
@@ -339,23 +340,12 @@ export class AgentCatalog implements QuiesceJournal {
     return this.#stmt('SELECT * FROM quiesced ORDER BY since, container').all() as QuiescedRow[];
   }
 
-  // --- capture fingerprints (src/backup/capture.ts reads and writes them through this view)
+  // --- block fingerprints (src/backup/ reads and writes them through this view)
 
-  /** A volume's block fingerprints by path: what its last capture read of each large file. */
-  fingerprints(volume: string): { get(path: string): FingerprintRow | undefined; put(path: string, row: FingerprintRow): void } {
-    return {
-      get: (p) => this.#stmt('SELECT key, block, hashes FROM fingerprints WHERE volume = ? AND path = ?').get(volume, p) as FingerprintRow | undefined,
-      put: (p, row) => {
-        this.#stmt('INSERT OR REPLACE INTO fingerprints (volume, path, key, block, hashes) VALUES (?, ?, ?, ?, ?)').run(volume, p, row.key, row.block, row.hashes);
-      },
-    };
+  /** A volume's block fingerprints by path: what its last backup read of each large file. */
+  fingerprints(volume: string): SourceFingerprints {
+    return sourceFingerprints(this.#db, volume);
   }
-}
-
-export interface FingerprintRow {
-  readonly key: Buffer;
-  readonly block: number;
-  readonly hashes: Buffer;
 }
 
 const json = <T>(v: unknown): T => JSON.parse(v as string) as T;

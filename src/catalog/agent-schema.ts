@@ -1,4 +1,5 @@
 import type { Migration } from '../db/database.ts';
+import { FINGERPRINTS_TABLE } from './fingerprints.ts';
 
 /**
  * The agent catalog (`<state_dir>/catalog.db`): what the agent knows about its
@@ -136,17 +137,7 @@ export const agentMigrations: readonly Migration[] = [
         owner      TEXT
       ) STRICT;
     `),
-  // Per-block fingerprints (xxh64) of the large files a frozen volume's capture read, so the next
-  // capture copies only the blocks that changed; key names the snapshot content they describe.
-  (db) =>
-    db.exec(`
-      CREATE TABLE fingerprints (
-        volume  TEXT NOT NULL,
-        path    TEXT NOT NULL,
-        key     BLOB NOT NULL,
-        block   INTEGER NOT NULL,
-        hashes  BLOB NOT NULL,
-        PRIMARY KEY (volume, path)
-      ) STRICT, WITHOUT ROWID;
-    `),
+  // Per-block fingerprints (xxh64) of the large files a volume's backup read, so the next copies
+  // (a capture) or hashes (a read) only the blocks that changed; key names the snapshot content they describe.
+  (db) => db.exec(FINGERPRINTS_TABLE),
 ];

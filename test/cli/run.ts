@@ -43,6 +43,8 @@ export function lifeboat(args: readonly string[], opts: RunOptions = {}): Promis
     // Hermetic: nothing of the caller's Lifeboat or debug settings leaks in.
     if (v !== undefined && !k.startsWith('LIFEBOAT_') && k !== 'NODE_OPTIONS' && !k.startsWith('VITEST')) env[k] = v;
   }
+  // the fingerprint cache of directory backups, in a place cleanup() removes, not the home's
+  env.LIFEBOAT_CACHE_DIR = CACHE;
   const password = opts.password === undefined ? PASSWORD : opts.password;
   if (password !== null) env.LIFEBOAT_PASSWORD = password;
   for (const [k, v] of Object.entries(opts.env ?? {})) {
@@ -122,8 +124,10 @@ export async function tempDir(prefix = 'lifeboat-cli-'): Promise<string> {
 }
 const made: string[] = [];
 export async function cleanup(): Promise<void> {
-  for (const dir of made.splice(0)) await fsp.rm(dir, { recursive: true, force: true });
+  for (const dir of [...made.splice(0), CACHE]) await fsp.rm(dir, { recursive: true, force: true });
 }
+/** LIFEBOAT_CACHE_DIR of every run, unless a test sets its own. */
+export const CACHE = path.join(os.tmpdir(), `lifeboat-cli-cache-${process.pid}`);
 
 const execFileP = promisify(execFile);
 

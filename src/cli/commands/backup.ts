@@ -13,6 +13,8 @@ import { interruptible } from '../interrupt.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
 import { compressionLevel } from '../../config/schema.ts';
+import { cacheDir, FingerprintCache } from '../../catalog/fingerprints.ts';
+import type { Repository } from '../../repo/repository.ts';
 
 /** What a volume backup adds to the result. */
 interface VolumeExtra {
@@ -100,7 +102,7 @@ export function registerBackup(program: Command): void {
           onProgress: (p) => progress.update(p.files, p.bytesRead, 'read'),
         };
         try {
-          if (volume === undefined) return { snapshot: await backup(repo, { ...archive, source: opts.path! }), extra: {} };
+          if (volume === undefined) return { snapshot: await backupDirectory(ctx, repo, { ...archive, source: opts.path! }), extra: {} };
           // Docker's modules load only for a volume backup
           const [{ backupVolume, configuredVolumeBackup }, { AgentCatalog }, { connectEngine }, { quiescedByThisProcess }] = await Promise.all([
             import('../../backup/volume.ts'),
@@ -142,6 +144,25 @@ export function registerBackup(program: Command): void {
         process.exitCode = 3;
       }
     });
+}
+
+/**
+ * Backs a directory up with this host's fingerprint cache of the repository,
+ * or without one where it cannot be kept (a home that cannot be written):
+ * then every changed large file is hashed whole, nothing else differs.
+ */
+async function backupDirectory(ctx: Context, repo: Repository, opts: ArchiveOptions): Promise<Snapshot> {
+  let cache: FingerprintCache | undefined;
+  try {
+    cache = FingerprintCache.open(cacheDir(), repo.id);
+  } catch (err) {
+    ctx.log.debug({ err: (err as Error).message, dir: cacheDir() }, 'no fingerprint cache: changed files are hashed whole');
+  }
+  try {
+    return await backup(repo, { ...opts, ...(cache ? { fingerprints: cache.of(opts.host, path.resolve(opts.source)) } : {}) });
+  } finally {
+    cache?.close();
+  }
 }
 
 /**

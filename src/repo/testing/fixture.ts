@@ -117,6 +117,7 @@ export interface BackupSettings {
   readonly volume?: string;
   readonly windows?: BackupOptions['windows'];
   readonly capture?: BackupOptions['capture'];
+  readonly fingerprints?: BackupOptions['fingerprints'];
 }
 
 /** backup() with test defaults (fixed 64 KiB blocks, the pool's pack size); fails on any warning unless allowed. */
@@ -135,6 +136,7 @@ export async function backupDir(t: TestRepo, source: string, settings: BackupSet
     ...(settings.volume ? { volume: settings.volume } : {}),
     ...(settings.windows ? { windows: settings.windows } : {}),
     ...(settings.capture ? { capture: settings.capture } : {}),
+    ...(settings.fingerprints ? { fingerprints: settings.fingerprints } : {}),
   });
   if (!settings.allowWarnings && warnings.length > 0) throw new Error(`backup warned:\n${warnings.join('\n')}`);
   return snapshot;
