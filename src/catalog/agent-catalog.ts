@@ -99,6 +99,7 @@ type Raw = Record<string, unknown>;
 export class AgentCatalog implements QuiesceJournal {
   readonly file: string;
   readonly #db: Db;
+  #unsyncedDb: Db | undefined;
   readonly #stmts = new Map<string, Database.Statement<unknown[]>>();
 
   private constructor(file: string, db: Db) {
@@ -125,12 +126,26 @@ export class AgentCatalog implements QuiesceJournal {
   }
 
   close(): void {
+    this.#unsyncedDb?.close();
     this.#db.close();
   }
 
-  /** The database, for parts with tables of their own (the change journal). */
+  /** The database, for parts with tables of their own (replication state). */
   get db(): Db {
     return this.#db;
+  }
+
+  /**
+   * A second connection to the same file whose commits are not fsynced, for
+   * rows a power loss may take back at no cost: the change journal (an agent
+   * that starts distrusts it, whatever it holds) and block fingerprints (a
+   * cache). The journal commits a batch every aggregate interval, a backup a
+   * row per large file: fsyncs that would compete with those of the
+   * databases the agent protects.
+   */
+  get unsyncedDb(): Db {
+    this.#unsyncedDb ??= openDatabase(this.file, { migrations: agentMigrations, what: 'agent catalog', synced: false });
+    return this.#unsyncedDb;
   }
 
   /** Runs fn in one IMMEDIATE transaction (so a concurrent writer in another process waits, not fails midway). */
@@ -344,7 +359,7 @@ export class AgentCatalog implements QuiesceJournal {
 
   /** A volume's block fingerprints by path: what its last backup read of each large file. */
   fingerprints(volume: string): SourceFingerprints {
-    return sourceFingerprints(this.#db, volume);
+    return sourceFingerprints(this.unsyncedDb, volume);
   }
 }
 

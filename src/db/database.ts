@@ -10,6 +10,11 @@ export type Migration = (db: Db) => void;
 export interface OpenOptions {
   readonly migrations: readonly Migration[];
   readonly readonly?: boolean;
+  /**
+   * false: commits are not fsynced (WAL mode's NORMAL: a process crash loses
+   * nothing, a power loss the last commits), for rows a restart discards anyway.
+   */
+  readonly synced?: boolean;
   /** Name used in error messages ("repository index", "agent catalog"). */
   readonly what: string;
   /**
@@ -21,9 +26,9 @@ export interface OpenOptions {
 }
 
 /**
- * Opens a SQLite file in WAL mode with FULL sync: commits are the durability
- * points of the write order (pack fsync, index commit, snapshot commit), so a
- * committed row must survive power loss.
+ * Opens a SQLite file in WAL mode with FULL sync (unless `synced` is false):
+ * commits are the durability points of the write order (pack fsync, index
+ * commit, snapshot commit), so a committed row must survive power loss.
  */
 export function openDatabase(file: string, opts: OpenOptions): Db {
   if (!opts.readonly) createPrivate(file);
@@ -37,7 +42,7 @@ export function openDatabase(file: string, opts: OpenOptions): Db {
     }
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
+      db.pragma(opts.synced === false ? 'synchronous = NORMAL' : 'synchronous = FULL');
     }
     db.pragma('foreign_keys = ON');
     migrate(db, opts.migrations, opts.what);

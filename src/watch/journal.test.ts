@@ -40,6 +40,18 @@ describe('ChangeJournal (real watcher)', () => {
   /** Waits for the journal's next recorded batch. */
   const changed = () => new Promise<number>((resolve) => journal.once('changed', (_v: string, n: number) => resolve(n)));
 
+  it('commits its batches without fsync (a restart distrusts it anyway), beside a catalog whose commits are synced', async () => {
+    const NORMAL = 1;
+    const FULL = 2;
+    expect(catalog.unsyncedDb.pragma('synchronous', { simple: true })).toBe(NORMAL);
+    expect(catalog.db.pragma('synchronous', { simple: true })).toBe(FULL);
+    const batch = changed();
+    await fsp.writeFile(path.join(vol, 'new.txt'), 'new');
+    await batch;
+    // what it recorded is in the file, seen by the synced connection too
+    expect(catalog.db.prepare('SELECT path FROM journal WHERE volume = ?').pluck().all('data')).toContain('new.txt');
+  });
+
   it('starts untrusted: the first take is a full scan, whose commit makes it trusted', async () => {
     const first = journal.take('data');
     expect(first).toMatchObject({ mode: 'full', reason: 'agent started' });

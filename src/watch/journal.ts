@@ -74,7 +74,7 @@ export class ChangeJournal extends EventEmitter {
   constructor(opts: JournalOptions) {
     super();
     this.#opts = opts;
-    this.#store = new JournalStore(opts.catalog.db);
+    this.#store = new JournalStore(opts.catalog.unsyncedDb);
     this.#now = opts.now ?? (() => new Date());
   }
 
