@@ -1,29 +1,17 @@
 import crypto from 'node:crypto';
+import type { SourceFingerprints } from '../catalog/fingerprints.ts';
 import type { TreeNode } from '../repo/tree.ts';
 
 /**
  * A file's per-block fingerprints (xxh64, 8 bytes a block) as a backup last
  * read them, and the snapshot content they describe: `key` is contentKey() of
  * the node that read produced. They stand for the parent snapshot's blocks
- * only when the parent's node has that key.
- *
- * Kept on the source host only (the agent's catalog, the CLI's cache), never
- * in the repository: an unkeyed hash of plaintext blocks would tell whoever
- * holds the repository which blocks are equal to a guess.
+ * only when the parent's node has that key. Where they are kept (the agent's
+ * catalog, the CLI's cache) is the store's business, never the repository:
+ * an unkeyed hash of plaintext blocks would tell whoever holds the repository
+ * which blocks are equal to a guess.
  */
-export interface Fingerprints {
-  readonly key: Buffer;
-  readonly block: number;
-  readonly hashes: Buffer;
-}
-
-/** Where a source's fingerprints are kept between backups, by path relative to the source. */
-export interface FingerprintStore {
-  get(path: string): Fingerprints | undefined;
-  put(path: string, fingerprints: Fingerprints): void;
-  /** Forgets the fingerprints of every path not in `paths`: a backup that looked at every file found only these large enough to have them. */
-  keepOnly(paths: ReadonlySet<string>): void;
-}
+export type FingerprintStore = SourceFingerprints;
 
 /** What a read knows of a file's parent version: the fingerprints of its blocks, and its size. */
 export interface ParentBlocks {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Db, openDatabase } from '../db/database.ts';
 
-/** A file's block fingerprints as its last backup read them (see src/backup/fingerprints.ts). */
+/** A file's block fingerprints as its last backup read them (see src/backup/fingerprints.ts for what they stand for). */
 export interface FingerprintRow {
   readonly key: Buffer;
   readonly block: number;
