@@ -674,7 +674,7 @@ class Archiver {
   /**
    * How a large file's whole read fingerprints its blocks, when the source
    * keeps fingerprints (fixed blocks only): against the parent's, when they
-   * describe its node and the index has every block they stand for.
+   * describe its node and its block list loads.
    */
   async #printed(rel: string, size: number, before: TreeNode | undefined): Promise<PrintedRead | undefined> {
     const store = this.#opts.fingerprints;
