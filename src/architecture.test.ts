@@ -86,6 +86,11 @@ describe('the folders of src/', () => {
     const users = product.filter((file) => /from\s+['"]dockerode['"]|import\(\s*['"]dockerode['"]/.test(fs.readFileSync(file, 'utf8')));
     expect(users.map((f) => path.relative(SRC, f))).toEqual([path.join('docker', 'dockerode-engine.ts')]);
   });
+
+  it('see the S3 client in one place, backend/s3.ts', () => {
+    const users = product.filter((file) => /from\s+['"]@aws-sdk\/|import\(\s*['"]@aws-sdk\//.test(fs.readFileSync(file, 'utf8')));
+    expect(users.map((f) => path.relative(SRC, f))).toEqual([path.join('backend', 's3.ts')]);
+  });
 });
 
 describe('the import scanner', () => {
