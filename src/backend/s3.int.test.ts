@@ -6,9 +6,8 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe } from 'vitest';
-import { cephUnavailableReason, type Rgw, startRgw } from '../../test/lib/ceph-rgw.ts';
+import { cephUnavailableReason, createBucket, type Rgw, startRgw } from '../../test/lib/ceph-rgw.ts';
 import { S3Backend, type S3BackendOptions } from './s3.ts';
 import { backendConformance } from './testing/conformance.ts';
 
@@ -17,17 +16,12 @@ if (unavailable) console.warn(`skipping the S3 backend's tests on Ceph RGW: ${un
 
 describe.skipIf(unavailable !== undefined)('S3 backend on a real Ceph RADOS Gateway', () => {
   let rgw: Rgw;
-  // the test's own client, as an operator's tool would make the bucket: the backend never creates one
-  // (us-east-1: any other region name becomes a LocationConstraint, which RGW refuses)
-  let admin: S3Client;
   beforeAll(async () => {
     const started = Date.now();
     rgw = await startRgw(await fsp.mkdtemp(path.join(os.tmpdir(), 'lifeboat-rgw-')));
     console.log(`Ceph RGW up at ${rgw.endpoint} in ${Date.now() - started} ms`);
-    admin = new S3Client({ endpoint: rgw.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
   });
   afterAll(async () => {
-    admin?.destroy();
     await rgw?.stop();
   });
 
@@ -40,7 +34,7 @@ describe.skipIf(unavailable !== undefined)('S3 backend on a real Ceph RADOS Gate
       credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey },
       forcePathStyle: true,
     };
-    await admin.send(new CreateBucketCommand({ Bucket: options.bucket }));
+    await createBucket(rgw, options.bucket);
     // the bucket goes with the gateway in afterAll
     return { backend: new S3Backend(options), reopen: () => new S3Backend(options), cleanup: async () => {} };
   });

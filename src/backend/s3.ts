@@ -8,7 +8,7 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { FileExistsError, FileNotFoundError, NoSpaceError } from '../errors/errors.ts';
+import { FileExistsError, FileNotFoundError, NoSpaceError, ObjectStoreError } from '../errors/errors.ts';
 import { type Backend, type ByteRange, checkName, checkRange, type FileInfo, type FileKind } from './backend.ts';
 
 export interface S3Credentials {
@@ -32,6 +32,9 @@ export interface S3BackendOptions {
   /** Requests in flight at once; default 16. */
   readonly concurrency?: number;
 }
+
+/** What a bodiless answer (HEAD's) stands for. */
+const STATUS_CODES: Readonly<Record<number, string>> = { 400: 'BadRequest', 403: 'AccessDenied', 409: 'Conflict', 500: 'InternalError', 503: 'SlowDown' };
 
 // S3's error codes for a full store: RGW's quota (403 QuotaExceeded) and its full cluster (507)
 const NO_SPACE_CODES: ReadonlySet<string> = new Set(['QuotaExceeded', 'InsufficientCapacity']);
@@ -119,7 +122,7 @@ export class S3Backend implements Backend {
         const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
         // a store may answer a range with the whole object (200, no Content-Range): take the range ourselves
         return range && !res.ContentRange ? Buffer.from(body.subarray(range.offset, range.offset + range.length)) : body;
-      });
+      }, 416);
     } catch (err) {
       // 416: the range starts at or after the end (also any range of an empty file), and the file exists
       if (range && err instanceof S3ServiceException && err.$metadata.httpStatusCode === 416) return Buffer.alloc(0);
@@ -132,8 +135,7 @@ export class S3Backend implements Backend {
     const what = `${kind} file ${name}`;
     try {
       await this.#send(what, () =>
-        this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body: data, ContentLength: data.byteLength, IfNoneMatch: '*' })),
-      );
+        this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body: data, ContentLength: data.byteLength, IfNoneMatch: '*' })), 412);
     } catch (err) {
       if (!(err instanceof S3ServiceException) || err.$metadata.httpStatusCode !== 412) throw err;
       // a retried PUT whose first attempt was stored but whose answer was lost meets its own object: that is success
@@ -154,20 +156,27 @@ export class S3Backend implements Backend {
     );
   }
 
-  /** Runs a request within the concurrency limit, with the store's errors as the project's where one fits. */
-  async #send<T>(what: string, request: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a request within the concurrency limit, with the store's errors as
+   * the project's; those of an `expected` status come as they are, for the
+   * caller to read.
+   */
+  async #send<T>(what: string, request: () => Promise<T>, expected?: number): Promise<T> {
     try {
       return await this.#limit.run(request);
     } catch (err) {
-      if (!(err instanceof S3ServiceException)) throw err;
+      if (!(err instanceof S3ServiceException) || err.$metadata.httpStatusCode === expected) throw err;
       // HEAD answers carry no body, so no code: the status is all there is
       if (err.name === 'NoSuchKey' || (err.name === 'NotFound' && err.$metadata.httpStatusCode === 404)) {
         throw new FileNotFoundError(`no ${what} in ${this.location}`, { cause: err });
       }
       if (NO_SPACE_CODES.has(err.name)) throw new NoSpaceError(`${this.location} has no room for ${what} (${err.name}): free some, raise the quota, or prune`, { cause: err });
-      // RGW's error bodies carry no message (the SDK says "UnknownError"), and HEAD's none at all: say what failed where
-      err.message = `${what} in ${this.location}: ${err.name} (HTTP ${err.$metadata.httpStatusCode})${/^Unknown(Error)?$/.test(err.message) ? '' : `: ${err.message}`}`;
-      throw err;
+      // RGW's error bodies carry no message (the SDK says "UnknownError"), and HEAD's no code either: the status says it
+      const status = err.$metadata.httpStatusCode;
+      const code = /^Unknown(Error)?$/.test(err.name) ? (STATUS_CODES[status ?? 0] ?? 'Unknown') : err.name;
+      const detail = /^Unknown(Error)?$/.test(err.message) ? '' : `: ${err.message}`;
+      const hint = status === 403 ? ": check the target's credentials and what the bucket's policy allows them" : '';
+      throw new ObjectStoreError(`${what} in ${this.location}: ${code} (HTTP ${status})${detail}${hint}`, { cause: err });
     }
   }
 }

@@ -17,6 +17,7 @@ import { registerRestore } from './commands/restore.ts';
 import { registerRun } from './commands/run.ts';
 import { registerService } from './commands/service.ts';
 import { registerSnapshots } from './commands/snapshots.ts';
+import { registerTarget } from './commands/target.ts';
 import { registerStats } from './commands/stats.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerUnlock } from './commands/unlock.ts';
@@ -37,7 +38,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(`lifeboat: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} [LB_ERR_USAGE]\n`),
     });
-  for (const register of [registerInit, registerBackup, registerSnapshots, registerStats, registerBrowse, registerCompare, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerKey, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill]) {
+  for (const register of [registerInit, registerBackup, registerSnapshots, registerStats, registerBrowse, registerCompare, registerRestore, registerVerify, registerForget, registerPrune, registerUnlock, registerKey, registerConfig, registerInventory, registerRun, registerStatus, registerReplicate, registerPeers, registerRepair, registerId, registerService, registerRecover, registerDrill, registerTarget]) {
     register(program);
   }
   // Subcommands inherit exitOverride only if set before they are added; set it on each now.

@@ -156,6 +156,27 @@ const peer = z.strictObject({
   standby: z.boolean({ error: 'must be true or false' }).default(false),
 }).refine((p) => !p.standby || p.password_file !== undefined, { error: 'standby = true needs password_file (the peer\'s repository password, to read its replica)', path: ['standby'] });
 
+/** An S3-compatible bucket (AWS S3, Ceph RGW, MinIO, B2) holding a copy of the repository. */
+const target = z.strictObject({
+  name: text(),
+  /** e.g. "https://s3.example.net"; absent: AWS's endpoint for the region. */
+  endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  bucket: z.string({ error: 'must be a string' }).regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, { error: 'must be a bucket name: 3-63 lowercase letters, digits, dots and hyphens' }),
+  /** Where in the bucket, e.g. "lifeboat/db-host-1": one repository per prefix. */
+  prefix: z.string({ error: 'must be a string' }).regex(/^[A-Za-z0-9._\/-]*$/, { error: 'must be letters, digits and . _ - / only' }).default(''),
+  region: text().default('us-east-1'),
+  /** Path-style requests (endpoint/bucket/key), which most self-hosted stores need. */
+  path_style: z.boolean({ error: 'must be true or false' }).default(false),
+  /**
+   * An AWS shared-credentials file (`aws_access_key_id`, `aws_secret_access_key`
+   * under [profile]); absent: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+   */
+  credentials_file: text().optional(),
+  profile: text().default('default'),
+  /** Files in flight at once. */
+  concurrency: int(1, 64).default(4),
+});
+
 /** DR drills of the replicas this agent holds. */
 const drill = z.strictObject({
   schedule: cron('0 4 * * 0').optional(),
@@ -223,6 +244,7 @@ export const configSchema = z
     volume: z.array(volume, { error: 'must be an array of tables ([[volume]])' }).default([]),
     replication: replication.prefault({}),
     peer: z.array(peer, { error: 'must be an array of tables ([[peer]])' }).default([]),
+    target: z.array(target, { error: 'must be an array of tables ([[target]])' }).default([]),
     drill: drill.prefault({}),
   })
   .superRefine((c, ctx) => {
@@ -235,6 +257,11 @@ export const configSchema = z
     c.peer.forEach((p, i) => {
       if (peers.has(p.name)) ctx.addIssue({ code: 'custom', path: ['peer', i, 'name'], message: `peer ${JSON.stringify(p.name)} is listed twice` });
       peers.add(p.name);
+    });
+    const targets = new Set<string>();
+    c.target.forEach((t, i) => {
+      if (targets.has(t.name)) ctx.addIssue({ code: 'custom', path: ['target', i, 'name'], message: `target ${JSON.stringify(t.name)} is listed twice` });
+      targets.add(t.name);
     });
   })
   .transform((c) => ({

@@ -285,6 +285,11 @@ export class RepairIncompleteError extends LifeboatError {
   readonly code = 'LB_ERR_REPAIR_INCOMPLETE';
 }
 
+/** An object store (an S3 target) refused or failed a request: credentials, permissions, a missing bucket, the store itself. */
+export class ObjectStoreError extends LifeboatError {
+  readonly code = 'LB_ERR_OBJECT_STORE';
+}
+
 /** A peer's replica of a source belongs to another repository than the one the source now pushes. */
 export class ReplicaMismatchError extends LifeboatError {
   readonly code = 'LB_ERR_REPLICA_MISMATCH';

@@ -11,6 +11,7 @@ import fsp from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { freePort } from '../../src/util/testing/ports.ts';
 
 export interface Rgw {
@@ -215,4 +216,18 @@ export async function startRgw(dir: string): Promise<Rgw> {
 async function tail(file: string, lines = 30): Promise<string> {
   const text = await fsp.readFile(file, 'utf8').catch(() => '(none)');
   return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/**
+ * Makes a bucket on the gateway, as an operator's tool would: Lifeboat never
+ * creates one. us-east-1: any other region name becomes a LocationConstraint,
+ * which RGW refuses.
+ */
+export async function createBucket(rgw: Rgw, bucket: string): Promise<void> {
+  const client = new S3Client({ endpoint: rgw.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
 }
