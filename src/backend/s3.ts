@@ -5,6 +5,7 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  type PutObjectCommandInput,
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
@@ -31,6 +32,13 @@ export interface S3BackendOptions {
   readonly forcePathStyle?: boolean;
   /** Requests in flight at once; default 16. */
   readonly concurrency?: number;
+  /**
+   * Object lock: every object is written with a retention of this many days
+   * in this mode (the bucket must have been created with object lock), so
+   * that no one, the writer included, can delete or overwrite its version
+   * before then (COMPLIANCE; GOVERNANCE yields to a bypass permission).
+   */
+  readonly lock?: { readonly mode: 'COMPLIANCE' | 'GOVERNANCE'; readonly days: number };
 }
 
 /** What a bodiless answer (HEAD's) stands for. */
@@ -54,6 +62,7 @@ export class S3Backend implements Backend {
   readonly #bucket: string;
   readonly #prefix: string;
   readonly #limit: Limiter;
+  readonly #lock: S3BackendOptions['lock'];
 
   constructor(options: S3BackendOptions) {
     const concurrency = options.concurrency ?? 16;
@@ -62,6 +71,7 @@ export class S3Backend implements Backend {
     this.#prefix = prefix ? `${prefix}/` : '';
     this.location = `s3://${this.#bucket}/${this.#prefix}${options.endpoint ? ` at ${options.endpoint}` : ''}`;
     this.#limit = new Limiter(concurrency);
+    this.#lock = options.lock;
     this.#client = new S3Client({
       region: options.region ?? 'us-east-1',
       forcePathStyle: options.forcePathStyle ?? false,
@@ -135,13 +145,23 @@ export class S3Backend implements Backend {
     const what = `${kind} file ${name}`;
     try {
       await this.#send(what, () =>
-        this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body: data, ContentLength: data.byteLength, IfNoneMatch: '*' })), 412);
+        this.#client.send(new PutObjectCommand({ Bucket: this.#bucket, Key, Body: data, ContentLength: data.byteLength, IfNoneMatch: '*', ...this.#retention(data) })), 412);
     } catch (err) {
       if (!(err instanceof S3ServiceException) || err.$metadata.httpStatusCode !== 412) throw err;
       // a retried PUT whose first attempt was stored but whose answer was lost meets its own object: that is success
       if ((err.$metadata.attempts ?? 1) > 1 && (await this.#etag(Key)) === `"${crypto.createHash('md5').update(data).digest('hex')}"`) return;
       throw new FileExistsError(`${what} exists in ${this.location}`, { cause: err });
     }
+  }
+
+  /** A retention for the object (stores require Content-MD5 with one). */
+  #retention(data: Uint8Array): Partial<PutObjectCommandInput> {
+    if (!this.#lock) return {};
+    return {
+      ObjectLockMode: this.#lock.mode,
+      ObjectLockRetainUntilDate: new Date(Date.now() + this.#lock.days * 86_400_000),
+      ContentMD5: crypto.createHash('md5').update(data).digest('base64'),
+    };
   }
 
   async delete(kind: FileKind, name: string): Promise<void> {

@@ -121,7 +121,7 @@ describe('parseConfig: defaults', () => {
 describe('[[target]]', () => {
   it('takes an S3 target with its defaults, and refuses a bad bucket name, a bad endpoint and a name listed twice', () => {
     const c = parseConfig(lines('[[target]]', 'name = "offsite"', 'bucket = "dr-copies"'), 'lifeboat.toml');
-    expect(c.target).toEqual([{ name: 'offsite', bucket: 'dr-copies', prefix: '', region: 'us-east-1', path_style: false, profile: 'default', concurrency: 4 }]);
+    expect(c.target).toEqual([{ name: 'offsite', bucket: 'dr-copies', prefix: '', region: 'us-east-1', path_style: false, profile: 'default', concurrency: 4, object_lock_mode: 'compliance' }]);
     expect(fail(lines('[[target]]', 'name = "a"', 'bucket = "B"')).message).toBe('lifeboat.toml:3: target[0].bucket: must be a bucket name: 3-63 lowercase letters, digits, dots and hyphens, got "B"');
     expect(fail(lines('[[target]]', 'name = "a"', 'bucket = "b-1"', 'endpoint = "ftp://x"')).keyPath).toBe('target[0].endpoint');
     expect(fail(lines('[[target]]', 'name = "a"', 'bucket = "b-1"', '[[target]]', 'name = "a"', 'bucket = "b-2"')).message).toContain('target "a" is listed twice');

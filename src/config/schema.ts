@@ -175,6 +175,13 @@ const target = z.strictObject({
   profile: text().default('default'),
   /** Files in flight at once. */
   concurrency: int(1, 64).default(4),
+  /**
+   * Every object written gets this many days of object-lock retention (the
+   * bucket must have object lock enabled): the source cannot delete or
+   * overwrite its history there, whatever happens to it.
+   */
+  object_lock_days: int(1, 36500).optional(),
+  object_lock_mode: oneOf(['compliance', 'governance']).default('compliance'),
 });
 
 /** DR drills of the replicas this agent holds. */

@@ -24,6 +24,7 @@ export function openTarget(t: TargetConfig, configFile = '<config>'): S3Backend 
     concurrency: t.concurrency,
     ...(t.endpoint !== undefined ? { endpoint: t.endpoint } : {}),
     ...(credentials ? { credentials } : {}),
+    ...(t.object_lock_days !== undefined ? { lock: { mode: t.object_lock_mode === 'governance' ? 'GOVERNANCE' : 'COMPLIANCE', days: t.object_lock_days } } : {}),
   });
 }
 

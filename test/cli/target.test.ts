@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cephUnavailableReason, createBucket, type Rgw, startRgw } from '../lib/ceph-rgw.ts';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { cephUnavailableReason, createBucket, type Rgw, s3Client, startRgw } from '../lib/ceph-rgw.ts';
 import { cleanup, fails, ok, okJson, tempDir } from './run.ts';
 
 const unavailable = cephUnavailableReason();
@@ -32,10 +33,10 @@ describe.skipIf(unavailable !== undefined)('lifeboat target push / fetch, on a r
   });
 
   /** A config naming a fresh bucket as target "offsite", with credentials in an AWS credentials file. */
-  const setup = async (secret = rgw.secretAccessKey) => {
+  const setup = async (secret = rgw.secretAccessKey, lock?: { days: number }) => {
     const dir = await tempDir();
     const bucket = `lb-${crypto.randomBytes(6).toString('hex')}`;
-    await createBucket(rgw, bucket);
+    await createBucket(rgw, bucket, { objectLock: lock !== undefined });
     const credentials = path.join(dir, 'aws-credentials');
     await fsp.writeFile(credentials, `# written by the test\n[default]\naws_access_key_id = ${rgw.accessKeyId}\naws_secret_access_key = ${secret}\n`, { mode: 0o600 });
     const config = path.join(dir, 'lifeboat.toml');
@@ -53,6 +54,7 @@ describe.skipIf(unavailable !== undefined)('lifeboat target push / fetch, on a r
         'prefix = "hosts/db-1"',
         'path_style = true',
         `credentials_file = ${JSON.stringify(credentials)}`,
+        ...(lock ? [`object_lock_days = ${lock.days}`] : []),
         '',
       ].join('\n'),
     );
@@ -60,7 +62,7 @@ describe.skipIf(unavailable !== undefined)('lifeboat target push / fetch, on a r
     await fsp.mkdir(path.join(src, 'sub'), { recursive: true });
     await fsp.writeFile(path.join(src, 'big'), crypto.randomBytes(3 << 20));
     await fsp.writeFile(path.join(src, 'sub', 'small'), 'a small file\n');
-    return { dir, config, src, repo: path.join(dir, 'repo') };
+    return { dir, config, src, repo: path.join(dir, 'repo'), bucket };
   };
 
   const sameTree = (a: string, b: string) => {
@@ -118,5 +120,35 @@ describe.skipIf(unavailable !== undefined)('lifeboat target push / fetch, on a r
     fs.writeFileSync(other.config, otherConfig);
     await ok(['--config', other.config, 'init']);
     await fails(['--config', other.config, 'target', 'push', 'offsite'], 1, 'LB_ERR_REPLICA_MISMATCH');
+  });
+
+  test('with object lock, the source cannot remove or replace what it pushed, and backups and pushes go on', async () => {
+    const { config, src, bucket } = await setup(undefined, { days: 1 });
+    await ok(['--config', config, 'init']);
+    await ok(['--config', config, 'backup', '--path', src]);
+    await ok(['--config', config, 'target', 'push', 'offsite']);
+    // the source's own credentials, used behind Lifeboat's back as a compromised host would
+    const s3 = s3Client(rgw);
+    try {
+      const versions = (await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'hosts/db-1/' }))).Versions ?? [];
+      const record = versions.find((v) => v.Key!.includes('/snapshot/'))!;
+      const pack = versions.find((v) => v.Key!.includes('/pack/'))!;
+      expect(record && pack).toBeTruthy();
+      const original = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: record.Key, VersionId: record.VersionId }))).Body!.transformToByteArray());
+      for (const v of [record, pack]) {
+        await expect(s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key, VersionId: v.VersionId }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 403 } });
+      }
+      // an overwrite only stacks a new version on the locked one, which stays as it was
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: record.Key, Body: 'ransom note' }));
+      const kept = Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: record.Key, VersionId: record.VersionId }))).Body!.transformToByteArray());
+      expect(kept.equals(original)).toBe(true);
+    } finally {
+      s3.destroy();
+    }
+    // Lifeboat's own pushes go on beside the locked objects
+    await fsp.writeFile(path.join(src, 'sub', 'later'), 'written after');
+    await ok(['--config', config, 'backup', '--path', src]);
+    const next = await okJson<Pushed>(['--config', config, 'target', 'push', 'offsite', '--json']);
+    expect(next.snapshots).toBe(1);
   });
 });

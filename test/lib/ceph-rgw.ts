@@ -223,11 +223,16 @@ async function tail(file: string, lines = 30): Promise<string> {
  * creates one. us-east-1: any other region name becomes a LocationConstraint,
  * which RGW refuses.
  */
-export async function createBucket(rgw: Rgw, bucket: string): Promise<void> {
-  const client = new S3Client({ endpoint: rgw.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
+export async function createBucket(rgw: Rgw, bucket: string, opts: { objectLock?: boolean } = {}): Promise<void> {
+  const client = s3Client(rgw);
   try {
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    await client.send(new CreateBucketCommand({ Bucket: bucket, ...(opts.objectLock ? { ObjectLockEnabledForBucket: true } : {}) }));
   } finally {
     client.destroy();
   }
+}
+
+/** A client of the gateway's S3 user, for what a test does behind Lifeboat's back (us-east-1: see createBucket). */
+export function s3Client(rgw: Rgw): S3Client {
+  return new S3Client({ endpoint: rgw.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: rgw.accessKeyId, secretAccessKey: rgw.secretAccessKey } });
 }
