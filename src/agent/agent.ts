@@ -25,6 +25,7 @@ import { journalView, lastBackupView, nextCronRun, policyView, snapshotView, typ
 import { sameTracking, type TrackedVolume, trackedVolumes } from './tracked.ts';
 import { openRepoWorkers, PoolKeeper } from './workers.ts';
 import type { PushOutcome, Replicator, ReplicatorOptions } from '../replicate/replicator.ts';
+import type { TargetPusher } from '../replicate/target-pusher.ts';
 import type { DrillRecord } from './drills.ts';
 import { UsageError, VolumeNotTrackedError } from '../errors/errors.ts';
 
@@ -49,6 +50,8 @@ export interface AgentOptions {
   readonly engineAddress?: string;
   /** The change journal: default a ChangeJournal when [journal] enabled is true; null for none. */
   readonly journal?: Journal | null;
+  /** The config's file, for messages about it. */
+  readonly configFile?: string;
   /** How long stop() lets a backup in flight finish before abandoning it (ms); default 60 s. */
   readonly graceMs?: number;
   /** Worker threads are closed after this long without a backup (ms); default 15 s. */
@@ -98,6 +101,8 @@ export class Agent {
   readonly #replicator: Replicator | undefined;
   /** Peers' images loaded here as they arrive ([[peer]] standby = true). */
   readonly #standby: Standby;
+  /** Pushes to the object-storage targets ([[target]]), when there are any. */
+  #targets: readonly TargetPusher[] = [];
   readonly #started = new Date();
   #server: http.Server | undefined;
   #listen: string | null = null;
@@ -222,6 +227,7 @@ export class Agent {
       const engineAddress = opts.engineAddress ?? (opts.engine ? undefined : (await import('../docker/connect.ts')).engineAddress(config));
       const journal = opts.journal === undefined ? makeJournal(config, catalog, log) : (opts.journal ?? undefined);
       agent = new Agent({ ...opts, ...(engineAddress ? { engineAddress } : {}) }, repo, catalog, engine, journal, replicator);
+      agent.#targets = await targetPushers(config, repo, log, opts.configFile, opts.retryMs);
       if (server) {
         agent.#server = server;
         agent.#listen = boundAddress(server);
@@ -261,6 +267,10 @@ export class Agent {
       this.#scheduler.setJob('replication', config.replication.schedule, () => this.replicate());
       // what the last run left unsent (or what was backed up while the agent was down) goes now
       void this.replicate();
+    }
+    if (this.#targets.length > 0) {
+      this.#scheduler.setJob('targets', config.replication.schedule, () => this.#pushToTargets());
+      void this.#pushToTargets();
     }
     this.#scheduler.setJob('drill', config.drill.schedule ?? null, () => this.runDrills());
     const continuous = config.volume.filter((v) => v.continuous).map((v) => v.name);
@@ -407,6 +417,7 @@ export class Agent {
       volumes,
       missing: this.#missing,
       peers: this.#replicator?.status() ?? [],
+      targets: this.#targets.map((t) => t.status()),
       drills: {
         schedule: this.#config.drill.schedule ?? null,
         next_run: this.#scheduler.nextJob('drill')?.toISOString() ?? null,
@@ -468,6 +479,7 @@ export class Agent {
     await this.#journal?.close().catch((err: unknown) => log.error({ err }, 'closing the change journal failed'));
     if (this.#server) await closeServer(this.#server);
     await this.#replicator?.stop();
+    await Promise.all(this.#targets.map((t) => t.stop()));
     await this.#pools.close();
     await this.#psql.close();
     this.#catalog.close();
@@ -486,6 +498,11 @@ export class Agent {
     }
   }
 
+  /** Every target gets what it lacks (a push under way is followed by one more). */
+  async #pushToTargets(): Promise<void> {
+    await Promise.all(this.#targets.map((t) => t.request()));
+  }
+
   async #metricsText(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.#metrics.contentType, body: await this.#metrics.text() };
   }
@@ -496,6 +513,7 @@ export class Agent {
       this.#failures.delete(r.volume);
       // seconds of lag to the peers, not minutes: every snapshot goes out as soon as it is committed
       if (!this.#stopping && this.#replicator && this.#replicator.targets.length > 0) void this.replicate();
+      if (!this.#stopping) void this.#pushToTargets();
     }
     if (r.outcome !== 'failure') return;
     const failures = (this.#failures.get(r.volume) ?? 0) + 1;
@@ -671,4 +689,13 @@ async function startReplication(
 async function runReplicaRetention(config: Config, log: Logger): Promise<void> {
   const { replicaRetention } = await import('../replicate/replica-retention.ts');
   await replicaRetention(config, log);
+}
+
+/** The pushes to the config's object-storage targets; the S3 client loads only when there are some. */
+async function targetPushers(config: Config, repo: Repository, log: Logger, configFile: string | undefined, retryMs: number | undefined): Promise<TargetPusher[]> {
+  if (config.target.length === 0) return [];
+  const [{ openTarget }, { TargetPusher }] = await Promise.all([import('../replicate/targets.ts'), import('../replicate/target-pusher.ts')]);
+  return config.target.map(
+    (t) => new TargetPusher(repo, { name: t.name, backend: openTarget(t, configFile), concurrency: t.concurrency, retryMs: retryMs ?? config.replication.retry, log }),
+  );
 }

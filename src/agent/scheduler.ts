@@ -20,7 +20,7 @@ interface Entry {
 }
 
 /** The agent's jobs besides volume backups, each on a schedule of its own. */
-export type JobName = 'retention' | 'replication' | 'drill';
+export type JobName = 'retention' | 'replication' | 'targets' | 'drill';
 const jobKey = (name: JobName) => `\0${name}`;
 const isJob = (key: string) => key.startsWith('\0');
 

@@ -3,6 +3,7 @@ import type { AgentCatalog } from '../catalog/agent-catalog.ts';
 import type { Config } from '../config/schema.ts';
 import { hasPolicy, type RetentionPolicy } from '../repo/retention.ts';
 import type { PeerStatus } from '../replicate/replicator.ts';
+import type { TargetStatus } from '../replicate/target-pusher.ts';
 import type { JournalStatus } from '../watch/journal.ts';
 import type { VolumeRecord } from './backups.ts';
 import type { DrillRecord } from './drills.ts';
@@ -35,6 +36,8 @@ export interface StatusReport {
   readonly missing: readonly string[];
   /** The [[peer]] entries: pushes to each, and the replica of each held here. */
   readonly peers: readonly PeerStatus[];
+  /** The object-storage targets' pushes (empty when none is configured, or no agent runs). */
+  readonly targets: readonly TargetStatus[];
   /** Scheduled DR drills of the replicas held here: the schedule, and each source's last drill. */
   readonly drills: { readonly schedule: string | null; readonly next_run: string | null; readonly last: readonly DrillRecord[] };
   readonly retention: {
@@ -168,6 +171,7 @@ export function offlineStatus(i: OfflineInputs): StatusReport {
     volumes,
     missing,
     peers: i.peers,
+    targets: [],
     drills: { schedule: i.config.drill.schedule ?? null, next_run: i.config.drill.schedule ? nextCronRun(i.config.drill.schedule) : null, last: [] },
     retention: {
       schedule: i.config.schedule.retention,

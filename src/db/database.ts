@@ -41,7 +41,7 @@ export function openDatabase(file: string, opts: OpenOptions): Db {
       throw new CorruptIndexError(`${opts.what} ${file} is empty: it was truncated or replaced`);
     }
     if (!opts.readonly) {
-      db.pragma('journal_mode = WAL');
+      walMode(db);
       db.pragma(opts.synced === false ? 'synchronous = NORMAL' : 'synchronous = FULL');
     }
     db.pragma('foreign_keys = ON');
@@ -138,6 +138,23 @@ function createPrivate(file: string): void {
   }
 }
 
+/**
+ * Switches the file to WAL. Another process doing the same to a file just
+ * made (the agent and a CLI command opening a new catalog at once) makes
+ * SQLite answer BUSY without waiting: wait a little and ask again.
+ */
+function walMode(db: Db): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_BUSY' || attempt >= 200) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+  }
+}
+
 function migrate(db: Db, migrations: readonly Migration[], what: string): void {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > migrations.length) {
@@ -145,16 +162,22 @@ function migrate(db: Db, migrations: readonly Migration[], what: string): void {
       `${what} has schema version ${current}, newer than this Lifeboat understands (${migrations.length})`,
     );
   }
-  for (let v = current; v < migrations.length; v++) {
+  // The version is read again inside each step's IMMEDIATE transaction: another process opening
+  // the same file at the same moment (the agent and a CLI command) may have made that step meanwhile.
+  for (let done = current >= migrations.length; !done; ) {
+    let v = current;
     try {
-      db.transaction(() => {
+      done = db.transaction(() => {
+        v = db.pragma('user_version', { simple: true }) as number;
+        if (v >= migrations.length) return true;
         migrations[v]!(db);
         db.pragma(`user_version = ${v + 1}`);
+        return v + 1 >= migrations.length;
       }).immediate();
     } catch (err) {
       // a migration that meets tables it should make: the version in the header is damaged
       if ((err as { code?: unknown }).code === 'SQLITE_ERROR' && /already exists/.test((err as Error).message)) {
-        throw new CorruptIndexError(`${what} says schema version ${current}, but holds tables of a later one: its header is damaged`, { cause: err });
+        throw new CorruptIndexError(`${what} says schema version ${v}, but holds tables of a later one: its header is damaged`, { cause: err });
       }
       throw err;
     }

@@ -18,7 +18,7 @@ export function registerRun(program: Command): void {
       // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
       const log = createLogger({ ...logSettings(cmd.optsWithGlobals<GlobalOptions>(), ctx.config), destination: 1 });
       const { Agent } = await import('../../agent/agent.ts');
-      const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version }).catch((err: unknown) => {
+      const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version, configFile: ctx.configFile }).catch((err: unknown) => {
         // The agent does not create its repository: a wrong path must not silently start an empty one.
         // A configuration error (exit 2): a service manager that restarts on failure should not retry it forever.
         if (!(err instanceof NotARepositoryError)) throw err;

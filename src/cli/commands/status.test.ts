@@ -37,6 +37,7 @@ const running: StatusReport = {
   ],
   missing: ['ghost'],
   peers: [],
+  targets: [],
   drills: { schedule: null, next_run: null, last: [] },
   retention: { schedule: '30 3 * * *', next_run: '2030-01-02T03:30:00.000Z', policy: { keep_last: 7, keep_daily: 14 }, last_run: null, last_error: null },
   notes: [],

@@ -157,6 +157,10 @@ export function formatStatus(r: StatusReport, now = Date.now()): string {
   }
   lines.push(`peers      ${r.peers.length === 0 ? 'none' : r.peers.length}`);
   if (r.peers.length > 0) lines.push(formatPeers(r.peers, now));
+  if (r.targets.length > 0) {
+    const rows = r.targets.map((t) => ['  ' + t.name, t.location, t.state, t.last_success ? when(t.last_success) : '-', t.last_error ?? '-']);
+    lines.push(`targets    ${r.targets.length}`, table(['  TARGET', 'LOCATION', 'STATE', 'LAST PUSH (UTC)', 'LAST ERROR'], rows));
+  }
   if (r.drills.schedule !== null || r.drills.last.length > 0) {
     const last = r.drills.last.map((d) => `${d.source} ${d.ok ? 'passed' : 'FAILED'} ${when(d.at)}${d.error ? ` (${d.error})` : ''}`).join('; ');
     lines.push(`drills     ${r.drills.schedule ? `next ${when(r.drills.next_run)} UTC (${r.drills.schedule})` : 'not scheduled'}${last ? `; last: ${last}` : ''}`);
