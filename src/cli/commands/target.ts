@@ -1,10 +1,10 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { FileInfo, FileKind } from '../../backend/backend.ts';
-import { fetchRepository, type MirrorReport, pushRepository } from '../../repo/mirror.ts';
+import type { Backend, FileInfo, FileKind } from '../../backend/backend.ts';
+import { fetchRepository, type MirrorOptions, type MirrorReport, pushRepository } from '../../repo/mirror.ts';
 import { openTarget, targetNamed } from '../../replicate/targets.ts';
 import { formatBytes } from '../../util/units.ts';
-import { type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
+import { type Context, type GlobalOptions, makeContext, type RepoOptions, withRepo } from '../context.ts';
 import { repoCommand } from '../program.ts';
 import { ProgressLine } from '../progress.ts';
 
@@ -21,14 +21,8 @@ export function registerTarget(program: Command): void {
   repoCommand(target, 'push', 'copy to the target what it lacks: packs, then snapshot records (never replaces or deletes anything there)')
     .argument('<name>', 'the [[target]] name')
     .action(async (name: string, opts: RepoOptions, cmd: Command) => {
-      const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      const t = targetNamed(ctx.config, name);
-      const bucket = openTarget(t, ctx.configFile);
-      const progress = new ProgressLine(ctx.interactive);
-      let files = 0;
-      let bytes = 0;
-      const onFile = (_kind: FileKind, f: FileInfo) => progress.update(++files, (bytes += f.size), 'sent');
-      const r = await withRepo(ctx, opts, (repo) => pushRepository(repo, bucket, { concurrency: t.concurrency, onFile })).finally(() => progress.done());
+      const { ctx, bucket, mirror, done } = transferOf(cmd, name, 'sent');
+      const r = await withRepo(ctx, opts, (repo) => pushRepository(repo, bucket, mirror)).finally(done);
       ctx.out({ target: name, location: bucket.location, ...r }, () => `pushed to ${name} (${bucket.location}): ${summary(r)}`);
     });
   target
@@ -37,15 +31,20 @@ export function registerTarget(program: Command): void {
     .argument('<name>', 'the [[target]] name')
     .requiredOption('--into <dir>', 'an empty or new directory (or an unfinished fetch of the same repository, which goes on)')
     .action(async (name: string, opts: { into: string }, cmd: Command) => {
-      const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
-      const t = targetNamed(ctx.config, name);
-      const bucket = openTarget(t, ctx.configFile);
-      const progress = new ProgressLine(ctx.interactive);
-      let files = 0;
-      let bytes = 0;
-      const onFile = (_kind: FileKind, f: FileInfo) => progress.update(++files, (bytes += f.size), 'fetched');
-      const r = await fetchRepository(bucket, opts.into, { concurrency: t.concurrency, onFile }).finally(() => progress.done());
+      const { ctx, bucket, mirror, done } = transferOf(cmd, name, 'fetched');
+      const r = await fetchRepository(bucket, opts.into, mirror).finally(done);
       const dir = path.resolve(opts.into);
       ctx.out({ target: name, location: bucket.location, repository: dir, ...r }, () => `fetched from ${name} (${bucket.location}) into ${dir}: ${summary(r)}; ${r.index.snapshots} snapshots indexed`);
     });
+}
+
+/** The target a command names, its bucket, and a status line counting what the transfer moves. */
+function transferOf(cmd: Command, name: string, verb: string): { ctx: Context; bucket: Backend; mirror: MirrorOptions; done: () => void } {
+  const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
+  const t = targetNamed(ctx.config, name);
+  const progress = new ProgressLine(ctx.interactive);
+  let files = 0;
+  let bytes = 0;
+  const onFile = (_kind: FileKind, f: FileInfo) => progress.update(++files, (bytes += f.size), verb);
+  return { ctx, bucket: openTarget(t, ctx.configFile), mirror: { concurrency: t.concurrency, onFile }, done: () => progress.done() };
 }
