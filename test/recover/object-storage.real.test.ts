@@ -16,10 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
 import { until } from '../agent/daemon.ts';
 import { cleanup as cleanupDirs, lifeboat, tempDir } from '../cli/run.ts';
-import { cleanup, DEFAULT_SOCKET, ensureEngine, removeImage, type SecondEngine, startSecondEngine, TEST_LABEL_KEY, TEST_LABELS, TEST_RUN_ID, testSpec, uniqueName } from '../docker/harness.ts';
+import { cleanup, DEFAULT_SOCKET, ensureEngine, removeImage, type SecondEngine, startSecondEngine, TEST_RUN_ID, uniqueName } from '../docker/harness.ts';
 import { cephUnavailableReason, createBucket, type Rgw, s3Client, startRgw } from '../lib/ceph-rgw.ts';
 import { Fleet, makeAgent, status } from '../replicate/agents.ts';
-import { importBusyboxImage } from './rootfs.ts';
+import { startWriterApp } from './rootfs.ts';
 
 const unavailable = cephUnavailableReason();
 if (unavailable) console.warn(`skipping recovery from object storage: ${unavailable}`);
@@ -53,22 +53,11 @@ describe.skipIf(unavailable !== undefined)('a lost host recovered from a bucket 
 
   it('fetches the repository from the bucket and recovers the container with its data and image', async () => {
     const engineA = await ensureEngine(second!.socket);
-    appId = await importBusyboxImage(second!.socket, APP, [`LABEL ${TEST_LABEL_KEY}=${TEST_RUN_ID}`, 'CMD ["/bin/sh"]']);
+    let mountA: string;
+    ({ appId, mount: mountA } = await startWriterApp(engineA, second!.socket, { app: APP, volume, writer }));
     expect(await engineB.inspectImage(appId)).toBeUndefined();
-    const mountA = (await engineA.createVolume(volume, { labels: { ...TEST_LABELS } })).mountpoint;
     const data = crypto.randomBytes(3 << 20);
     await fsp.writeFile(path.join(mountA, 'data.bin'), data);
-    await fsp.writeFile(path.join(mountA, 'ledger'), 'entry 1\n');
-    const id = await engineA.createContainer(
-      testSpec({
-        name: writer,
-        image: APP,
-        cmd: ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1 & wait $!; done'],
-        labels: { 'lifeboat.pause-during-backup': 'true' },
-        mounts: [{ type: 'volume', name: volume, source: '', destination: '/data', readOnly: false }],
-      }),
-    );
-    await engineA.start(id);
 
     const bucket = `lb-${crypto.randomBytes(6).toString('hex')}`;
     await createBucket(rgw, bucket);

@@ -15,9 +15,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
 import { type Daemon, until } from '../agent/daemon.ts';
 import { cleanup as cleanupDirs, lifeboat } from '../cli/run.ts';
-import { cleanup, DEFAULT_SOCKET, ensureEngine, removeImage, type SecondEngine, startSecondEngine, TEST_LABEL_KEY, TEST_LABELS, TEST_RUN_ID, testSpec, uniqueName } from '../docker/harness.ts';
+import { cleanup, DEFAULT_SOCKET, ensureEngine, removeImage, type SecondEngine, startSecondEngine, TEST_RUN_ID, uniqueName } from '../docker/harness.ts';
 import { Fleet, makeAgent, peer, replicaOf, status, type TestAgent, writeConfig } from '../replicate/agents.ts';
-import { importBusyboxImage } from './rootfs.ts';
+import { startWriterApp } from './rootfs.ts';
 
 const APP = `lifeboat-test/replicated-app-${TEST_RUN_ID}:1`;
 let engineA: DockerodeEngine;
@@ -46,20 +46,8 @@ beforeAll(async () => {
   secondDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lbt-dr-2nd-'));
   second = await startSecondEngine(secondDir);
   engineA = await ensureEngine(second.socket);
-  appId = await importBusyboxImage(second.socket, APP, [`LABEL ${TEST_LABEL_KEY}=${TEST_RUN_ID}`, 'CMD ["/bin/sh"]']);
+  ({ appId, mount: mountA } = await startWriterApp(engineA, second.socket, { app: APP, volume, writer }));
   expect(await engineB.inspectImage(appId)).toBeUndefined();
-  mountA = (await engineA.createVolume(volume, { labels: { ...TEST_LABELS } })).mountpoint;
-  await fsp.writeFile(path.join(mountA, 'ledger'), 'entry 1\n');
-  const id = await engineA.createContainer(
-    testSpec({
-      name: writer,
-      image: APP,
-      cmd: ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1 & wait $!; done'],
-      labels: { 'lifeboat.pause-during-backup': 'true' },
-      mounts: [{ type: 'volume', name: volume, source: '', destination: '/data', readOnly: false }],
-    }),
-  );
-  await engineA.start(id);
 
   a = await makeAgent('a', { docker: `unix://${second.socket}`, extra: ['[[volume]]', `name = ${JSON.stringify(volume)}`, 'continuous = true', 'debounce = "1s"'].join('\n') });
   // B drills every 10 s in this test; a real site would drill daily or weekly
