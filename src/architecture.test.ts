@@ -20,8 +20,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['docker'],
   ['catalog'],
   ['inventory', 'watch'],
-  ['backup', 'restore', 'replicate'],
-  ['recover'],
+  ['backup', 'restore', 'replicate', 'notify'],
+  ['recover', 'console'],
   ['agent'],
   ['cli'],
 ];

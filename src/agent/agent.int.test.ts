@@ -4,6 +4,8 @@
  * health, shutdown. The real-engine runs are in test/agent/.
  */
 import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -175,6 +177,50 @@ describe('Agent (fake engine, fake journal)', () => {
     await until('a snapshot after the retry', async () => (await snapshotsOf('data')).length === 1);
     await until('the error cleared', () => a.status().volumes[0]?.last_error === null);
     expect(lines.map((l) => l.msg)).toContain('retrying the backup of volume data in 0.2 s');
+  });
+
+  it('[[notify]]: a failing backup is told once to the webhook and then resolved; the heartbeat hears start, fail, start, success; no password in any body', async () => {
+    const received: { path: string; body: string }[] = [];
+    const receiver = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push({ path: req.url ?? '', body: Buffer.concat(chunks).toString('utf8') });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    try {
+      await engine.createVolume('data');
+      const other = await Repository.open(path.join(dir, 'repo'), PASSWORD);
+      const lock = other.lock('exclusive');
+      const a = await start(
+        [
+          '[volumes]\ntrack = "listed"\n[[volume]]\nname = "data"\ncontinuous = true\ndebounce = "100ms"',
+          `[[notify]]\nname = "ops"\ntype = "webhook"\nurl = "${base}/hook"`,
+          `[[notify]]\nname = "hc"\ntype = "heartbeat"\nurl = "${base}/ping/data"`,
+        ].join('\n'),
+        { retryMs: 300 },
+      );
+      await until('the first failure', () => a.status().volumes[0]?.last_error ?? undefined);
+      const hooks = () => received.filter((r) => r.path === '/hook').map((r) => JSON.parse(r.body) as { event: string; state: string; subject: string; host: string; summary: string });
+      const firing = await until('the alert', () => hooks().find((h) => h.event === 'backup_failed'));
+      expect(firing).toMatchObject({ event: 'backup_failed', state: 'firing', subject: 'data', host: 'test-host' });
+      expect(firing.summary).toContain('LB_ERR_REPOSITORY_LOCKED');
+      lock.release();
+      other.close();
+      await until('the resolution', () => hooks().some((h) => h.event === 'backup_failed' && h.state === 'resolved'));
+      // retries failed meanwhile (one alert while it failed, not one per failure)
+      expect(hooks().filter((h) => h.event === 'backup_failed').map((h) => h.state)).toEqual(['firing', 'resolved']);
+      const pings = () => received.filter((r) => r.path.startsWith('/ping/')).map((r) => r.path);
+      await until('the success ping', () => pings().includes('/ping/data'));
+      expect(pings().slice(0, 2)).toEqual(['/ping/data/start', '/ping/data/fail']);
+      expect(pings().slice(-2)).toEqual(['/ping/data/start', '/ping/data']);
+      for (const r of received) expect(r.body).not.toContain(PASSWORD);
+    } finally {
+      receiver.close();
+    }
   });
 
   it('a [[volume]] the engine does not have: one error naming it, the other volumes are tracked', async () => {

@@ -21,12 +21,17 @@ import { AgentMetrics } from './metrics.ts';
 import { JobCancelledError, JobQueue } from './queue.ts';
 import { runRetention } from './retention.ts';
 import { Scheduler } from './scheduler.ts';
-import { journalView, lastBackupView, nextCronRun, policyView, snapshotView, type StatusReport, type VolumeStatus } from './status.ts';
+import { journalView, lastBackupView, nextCronRun, policyView, rpoTargetSeconds, snapshotView, type StatusReport, type VolumeStatus } from './status.ts';
 import { sameTracking, type TrackedVolume, trackedVolumes } from './tracked.ts';
 import { openRepoWorkers, PoolKeeper } from './workers.ts';
 import type { PushOutcome, Replicator, ReplicatorOptions } from '../replicate/replicator.ts';
 import type { TargetPusher } from '../replicate/target-pusher.ts';
-import type { DrillRecord } from './drills.ts';
+import { type DrillRecord, drillHistory, drillReplicas, heldReplicas, rememberDrill, withReplica } from './drills.ts';
+import type { RecoveryReport } from '../recover/recover.ts';
+import { readPasswordFile } from '../config/password.ts';
+import { Access } from '../console/access.ts';
+import { cronIntervalMs, UNREACHABLE_FAILURES } from '../notify/conditions.ts';
+import { AgentAlerts, type AlertInputs } from './alerts.ts';
 import { UsageError, VolumeNotTrackedError } from '../errors/errors.ts';
 
 /** The part of ChangeJournal (src/watch/journal.ts) the agent uses; tests pass a fake. */
@@ -67,8 +72,20 @@ export const DEFAULT_GRACE_MS = 60_000;
 const DEFAULT_POOL_IDLE_MS = 15_000;
 const RETRY_FIRST_MS = 10_000;
 const RETRY_MAX_MS = 5 * 60_000;
-/** Failed pushes in a row to a peer before /healthz says degraded: one failure is a blip, three are an outage. */
-const FAILING_PUSHES = 3;
+/** Snapshots per volume the console's charts get at most. */
+const HISTORY_POINTS = 1000;
+
+/** One snapshot of a volume as the console charts it. */
+export interface HistoryPoint {
+  readonly id: string;
+  readonly time: string;
+  readonly duration_ms: number;
+  readonly files: number;
+  readonly bytes_new: number;
+  readonly bytes_stored: number;
+  readonly bytes_total: number;
+}
+
 
 /**
  * The daemon: the repository (opened once), the catalog, the inventory
@@ -103,6 +120,8 @@ export class Agent {
   readonly #standby: Standby;
   /** Pushes to the object-storage targets ([[target]]), when there are any. */
   #targets: readonly TargetPusher[] = [];
+  /** Alerts to the [[notify]] entries, when there are any. */
+  #alerts: AgentAlerts | undefined;
   readonly #started = new Date();
   #server: http.Server | undefined;
   #listen: string | null = null;
@@ -161,6 +180,7 @@ export class Agent {
       log: this.#log,
       take: (volume) => this.#journal?.take(volume),
       run: (volume, take) => this.#backupVolume(volume, take),
+      onStart: (volume) => this.#alerts?.backupStarted(volume),
       onResult: (r) => this.#onResult(r),
     });
     this.#scheduler = new Scheduler({
@@ -195,7 +215,10 @@ export class Agent {
     try {
       catalog = AgentCatalog.open(config.agent.state_dir);
       let agent: Agent | undefined;
+      const token = config.agent.token_file === undefined ? undefined : readPasswordFile(config.agent.token_file);
       if (config.agent.listen !== '') {
+        const access = new Access({ token });
+        const starting = () => Promise.reject(new UsageError('the agent is starting'));
         // bound first, answering through the agent once it exists: a port in use stops the start before anything runs
         server = await listen(
           config.agent.listen,
@@ -204,11 +227,19 @@ export class Agent {
               metrics: async () => agent!.#metricsText(),
               health: () => agent?.health() ?? { ok: false, reasons: ['the agent is starting'] },
               status: () => agent?.status() ?? { starting: true },
-              backup: (volume: string) => (agent ? agent.backupNow(volume) : Promise.reject(new UsageError('the agent is starting'))),
-              restore: (volume, snapshot, o) => (agent ? agent.restoreNow(volume, snapshot, o) : Promise.reject(new UsageError('the agent is starting'))),
-              ...(config.peer.length > 0 ? { replicate: (peer: string | undefined) => (agent ? agent.replicate(peer) : Promise.reject(new UsageError('the agent is starting'))) } : {}),
+              history: (hours) => agent?.history(hours) ?? { volumes: {} },
+              backup: (volume: string) => (agent ? agent.backupNow(volume) : starting()),
+              restore: (volume, snapshot, o) => (agent ? agent.restoreNow(volume, snapshot, o) : starting()),
+              ...(config.peer.length > 0
+                ? {
+                    replicate: (peer: string | undefined) => (agent ? agent.replicate(peer) : starting()),
+                    drill: (source: string | undefined) => (agent ? agent.drillNow(source) : starting()),
+                    plan: (source: string) => (agent ? agent.plan(source) : starting()),
+                  }
+                : {}),
             },
             log,
+            access,
           ),
         );
       }
@@ -228,6 +259,8 @@ export class Agent {
       const journal = opts.journal === undefined ? makeJournal(config, catalog, log) : (opts.journal ?? undefined);
       agent = new Agent({ ...opts, ...(engineAddress ? { engineAddress } : {}) }, repo, catalog, engine, journal, replicator);
       agent.#targets = await targetPushers(config, repo, log, opts.configFile, opts.retryMs);
+      const self = agent;
+      agent.#alerts = await AgentAlerts.start(config, catalog, log, [opts.password, ...(token ? [token] : [])], () => self.#alertInputs());
       if (server) {
         agent.#server = server;
         agent.#listen = boundAddress(server);
@@ -279,6 +312,7 @@ export class Agent {
     }
     // the catalog as last known, until the first reconcile says more
     this.#retrack();
+    this.#alerts?.check();
     this.#watcher.start();
     this.#log.info(
       { pid: process.pid, version: this.#version, listen: this.#listen, repository: this.#repo.dir, state_dir: config.agent.state_dir, journal: this.#journal !== undefined },
@@ -334,22 +368,71 @@ export class Agent {
   }
 
   /** A drill of every replica held here, through the job queue (it competes with backups for the disks and cores). */
-  async runDrills(): Promise<DrillRecord[]> {
+  /** A drill of the replicas held here (or of `only`), through the job queue; each verdict is kept in the catalog's history. */
+  async runDrills(only?: string): Promise<DrillRecord[]> {
     try {
-      const records = await this.#queue.run('drill', async () => {
-        const { drillReplicas } = await import('./drills.ts');
-        return drillReplicas(this.#config, this.#engine, this.#log, this.#stopDrills.signal);
-      });
+      const records = await this.#queue.run('drill', () => drillReplicas(this.#config, this.#engine, this.#log, this.#stopDrills.signal, only));
       for (const r of records) {
         this.#drills.set(r.source, r);
         this.#metrics.drilled(r);
+        rememberDrill(this.#catalog, r);
       }
+      this.#alerts?.check();
       return records;
     } catch (err) {
       if (err instanceof JobCancelledError) return [];
       throw err;
     }
   }
+
+  /** A drill asked for (POST /drill): of one source whose replica is held here, or of all. */
+  drillNow(source: string | undefined): Promise<DrillRecord[]> {
+    if (source !== undefined && !heldReplicas(this.#config).some((p) => p.name === source)) {
+      return Promise.reject(new UsageError(`no replica of ${source} is held here (the sources are the [[peer]] entries that push to this agent)`));
+    }
+    return this.runDrills(source);
+  }
+
+  /** The dry run of recovering a source from its replica here: what would be made, and every blocker. */
+  async plan(source: string): Promise<RecoveryReport> {
+    const peer = heldReplicas(this.#config).find((p) => p.name === source);
+    if (!peer) throw new UsageError(`no replica of ${source} is held here (the sources are the [[peer]] entries that push to this agent)`);
+    const { recover } = await import('../recover/recover.ts');
+    const workDir = path.join(this.#config.agent.state_dir, 'tmp');
+    return withReplica(this.#config, peer, (repo, pool) => recover(this.#engine, repo, peer.name, { dryRun: true, onlyHostSnapshots: false, pool, workDir, log: this.#log }));
+  }
+
+  /**
+   * Each tracked volume's snapshots of the last `hours` (and the newest one
+   * before, where the recovery point's age starts), newest 1000 at most: the
+   * console's charts.
+   */
+  history(hours: number): { readonly since: string; readonly volumes: Record<string, HistoryPoint[]> } {
+    const since = new Date(Date.now() - hours * 3600_000).toISOString();
+    const host = this.#config.agent.host;
+    const byVolume = new Map<string, Snapshot[]>();
+    for (const s of listSnapshots(this.#repo)) {
+      if (s.host !== host || s.volume === null || !this.#tracked.has(s.volume)) continue;
+      byVolume.set(s.volume, [...(byVolume.get(s.volume) ?? []), s]);
+    }
+    const volumes: Record<string, HistoryPoint[]> = {};
+    for (const [volume, snaps] of byVolume) {
+      snaps.sort((a, b) => a.time.localeCompare(b.time));
+      const inWindow = snaps.findIndex((s) => s.time >= since);
+      const first = inWindow === -1 ? snaps.length - 1 : Math.max(0, inWindow - 1);
+      volumes[volume] = snaps.slice(first).slice(-HISTORY_POINTS).map((s) => ({
+        id: s.id,
+        time: s.time,
+        duration_ms: s.stats.duration_ms,
+        files: s.stats.files,
+        bytes_new: s.stats.bytes_new,
+        bytes_stored: s.stats.bytes_stored,
+        bytes_total: s.stats.bytes_total,
+      }));
+    }
+    return { since, volumes };
+  }
+
 
   /** One retention run, through the job queue: this host's snapshots (while no push reads them), then the replicas held here. */
   async runRetention(): Promise<void> {
@@ -373,7 +456,7 @@ export class Agent {
     const w = this.#watcher.state;
     if (!w.connected) reasons.push(`docker engine at ${this.#engineAddress} unreachable${w.lastError ? `: ${w.lastError}` : ' (not connected yet)'}`);
     for (const p of this.#replicator?.status() ?? []) {
-      if (p.failures >= FAILING_PUSHES) reasons.push(`replication to ${p.name} failed ${p.failures} times in a row (last success ${p.last_success ?? 'never'}): ${p.last_error}`);
+      if (p.failures >= UNREACHABLE_FAILURES) reasons.push(`replication to ${p.name} failed ${p.failures} times in a row (last success ${p.last_success ?? 'never'}): ${p.last_error}`);
     }
     return { ok: reasons.length === 0, reasons };
   }
@@ -389,6 +472,7 @@ export class Agent {
         journal: journalView(this.#journalStatus(v.name)),
         schedule: v.schedule,
         next_run: this.#scheduler.nextRun(v.name)?.toISOString() ?? null,
+        rpo_target_s: rpoTargetSeconds(v, r.lastDurationMs),
         continuous: v.continuous,
         debounce_ms: v.continuous ? v.debounceMs : null,
         running: r.running,
@@ -422,6 +506,7 @@ export class Agent {
         schedule: this.#config.drill.schedule ?? null,
         next_run: this.#scheduler.nextJob('drill')?.toISOString() ?? null,
         last: [...this.#drills.values()],
+        history: Object.fromEntries(heldReplicas(this.#config).map((p) => [p.name, drillHistory(this.#catalog, p.name)])),
       },
       retention: {
         schedule: this.#config.schedule.retention,
@@ -478,6 +563,7 @@ export class Agent {
     await this.#watcher.stop();
     await this.#journal?.close().catch((err: unknown) => log.error({ err }, 'closing the change journal failed'));
     if (this.#server) await closeServer(this.#server);
+    await this.#alerts?.stop();
     await this.#replicator?.stop();
     await Promise.all(this.#targets.map((t) => t.stop()));
     await this.#pools.close();
@@ -488,6 +574,27 @@ export class Agent {
   }
 
   // --- internals
+
+  #alertInputs(): ReturnType<AlertInputs> {
+    return {
+      volumes: [...this.#tracked.values()].map((v) => {
+        const r = this.#backups.record(v.name);
+        return {
+          name: v.name,
+          // after a restart, the newest snapshot is the last success known
+          lastSuccess: r.lastSuccess ?? r.lastSnapshot?.time ?? null,
+          lastSnapshotTime: r.lastSnapshot?.time ?? null,
+          lastError: r.lastError,
+          rpoTargetMs: this.#config.volume.find((e) => e.name === v.name)?.rpo ?? null,
+          scheduleIntervalMs: v.continuous ? v.rpoMs : cronIntervalMs(v.schedule),
+        };
+      }),
+      peers: (this.#replicator?.status() ?? []).filter((p) => p.push),
+      targets: this.#targets.map((t) => t.status()),
+      drills: [...this.#drills.values()],
+      agentStarted: this.#started.toISOString(),
+    };
+  }
 
   #journalStatus(volume: string): JournalStatus | undefined {
     if (!this.#journal) return undefined;
@@ -509,6 +616,7 @@ export class Agent {
 
   #onResult(r: BackupResult): void {
     this.#metrics.backup(r);
+    this.#alerts?.backupEnded(r);
     if (r.outcome === 'success') {
       this.#failures.delete(r.volume);
       // seconds of lag to the peers, not minutes: every snapshot goes out as soon as it is committed
@@ -547,7 +655,7 @@ export class Agent {
     }
   }
 
-  async #backupVolume(volume: string, take: JournalTake | undefined): Promise<{ snapshot: Snapshot; warnings: readonly string[] }> {
+  async #backupVolume(volume: string, take: JournalTake | undefined): Promise<{ snapshot: Snapshot; warnings: readonly string[]; frozenMs: number }> {
     const config = this.#config;
     // loaded on the first backup: an agent with nothing to do never pays for the archiver
     const { backupVolume, configuredVolumeBackup } = await import('../backup/volume.ts');
@@ -564,7 +672,9 @@ export class Agent {
       };
       // `changes` is the journal's take (backupVolume examines only its paths when it is in paths mode)
       const r = await backupVolume(this.#engine, this.#repo, opts);
-      return { snapshot: r.snapshot, warnings: r.report.warnings };
+      // containers frozen together: the longest of them is how long the application stood still
+      const frozenMs = Math.max(0, ...r.report.actions.map((a) => a.ms));
+      return { snapshot: r.snapshot, warnings: r.report.warnings, frozenMs };
     } finally {
       this.#pools.release();
     }

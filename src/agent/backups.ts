@@ -23,6 +23,8 @@ export interface BackupResult {
    * Undefined when the journal reported no change before it began.
    */
   readonly lagMs?: number;
+  /** How long the volume's containers were paused or stopped for it (ms); 0 when none was. */
+  readonly frozenMs?: number;
   readonly journal?: { readonly mode: JournalTake['mode']; readonly reason: string | null; readonly paths: number };
   readonly error?: { readonly message: string; readonly code: string };
 }
@@ -34,6 +36,8 @@ export interface VolumeRecord {
   lastDurationMs: number | null;
   lastStats: SnapshotStats | null;
   lastLagMs: number | null;
+  /** How long the last successful backup kept the volume's containers paused or stopped (ms). */
+  lastFrozenMs: number | null;
   lastError: { time: string; message: string; code: string } | null;
   /** Queued or running. */
   busy: boolean;
@@ -50,7 +54,9 @@ export interface BackupsOptions {
   /** The journal's take for the volume, or undefined without a journal (the backup scans the volume). */
   readonly take?: (volume: string) => JournalTake | undefined;
   /** Backs the volume up; rejects on failure (after returning its containers to their state). */
-  readonly run: (volume: string, take: JournalTake | undefined) => Promise<{ snapshot: Snapshot; warnings?: readonly string[] }>;
+  readonly run: (volume: string, take: JournalTake | undefined) => Promise<{ snapshot: Snapshot; warnings?: readonly string[]; frozenMs?: number }>;
+  /** A backup begins (after its wait in the queue). */
+  readonly onStart?: (volume: string, reason: TriggerReason) => void;
   readonly onResult?: (r: BackupResult) => void;
   readonly now?: () => number;
 }
@@ -88,6 +94,7 @@ export class VolumeBackups {
         lastDurationMs: null,
         lastStats: null,
         lastLagMs: null,
+        lastFrozenMs: null,
         lastError: null,
         busy: false,
         running: false,
@@ -202,9 +209,10 @@ export class VolumeBackups {
     r.pendingSince = null;
     const journal = take && { mode: take.mode, reason: take.reason, paths: take.paths.size };
     this.#log.info({ volume, reason, journal }, `backing up volume ${volume}`);
+    this.#opts.onStart?.(volume, reason);
     let result: BackupResult;
     try {
-      const { snapshot, warnings } = await this.#opts.run(volume, take);
+      const { snapshot, warnings, frozenMs = 0 } = await this.#opts.run(volume, take);
       take?.commit();
       const done = this.#now();
       const durationMs = done - started;
@@ -213,6 +221,7 @@ export class VolumeBackups {
       r.lastSuccess = new Date(done).toISOString();
       r.lastDurationMs = durationMs;
       r.lastStats = snapshot.stats;
+      r.lastFrozenMs = frozenMs;
       r.lastError = null;
       if (lagMs !== undefined) r.lastLagMs = lagMs;
       const s = snapshot.stats;
@@ -227,13 +236,14 @@ export class VolumeBackups {
           bytes_new: s.bytes_new,
           bytes_stored: s.bytes_stored,
           duration_ms: durationMs,
+          ...(frozenMs > 0 ? { frozen_ms: frozenMs } : {}),
           ...(lagMs === undefined ? {} : { lag_ms: lagMs }),
         },
         `volume ${volume} backed up`,
       );
       if (s.errors > 0) this.#log.warn({ volume, snapshot: shortId(snapshot.id), errors: s.errors }, `snapshot of volume ${volume} saved, but ${s.errors} entries could not be read`);
       for (const w of warnings ?? []) this.#log.warn({ volume }, w);
-      result = { volume, reason, outcome: 'success', snapshot, durationMs, ...(lagMs === undefined ? {} : { lagMs }), ...(journal ? { journal } : {}) };
+      result = { volume, reason, outcome: 'success', snapshot, durationMs, frozenMs, ...(lagMs === undefined ? {} : { lagMs }), ...(journal ? { journal } : {}) };
     } catch (err) {
       // the changes stay untaken: the next backup covers them, and its lag counts from their start
       if (covers !== null && (r.pendingSince === null || covers < r.pendingSince)) r.pendingSince = covers;

@@ -7,19 +7,30 @@ import { boundAddress, parseListen } from '../util/listen.ts';
 import { closeServer, type Endpoints, handler, listen, nodeHttp } from './http.ts';
 import { AgentMetrics } from './metrics.ts';
 import { captureLog } from './testing/log.ts';
+import { Access } from '../console/access.ts';
 
-function get(address: string, path: string, method = 'GET'): Promise<{ status: number; type: string; body: string }> {
+interface Answer {
+  readonly status: number;
+  readonly type: string;
+  readonly body: string;
+  readonly headers: http.IncomingHttpHeaders;
+}
+
+function get(address: string, path: string, method = 'GET', headers: Record<string, string> = {}, body?: string): Promise<Answer> {
   const { host, port } = parseListen(address);
   return new Promise((resolve, reject) => {
-    const req = nodeHttp().request({ host, port, path, method }, (res) => {
+    const req = nodeHttp().request({ host, port, path, method, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
+
+/** A POST as the CLI and the console send it. */
+const post = (address: string, path: string, headers: Record<string, string> = {}, body?: string) => get(address, path, 'POST', { 'X-Lifeboat-Request': 'test', ...headers }, body);
 
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -34,9 +45,9 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await closeServer(s);
 });
 
-async function serve(endpoints: Endpoints): Promise<string> {
+async function serve(endpoints: Endpoints, token?: string): Promise<string> {
   const { log } = captureLog();
-  const server = await listen(`127.0.0.1:${await freePort()}`, handler(endpoints, log));
+  const server = await listen(`127.0.0.1:${await freePort()}`, handler(endpoints, log, new Access({ token })));
   servers.push(server);
   return boundAddress(server);
 }
@@ -140,11 +151,11 @@ describe('HTTP endpoint', () => {
         return { volume, outcome: 'success' };
       },
     });
-    const ok = await get(address, '/backup?volume=pg%20data', 'POST');
+    const ok = await post(address, '/backup?volume=pg%20data');
     expect([ok.status, JSON.parse(ok.body)]).toEqual([200, { volume: 'pg data', outcome: 'success' }]);
-    const refused = await get(address, '/backup?volume=untracked', 'POST');
+    const refused = await post(address, '/backup?volume=untracked');
     expect([refused.status, JSON.parse(refused.body).code]).toEqual([400, 'LB_ERR_VOLUME_NOT_TRACKED']);
-    expect((await get(address, '/backup', 'POST')).status).toBe(400);
+    expect((await post(address, '/backup')).status).toBe(400);
     expect((await get(address, '/backup?volume=x', 'GET')).status).toBe(405);
     expect(asked).toEqual(['pg data', 'untracked']);
   });
@@ -158,10 +169,10 @@ describe('HTTP endpoint', () => {
         return { snapshot, files: 1 };
       },
     });
-    const r = await get(address, '/restore?volume=db&snapshot=abc&force=1&include=%2Fa&include=*.sql&exclude=tmp', 'POST');
+    const r = await post(address, '/restore?volume=db&snapshot=abc&force=1&include=%2Fa&include=*.sql&exclude=tmp');
     expect([r.status, JSON.parse(r.body)]).toEqual([200, { snapshot: 'abc', files: 1 }]);
     expect(asked).toEqual([{ volume: 'db', snapshot: 'abc', force: true, include: ['/a', '*.sql'], exclude: ['tmp'] }]);
-    expect((await get(address, '/restore?volume=db', 'POST')).status).toBe(400);
+    expect((await post(address, '/restore?volume=db')).status).toBe(400);
   });
 
   it('GET /healthz: 200 ok, or 503 degraded with the reasons', async () => {
@@ -189,10 +200,104 @@ describe('HTTP endpoint', () => {
     expect(s.status).toBe(200);
     expect(JSON.parse(s.body)).toEqual({ agent: { running: true } });
     expect((await get(address, '/nope')).status).toBe(404);
-    expect((await get(address, '/status', 'POST')).status).toBe(405);
+    expect((await post(address, '/status')).status).toBe(405);
     const failed = await get(address, '/metrics');
     expect(failed.status).toBe(500);
     expect(JSON.parse(failed.body)).toEqual({ error: 'registry broke' });
+  });
+
+  it('serves the console page, its script and style with a strict content policy, no framing', async () => {
+    const address = await serve(QUIET, 'sekrit-token');
+    for (const [path, type] of [['/', /^text\/html/], ['/console.js', /^text\/javascript/], ['/console.css', /^text\/css/]] as const) {
+      const r = await get(address, path);
+      expect([path, r.status]).toEqual([path, 200]);
+      expect(r.type).toMatch(type);
+      expect(r.headers['content-security-policy']).toContain("script-src 'self'");
+      expect(r.headers['x-frame-options']).toBe('DENY');
+    }
+    expect((await get(address, '/')).body).toContain('<script src="/console.js"');
+  });
+
+  describe('access', () => {
+    const STATUS: Endpoints = { ...QUIET, status: () => ({ agent: { host: 'a' } }), health: () => ({ ok: false, reasons: ['peer dr-site unreachable'] }), backup: async (volume) => ({ volume }) };
+
+    it('without a token: only loopback Host names (a rebound DNS name is refused), every read open', async () => {
+      const address = await serve(STATUS);
+      const port = parseListen(address).port;
+      expect((await get(address, '/status')).status).toBe(200);
+      expect((await get(address, '/status', 'GET', { Host: `localhost:${port}` })).status).toBe(200);
+      const rebound = await get(address, '/status', 'GET', { Host: `attacker.example:${port}` });
+      expect([rebound.status, JSON.parse(rebound.body).code]).toEqual([403, 'LB_ERR_FORBIDDEN']);
+      expect((await post(address, '/backup?volume=v', { Host: `attacker.example:${port}` })).status).toBe(403);
+    });
+
+    it('a POST without X-Lifeboat-Request, from another origin or another site is refused before it runs', async () => {
+      const asked: string[] = [];
+      const address = await serve({ ...STATUS, backup: async (volume) => (asked.push(volume), { volume }) });
+      const bare = await get(address, '/backup?volume=v', 'POST');
+      expect([bare.status, JSON.parse(bare.body).error]).toEqual([403, expect.stringContaining('x-lifeboat-request')]);
+      expect((await post(address, '/backup?volume=v', { Origin: 'http://attacker.example' })).status).toBe(403);
+      expect((await post(address, '/backup?volume=v', { Origin: 'null' })).status).toBe(403);
+      expect((await post(address, '/backup?volume=v', { 'Sec-Fetch-Site': 'cross-site' })).status).toBe(403);
+      expect((await post(address, '/backup?volume=v', { 'Sec-Fetch-Site': 'same-site' })).status).toBe(403);
+      expect(asked).toEqual([]);
+      expect((await post(address, '/backup?volume=v', { Origin: `http://${address}`, 'Sec-Fetch-Site': 'same-origin' })).status).toBe(200);
+      expect(asked).toEqual(['v']);
+    });
+
+    it('with a token: reads and actions need it (bearer or a signed-in session); /healthz says no more than ok or degraded', async () => {
+      const asked: string[] = [];
+      const address = await serve({ ...STATUS, backup: async (volume) => (asked.push(volume), { volume }) }, 'sekrit-token');
+      for (const path of ['/status', '/metrics', '/history', '/plan?source=a']) {
+        const r = await get(address, path);
+        expect([path, r.status, r.headers['www-authenticate']]).toEqual([path, 401, 'Bearer realm="lifeboat"']);
+      }
+      expect((await post(address, '/backup?volume=v')).status).toBe(401);
+      expect((await get(address, '/status', 'GET', { Authorization: 'Bearer wrong' })).status).toBe(401);
+      expect(asked).toEqual([]);
+      expect((await get(address, '/status', 'GET', { Authorization: 'Bearer sekrit-token' })).status).toBe(200);
+      // any Host name: the token protects it
+      expect((await get(address, '/status', 'GET', { Authorization: 'Bearer sekrit-token', Host: 'dr.example:9317' })).status).toBe(200);
+      expect((await post(address, '/backup?volume=v', { Authorization: 'Bearer sekrit-token' })).status).toBe(200);
+      expect(asked).toEqual(['v']);
+      const health = await get(address, '/healthz');
+      expect([health.status, JSON.parse(health.body)]).toEqual([503, { status: 'degraded' }]);
+      expect(JSON.parse((await get(address, '/healthz', 'GET', { Authorization: 'Bearer sekrit-token' })).body).reasons).toEqual(['peer dr-site unreachable']);
+    });
+
+    it('signing in with the token gives an HttpOnly, SameSite=Strict session; a wrong token none; signing out ends it', async () => {
+      const address = await serve(STATUS, 'sekrit-token');
+      const wrong = await post(address, '/login', { 'Content-Type': 'application/json' }, JSON.stringify({ token: 'guess' }));
+      expect([wrong.status, wrong.headers['set-cookie']]).toEqual([401, undefined]);
+      expect((await get(address, '/login')).status).toBe(405);
+      expect((await get(address, '/login', 'POST', {}, JSON.stringify({ token: 'sekrit-token' }))).status).toBe(403);
+      const ok = await post(address, '/login', { 'Content-Type': 'application/json' }, JSON.stringify({ token: 'sekrit-token' }));
+      expect(ok.status).toBe(200);
+      const cookie = ok.headers['set-cookie']![0]!;
+      expect(cookie).toMatch(/^lifeboat_session=[\w-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=43200$/);
+      const session = { Cookie: cookie.split(';')[0]! };
+      expect((await get(address, '/status', 'GET', session)).status).toBe(200);
+      expect((await get(address, '/status', 'GET', { Cookie: 'lifeboat_session=forged' })).status).toBe(401);
+      expect((await post(address, '/logout', session)).status).toBe(200);
+      expect((await get(address, '/status', 'GET', session)).status).toBe(401);
+    });
+  });
+
+  it('GET /history checks its hours; POST /drill and GET /plan pass the source on', async () => {
+    const asked: unknown[] = [];
+    const address = await serve({
+      ...QUIET,
+      history: (hours) => ({ hours }),
+      drill: async (source) => (asked.push(['drill', source]), []),
+      plan: async (source) => (asked.push(['plan', source]), { host: source }),
+    });
+    expect(JSON.parse((await get(address, '/history?hours=6')).body)).toEqual({ hours: 6 });
+    expect((await get(address, '/history?hours=-1')).status).toBe(400);
+    expect((await get(address, '/history?hours=x')).status).toBe(400);
+    expect((await post(address, '/drill?source=a')).status).toBe(200);
+    expect((await get(address, '/plan')).status).toBe(400);
+    expect(JSON.parse((await get(address, '/plan?source=b')).body)).toEqual({ host: 'b' });
+    expect(asked).toEqual([['drill', 'a'], ['plan', 'b']]);
   });
 
   it('a port in use: ListenError naming the key and the address, exit code 2', async () => {

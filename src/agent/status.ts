@@ -6,8 +6,9 @@ import type { PeerStatus } from '../replicate/replicator.ts';
 import type { TargetStatus } from '../replicate/target-pusher.ts';
 import type { JournalStatus } from '../watch/journal.ts';
 import type { VolumeRecord } from './backups.ts';
-import type { DrillRecord } from './drills.ts';
-import { trackedVolumes } from './tracked.ts';
+import type { DrillRecord, DrillSummary } from './drills.ts';
+import { type TrackedVolume, trackedVolumes } from './tracked.ts';
+import { cronIntervalMs } from '../notify/conditions.ts';
 
 /** What `lifeboat status --json` prints and GET /status answers. Times are ISO 8601 UTC. */
 export interface StatusReport {
@@ -39,7 +40,13 @@ export interface StatusReport {
   /** The object-storage targets' pushes (empty when none is configured, or no agent runs). */
   readonly targets: readonly TargetStatus[];
   /** Scheduled DR drills of the replicas held here: the schedule, and each source's last drill. */
-  readonly drills: { readonly schedule: string | null; readonly next_run: string | null; readonly last: readonly DrillRecord[] };
+  readonly drills: {
+    readonly schedule: string | null;
+    readonly next_run: string | null;
+    readonly last: readonly DrillRecord[];
+    /** Per source, its newest verdicts, oldest first. */
+    readonly history: Readonly<Record<string, readonly DrillSummary[]>>;
+  };
   readonly retention: {
     readonly schedule: string;
     readonly next_run: string | null;
@@ -67,6 +74,12 @@ export interface VolumeStatus {
   };
   readonly schedule: string;
   readonly next_run: string | null;
+  /**
+   * The recovery point objective it is held to (s): the rpo of a continuous
+   * volume, else its schedule's interval plus its last backup's duration (the
+   * oldest its newest snapshot gets when every run succeeds).
+   */
+  readonly rpo_target_s: number;
   readonly continuous: boolean;
   readonly debounce_ms: number | null;
   readonly running: boolean;
@@ -78,6 +91,10 @@ export interface VolumeStatus {
     readonly bytes_read: number;
     readonly bytes_new: number;
     readonly bytes_stored: number;
+    /** Size of the files in the snapshot. */
+    readonly bytes_total: number;
+    /** How long the volume's containers were paused or stopped for it (0: not at all). */
+    readonly frozen_ms: number;
     /** Write-to-snapshot delay of that backup, when it covered journalled changes. */
     readonly lag_ms: number | null;
   } | null;
@@ -107,6 +124,8 @@ export function lastBackupView(r: VolumeRecord | undefined): VolumeStatus['last_
     bytes_read: s.bytes_read,
     bytes_new: s.bytes_new,
     bytes_stored: s.bytes_stored,
+    bytes_total: s.bytes_total,
+    frozen_ms: r.lastFrozenMs ?? 0,
     lag_ms: r.lastLagMs,
   };
 }
@@ -114,6 +133,12 @@ export function lastBackupView(r: VolumeRecord | undefined): VolumeStatus['last_
 export function policyView(policy: RetentionPolicy): RetentionPolicy | null {
   if (!hasPolicy(policy)) return null;
   return Object.fromEntries(Object.entries(policy).filter(([, v]) => v !== undefined)) as RetentionPolicy;
+}
+
+/** See VolumeStatus.rpo_target_s. */
+export function rpoTargetSeconds(v: Pick<TrackedVolume, 'continuous' | 'rpoMs' | 'schedule'>, lastDurationMs: number | null): number {
+  if (v.continuous) return v.rpoMs / 1000;
+  return Math.round((cronIntervalMs(v.schedule) + (lastDurationMs ?? 0)) / 1000);
 }
 
 /** The next time a cron expression fires, without scheduling anything. */
@@ -156,6 +181,7 @@ export function offlineStatus(i: OfflineInputs): StatusReport {
       journal: journalView(undefined),
       schedule: v.schedule,
       next_run: nextCronRun(v.schedule),
+      rpo_target_s: rpoTargetSeconds(v, null),
       continuous: v.continuous,
       debounce_ms: v.continuous ? v.debounceMs : null,
       running: false,
@@ -172,7 +198,7 @@ export function offlineStatus(i: OfflineInputs): StatusReport {
     missing,
     peers: i.peers,
     targets: [],
-    drills: { schedule: i.config.drill.schedule ?? null, next_run: i.config.drill.schedule ? nextCronRun(i.config.drill.schedule) : null, last: [] },
+    drills: { schedule: i.config.drill.schedule ?? null, next_run: i.config.drill.schedule ? nextCronRun(i.config.drill.schedule) : null, last: [], history: {} },
     retention: {
       schedule: i.config.schedule.retention,
       next_run: nextCronRun(i.config.schedule.retention),

@@ -39,6 +39,12 @@ export interface S3BackendOptions {
    * before then (COMPLIANCE; GOVERNANCE yields to a bypass permission).
    */
   readonly lock?: { readonly mode: 'COMPLIANCE' | 'GOVERNANCE'; readonly days: number };
+  /**
+   * How long a connection may take to open, and a request's socket may stay
+   * silent, before the request fails (ms); default 60 s. A gateway that
+   * accepts and then says nothing must not hang a push forever.
+   */
+  readonly timeoutMs?: number;
 }
 
 /** What a bodiless answer (HEAD's) stands for. */
@@ -63,6 +69,7 @@ export class S3Backend implements Backend {
   readonly #prefix: string;
   readonly #limit: Limiter;
   readonly #lock: S3BackendOptions['lock'];
+  readonly #timeoutMs: number;
 
   constructor(options: S3BackendOptions) {
     const concurrency = options.concurrency ?? 16;
@@ -72,6 +79,7 @@ export class S3Backend implements Backend {
     this.location = `s3://${this.#bucket}/${this.#prefix}${options.endpoint ? ` at ${options.endpoint}` : ''}`;
     this.#limit = new Limiter(concurrency);
     this.#lock = options.lock;
+    this.#timeoutMs = options.timeoutMs ?? 60_000;
     this.#client = new S3Client({
       region: options.region ?? 'us-east-1',
       forcePathStyle: options.forcePathStyle ?? false,
@@ -80,7 +88,12 @@ export class S3Backend implements Backend {
       // the SDK's default checksums use aws-chunked trailers, which Ceph and other non-AWS stores reject
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { httpAgent: { keepAlive: true, maxSockets: concurrency }, httpsAgent: { keepAlive: true, maxSockets: concurrency } },
+      requestHandler: {
+        connectionTimeout: this.#timeoutMs,
+        socketTimeout: this.#timeoutMs,
+        httpAgent: { keepAlive: true, maxSockets: concurrency },
+        httpsAgent: { keepAlive: true, maxSockets: concurrency },
+      },
     });
   }
 
@@ -185,7 +198,8 @@ export class S3Backend implements Backend {
     try {
       return await this.#limit.run(request);
     } catch (err) {
-      if (!(err instanceof S3ServiceException) || err.$metadata.httpStatusCode === expected) throw err;
+      if (!(err instanceof S3ServiceException)) throw this.#unreachable(what, err);
+      if (err.$metadata.httpStatusCode === expected) throw err;
       // HEAD answers carry no body, so no code: the status is all there is
       if (err.name === 'NoSuchKey' || (err.name === 'NotFound' && err.$metadata.httpStatusCode === 404)) {
         throw new FileNotFoundError(`no ${what} in ${this.location}`, { cause: err });
@@ -198,6 +212,14 @@ export class S3Backend implements Backend {
       const hint = status === 403 ? ": check the target's credentials and what the bucket's policy allows them" : '';
       throw new ObjectStoreError(`${what} in ${this.location}: ${code} (HTTP ${status})${detail}${hint}`, { cause: err });
     }
+  }
+
+  /** A request that got no answer: the store's address, silence or a broken connection, named as such. */
+  #unreachable(what: string, err: unknown): unknown {
+    const e = err as NodeJS.ErrnoException;
+    if (e?.name === 'TimeoutError') return new ObjectStoreError(`${what} in ${this.location}: no answer within ${this.#timeoutMs / 1000} s`, { cause: err });
+    if (typeof e?.code === 'string' && /^E[A-Z]+$/.test(e.code)) return new ObjectStoreError(`${what} in ${this.location}: cannot reach the store (${e.code})`, { cause: err });
+    return err;
   }
 }
 

@@ -1,19 +1,27 @@
 import { nodeHttp } from '../agent/http.ts';
 import { AgentJobError, UsageError } from '../errors/errors.ts';
 import { parseListen } from '../util/listen.ts';
+import { readPasswordFile } from '../config/password.ts';
+import type { Config } from '../config/schema.ts';
 
 export type AgentAnswer = { readonly status: number; readonly body: unknown } | { readonly unreachable: string };
 
+/** Where the agent listens and the token it asks for: the config's [agent] table. */
+export type AgentAddress = Pick<Config['agent'], 'listen' | 'token_file'>;
+
 /**
- * Asks the running agent at its [agent] listen address (an unspecified
+ * Asks the running agent at its [agent] listen address (with its token, when
+ * [agent] token_file is set) (an unspecified
  * address, 0.0.0.0 or ::, is asked on loopback). Answers `unreachable` with
  * the reason when nothing answers, so a command can do the work itself.
  */
-export function askAgent(listen: string, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<AgentAnswer> {
-  const { host, port } = parseListen(listen);
+export function askAgent(agent: AgentAddress, method: 'GET' | 'POST', path: string, timeoutMs: number): Promise<AgentAnswer> {
+  const { host, port } = parseListen(agent.listen);
   const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const headers: Record<string, string> = { Accept: 'application/json', 'X-Lifeboat-Request': 'cli' };
+  if (agent.token_file !== undefined) headers.Authorization = `Bearer ${readPasswordFile(agent.token_file)}`;
   return new Promise((resolve) => {
-    const req = nodeHttp().request({ host: target, port, method, path, timeout: timeoutMs, headers: { Accept: 'application/json' } }, (res) => {
+    const req = nodeHttp().request({ host: target, port, method, path, timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -38,9 +46,9 @@ export function askAgent(listen: string, method: 'GET' | 'POST', path: string, t
  * does the work). A refusal of the caller's request is a usage error; a
  * failure there keeps the agent's code.
  */
-export async function volumeWorkThroughAgent<T>(listen: string, configFile: string | undefined, path: string): Promise<T | undefined> {
-  if (!configFile || listen === '') return undefined;
-  const a = await askAgent(listen, 'POST', path, 24 * 3600_000);
+export async function volumeWorkThroughAgent<T>(agent: AgentAddress, configFile: string | undefined, path: string): Promise<T | undefined> {
+  if (!configFile || agent.listen === '') return undefined;
+  const a = await askAgent(agent, 'POST', path, 24 * 3600_000);
   if ('unreachable' in a) return undefined;
   const body = a.body as { error?: string; code?: string };
   if (body.code === 'LB_ERR_VOLUME_NOT_TRACKED') return undefined;

@@ -46,6 +46,8 @@ describe('parseConfig: defaults', () => {
       peer: [],
       target: [],
       drill: {},
+      notify: [],
+      alerts: { overdue_factor: 2, check_interval: 30_000 },
     });
   });
 
@@ -62,6 +64,11 @@ describe('parseConfig: defaults', () => {
     expect(bad('[[volume]]\nname = "a"\nschedule = "61 * * * *"')).toMatch(/^f\.toml:3: volume\[0\]\.schedule: must be a cron expression/);
     expect(bad('[agent]\nlisten = "localhost"')).toMatch(/^f\.toml:2: agent\.listen: must be "host:port"/);
     expect(bad('[agent]\nlisten = "127.0.0.1:70000"')).toMatch(/^f\.toml:2: agent\.listen:/);
+    // an endpoint off loopback must ask for a token: the console's actions and the metrics would be open
+    expect(bad('[agent]\nlisten = "0.0.0.0:9317"')).toBe('f.toml:1: agent.token_file: is required when listen is not a loopback address (the console, its actions and the metrics would be open to the network)');
+    expect(bad('[agent]\nlisten = "[::]:9317"')).toMatch(/agent\.token_file: is required when listen/);
+    expect(parseConfig('[agent]\nlisten = "0.0.0.0:9317"\ntoken_file = "/etc/lifeboat/agent.token"', 'f.toml').agent.token_file).toBe('/etc/lifeboat/agent.token');
+    for (const listen of ['127.0.0.1:1', '127.0.0.2:1', 'localhost:1', '[::1]:1', '']) expect(parseConfig(`[agent]\nlisten = "${listen}"`, 'f.toml').agent.listen).toBe(listen);
     expect(bad('[[volume]]\nname = "a"\n[[volume]]\nname = "a"')).toMatch(/^f\.toml:4: volume\[1\]\.name: volume "a" is listed twice/);
     expect(bad('[[volume]]\nname = "a"\ncontinous = true')).toBe('f.toml:3: volume[0].continous: unknown key');
     expect(bad('[[peer]]\nname = "b"\naddress = "10.0.0.2:9318"\nid = "nope"')).toMatch(/^f\.toml:4: peer\[0\]\.id: must be a peer id/);
@@ -121,10 +128,64 @@ describe('parseConfig: defaults', () => {
 describe('[[target]]', () => {
   it('takes an S3 target with its defaults, and refuses a bad bucket name, a bad endpoint and a name listed twice', () => {
     const c = parseConfig(lines('[[target]]', 'name = "offsite"', 'bucket = "dr-copies"'), 'lifeboat.toml');
-    expect(c.target).toEqual([{ name: 'offsite', bucket: 'dr-copies', prefix: '', region: 'us-east-1', path_style: false, profile: 'default', concurrency: 4, object_lock_mode: 'compliance' }]);
+    expect(c.target).toEqual([{ name: 'offsite', bucket: 'dr-copies', prefix: '', region: 'us-east-1', path_style: false, profile: 'default', concurrency: 4, timeout: 60_000, object_lock_mode: 'compliance' }]);
     expect(fail(lines('[[target]]', 'name = "a"', 'bucket = "B"')).message).toBe('lifeboat.toml:3: target[0].bucket: must be a bucket name: 3-63 lowercase letters, digits, dots and hyphens, got "B"');
     expect(fail(lines('[[target]]', 'name = "a"', 'bucket = "b-1"', 'endpoint = "ftp://x"')).keyPath).toBe('target[0].endpoint');
     expect(fail(lines('[[target]]', 'name = "a"', 'bucket = "b-1"', '[[target]]', 'name = "a"', 'bucket = "b-2"')).message).toContain('target "a" is listed twice');
+  });
+});
+
+describe('[[notify]] and [alerts]', () => {
+  const ALL_EVENTS = ['backup_failed', 'rpo_over_target', 'overdue', 'peer_unreachable', 'target_unreachable', 'drill_failed', 'recovered'];
+
+  it('takes an HTTP entry with its defaults and an email entry with all its keys', () => {
+    const c = parseConfig(
+      lines(
+        '[[notify]]', 'name = "ops"', 'type = "slack"', 'url = "https://hooks.example.net/T0/B0/x"',
+        '[[notify]]', 'name = "mail"', 'type = "email"', 'smtp_host = "smtp.example.net"', 'smtp_port = 465', 'smtp_security = "tls"',
+        'smtp_user = "lb"', 'smtp_password_file = "/etc/lifeboat/smtp"', 'from = "lb@example.net"', 'to = ["a@example.net", "b@example.net"]',
+        'events = ["backup_failed", "recovered"]', 'send_resolved = false', 'retries = 0', 'timeout = "3s"',
+        '[[notify]]', 'name = "hc"', 'type = "heartbeat"', 'url = "https://hc-ping.com/abc"', 'volumes = ["pgdata"]',
+      ),
+      'f',
+    );
+    expect(c.notify).toEqual([
+      { name: 'ops', type: 'slack', url: 'https://hooks.example.net/T0/B0/x', events: ALL_EVENTS, send_resolved: true, retries: 5, timeout: 10_000, smtp_security: 'starttls' },
+      {
+        name: 'mail', type: 'email', smtp_host: 'smtp.example.net', smtp_port: 465, smtp_security: 'tls', smtp_user: 'lb', smtp_password_file: '/etc/lifeboat/smtp',
+        from: 'lb@example.net', to: ['a@example.net', 'b@example.net'], events: ['backup_failed', 'recovered'], send_resolved: false, retries: 0, timeout: 3000,
+      },
+      { name: 'hc', type: 'heartbeat', url: 'https://hc-ping.com/abc', volumes: ['pgdata'], events: ALL_EVENTS, send_resolved: true, retries: 5, timeout: 10_000, smtp_security: 'starttls' },
+    ]);
+    expect(parseConfig('[alerts]\noverdue_factor = 1.5\ncheck_interval = "1m"', 'f').alerts).toEqual({ overdue_factor: 1.5, check_interval: 60_000 });
+  });
+
+  it('wants the keys of each type, naming the missing or misplaced one', () => {
+    expect(fail(lines('[[notify]]', 'name = "a"', 'type = "ntfy"')).message).toBe('lifeboat.toml:1: notify[0].url: is required for type = "ntfy"');
+    expect(fail(lines('[[notify]]', 'name = "a"', 'type = "webhook"', 'url = "ftp://x/y"')).message).toBe('lifeboat.toml:4: notify[0].url: must be an http:// or https:// URL, got "ftp://x/y"');
+    expect(fail(lines('[[notify]]', 'name = "a"', 'type = "pager"')).message).toBe('lifeboat.toml:3: notify[0].type: must be one of "webhook", "slack", "ntfy", "email", "heartbeat", got "pager"');
+    const mail = ['[[notify]]', 'name = "m"', 'type = "email"'];
+    expect(fail(lines(...mail, 'from = "a@x"', 'to = ["b@x"]')).keyPath).toBe('notify[0].smtp_host');
+    expect(fail(lines(...mail, 'smtp_host = "h"', 'to = ["b@x"]')).keyPath).toBe('notify[0].from');
+    expect(fail(lines(...mail, 'smtp_host = "h"', 'from = "a@x"')).keyPath).toBe('notify[0].to');
+    expect(fail(lines(...mail, 'smtp_host = "h"', 'from = "a@x"', 'to = []')).message).toBe('lifeboat.toml:6: notify[0].to: must name at least one address, got an array');
+    expect(fail(lines(...mail, 'smtp_host = "h"', 'from = "a@x"', 'to = ["b@x"]', 'smtp_user = "u"')).keyPath).toBe('notify[0].smtp_password_file');
+    expect(fail(lines(...mail, 'smtp_host = "h"', 'from = "a@x"', 'to = ["b@x"]', 'smtp_security = "ssl"')).message).toMatch(/notify\[0\]\.smtp_security: must be one of "starttls", "tls", "none"/);
+    expect(fail(lines(...mail, 'smtp_host = "h"', 'from = "a@x"', 'to = ["b@x"]', 'url = "https://x"')).message).toBe('lifeboat.toml:7: notify[0].url: is only for type = "webhook" or "slack" or "ntfy" or "heartbeat", got "https://x"');
+    expect(fail(lines('[[notify]]', 'name = "a"', 'type = "slack"', 'url = "https://x"', 'volumes = ["v"]')).message).toBe('lifeboat.toml:5: notify[0].volumes: is only for type = "heartbeat", got an array');
+  });
+
+  it('names the allowed events when one is unknown, and refuses a name listed twice', () => {
+    expect(fail(lines('[[notify]]', 'name = "a"', 'type = "webhook"', 'url = "https://x"', 'events = ["overdue", "backup_fail"]')).message).toBe(
+      `lifeboat.toml:5: notify[0].events[1]: must be one of ${ALL_EVENTS.map((e) => `"${e}"`).join(', ')}, got "backup_fail"`,
+    );
+    const entry = ['[[notify]]', 'name = "a"', 'type = "webhook"', 'url = "https://x"'];
+    expect(fail(lines(...entry, ...entry)).message).toBe('lifeboat.toml:6: notify[1].name: notify "a" is listed twice, got "a"');
+  });
+
+  it('checks [alerts]', () => {
+    expect(fail('[alerts]\noverdue_factor = 0.5').message).toBe('lifeboat.toml:2: alerts.overdue_factor: must be a number >= 1, got 0.5');
+    expect(fail('[alerts]\ncheck_interval = "500ms"').message).toBe('lifeboat.toml:2: alerts.check_interval: must be at least 1s, got "500ms"');
   });
 });
 
@@ -263,8 +324,8 @@ describe('parseConfig: [docker]', () => {
   });
 
   it('wants tls_cert and tls_key together', () => {
-    expect(fail('[docker]\ntls_cert = "/c.pem"').message).toMatch(/docker\.tls_key: is required$/);
-    expect(fail('[docker]\ntls_key = "/k.pem"').message).toMatch(/docker\.tls_cert: is required$/);
+    expect(fail('[docker]\ntls_cert = "/c.pem"').message).toMatch(/docker\.tls_key: is required when tls_cert is set$/);
+    expect(fail('[docker]\ntls_key = "/k.pem"').message).toMatch(/docker\.tls_cert: is required when tls_key is set$/);
   });
 });
 

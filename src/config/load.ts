@@ -82,7 +82,8 @@ export function formatKeyPath(path: readonly PropertyKey[]): string {
 
 function describe(issue: z.core.$ZodIssue, value: unknown): string {
   if (issue.code === 'unrecognized_keys') return 'unknown key';
-  if (value === undefined) return 'is required';
+  // a key the schema's own rule asks for says why ("is required when ..."); a plain missing key just is
+  if (value === undefined) return issue.code === 'custom' ? issue.message : 'is required';
   const expectation =
     issue.code === 'invalid_type' && issue.expected === 'object'
       ? 'must be a table'

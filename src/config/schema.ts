@@ -83,7 +83,22 @@ const agent = z.strictObject({
   state_dir: text().default(() => defaultStateDir()),
   log_level: oneOf(LOG_LEVELS).default('info'),
   listen: listenAddress().default('127.0.0.1:9317'),
+  /**
+   * A file whose first line is the token (or password) the HTTP endpoint asks
+   * for: as `Authorization: Bearer`, or typed into the console's sign-in.
+   * Required when `listen` is not a loopback address.
+   */
+  token_file: text().optional(),
+}).refine((a) => a.token_file !== undefined || a.listen === '' || !/:\d+$/.test(a.listen) || isLoopback(a.listen), {
+  error: 'is required when listen is not a loopback address (the console, its actions and the metrics would be open to the network)',
+  path: ['token_file'],
 });
+
+/** "127.0.0.1:9317", "[::1]:9317", "localhost:9317": only this host can connect. */
+export function isLoopback(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 const schedule = z.strictObject({
   backup: cron('0 * * * *').default('0 * * * *'),
@@ -175,6 +190,8 @@ const target = z.strictObject({
   profile: text().default('default'),
   /** Files in flight at once. */
   concurrency: int(1, 64).default(4),
+  /** How long a connection may take, and a request stay unanswered, before it fails (and is retried). */
+  timeout: duration({ min: 1000, example: '60s' }).prefault('60s'),
   /**
    * Every object written gets this many days of object-lock retention (the
    * bucket must have object lock enabled): the source cannot delete or
@@ -187,6 +204,65 @@ const target = z.strictObject({
 /** DR drills of the replicas this agent holds. */
 const drill = z.strictObject({
   schedule: cron('0 4 * * 0').optional(),
+});
+
+/** What a [[notify]] entry can be told about; all but `recovered` are conditions that fire and resolve. */
+export const NOTIFY_EVENTS = ['backup_failed', 'rpo_over_target', 'overdue', 'peer_unreachable', 'target_unreachable', 'drill_failed', 'recovered'] as const;
+
+const NOTIFY_TYPES = ['webhook', 'slack', 'ntfy', 'email', 'heartbeat'] as const;
+/** The keys only some types take, and which: absent from another type's entry, so a misplaced one is reported. */
+const NOTIFY_KEYS_OF: Readonly<Record<string, readonly (typeof NOTIFY_TYPES)[number][]>> = {
+  url: ['webhook', 'slack', 'ntfy', 'heartbeat'],
+  smtp_host: ['email'],
+  smtp_port: ['email'],
+  smtp_user: ['email'],
+  smtp_password_file: ['email'],
+  from: ['email'],
+  to: ['email'],
+  volumes: ['heartbeat'],
+};
+
+/** Where alerts go: an HTTP endpoint (JSON, Slack, ntfy), mail, or backup heartbeats (healthchecks.io). */
+const notify = z.strictObject({
+  name: text(),
+  type: oneOf(NOTIFY_TYPES),
+  url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  events: z.array(oneOf(NOTIFY_EVENTS), { error: 'must be an array of event names' }).min(1, { error: 'must name at least one event' }).default([...NOTIFY_EVENTS]),
+  /** Also tell when a condition is over. */
+  send_resolved: z.boolean({ error: 'must be true or false' }).default(true),
+  /** Attempts after the first, each after twice the previous wait. */
+  retries: int(0).default(5),
+  timeout: duration({ min: 100, example: '10s' }).prefault('10s'),
+  smtp_host: text().optional(),
+  /** Absent: 465 with smtp_security = "tls", else 587. */
+  smtp_port: int(1, 65535).optional(),
+  smtp_security: oneOf(['starttls', 'tls', 'none']).default('starttls'),
+  smtp_user: text().optional(),
+  smtp_password_file: text().optional(),
+  from: text().optional(),
+  to: z.array(text(), { error: 'must be an array of addresses' }).min(1, { error: 'must name at least one address' }).optional(),
+  /** Heartbeats of these volumes only; absent: all. */
+  volumes: z.array(text(), { error: 'must be an array of volume names' }).optional(),
+}).superRefine((n, ctx) => {
+  const required = n.type === 'email' ? (['smtp_host', 'from', 'to'] as const) : (['url'] as const);
+  for (const key of required) if (n[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is required for type = "${n.type}"` });
+  for (const [key, types] of Object.entries(NOTIFY_KEYS_OF)) {
+    if (n[key as keyof typeof n] !== undefined && !types.includes(n.type)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `is only for type = ${types.map((t) => `"${t}"`).join(' or ')}` });
+    }
+  }
+  // a login is a pair; one half alone is a mistake
+  if ((n.smtp_user === undefined) !== (n.smtp_password_file === undefined)) {
+    const missing = n.smtp_user === undefined ? 'smtp_user' : 'smtp_password_file';
+    ctx.addIssue({ code: 'custom', path: [missing], message: `is required when ${missing === 'smtp_user' ? 'smtp_password_file' : 'smtp_user'} is set` });
+  }
+});
+
+/** When the agent checks the conditions it notifies about. */
+const alerts = z.strictObject({
+  /** A volume is overdue when its last success is older than this many schedule intervals. */
+  overdue_factor: z.number({ error: 'must be a number >= 1' }).min(1, { error: 'must be a number >= 1' }).default(2),
+  check_interval: duration({ min: 1000, example: '30s' }).prefault('30s'),
 });
 
 const volume = z.strictObject({
@@ -253,6 +329,8 @@ export const configSchema = z
     peer: z.array(peer, { error: 'must be an array of tables ([[peer]])' }).default([]),
     target: z.array(target, { error: 'must be an array of tables ([[target]])' }).default([]),
     drill: drill.prefault({}),
+    notify: z.array(notify, { error: 'must be an array of tables ([[notify]])' }).default([]),
+    alerts: alerts.prefault({}),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
@@ -269,6 +347,11 @@ export const configSchema = z
     c.target.forEach((t, i) => {
       if (targets.has(t.name)) ctx.addIssue({ code: 'custom', path: ['target', i, 'name'], message: `target ${JSON.stringify(t.name)} is listed twice` });
       targets.add(t.name);
+    });
+    const notifiers = new Set<string>();
+    c.notify.forEach((n, i) => {
+      if (notifiers.has(n.name)) ctx.addIssue({ code: 'custom', path: ['notify', i, 'name'], message: `notify ${JSON.stringify(n.name)} is listed twice` });
+      notifiers.add(n.name);
     });
   })
   .transform((c) => ({

@@ -320,6 +320,23 @@ export class InvalidFileNameError extends LifeboatError {
   readonly code = 'LB_ERR_INVALID_FILE_NAME';
 }
 
+/**
+ * An alert or heartbeat did not reach a [[notify]] entry. `permanent` when
+ * sending it again cannot help (an HTTP 4xx other than 408 and 429, an SMTP 5xx).
+ */
+export class NotificationFailedError extends LifeboatError {
+  readonly code = 'LB_ERR_NOTIFICATION_FAILED';
+  readonly permanent: boolean;
+  /** How long the receiver asked to be left alone (Retry-After), when it said. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, o: { permanent: boolean; retryAfterMs?: number | undefined; cause?: unknown }) {
+    super(message, { cause: o.cause });
+    this.permanent = o.permanent;
+    this.retryAfterMs = o.retryAfterMs;
+  }
+}
+
 // SQLITE_IOERR_SHMSIZE: SQLite could not grow its shared-memory file, which on a full disk is what opening needs first
 const NO_SPACE_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE']);
 

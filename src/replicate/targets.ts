@@ -22,6 +22,7 @@ export function openTarget(t: TargetConfig, configFile = '<config>'): S3Backend 
     region: t.region,
     forcePathStyle: t.path_style,
     concurrency: t.concurrency,
+    timeoutMs: t.timeout,
     ...(t.endpoint !== undefined ? { endpoint: t.endpoint } : {}),
     ...(credentials ? { credentials } : {}),
     ...(t.object_lock_days !== undefined ? { lock: { mode: t.object_lock_mode === 'governance' ? 'GOVERNANCE' : 'COMPLIANCE', days: t.object_lock_days } } : {}),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDuration, parseSize } from './units.ts';
+import { formatDuration, parseDuration, parseSize } from './units.ts';
 
 describe('parseDuration', () => {
   it('reads one unit, or a sum of them as people write them', () => {
@@ -13,6 +13,18 @@ describe('parseDuration', () => {
 
   it('refuses what is not one', () => {
     for (const bad of ['', '5', 'h', '5 minutes', '1h30', '-5s', '1h-30m', '5y']) expect(parseDuration(bad), bad).toBeUndefined();
+  });
+});
+
+describe('formatDuration', () => {
+  it('writes the two largest units, in the syntax parseDuration reads', () => {
+    expect(formatDuration(250)).toBe('250ms');
+    expect(formatDuration(45_000)).toBe('45s');
+    expect(formatDuration(5_400_000)).toBe('1h30m');
+    expect(formatDuration(3_600_000)).toBe('1h');
+    expect(formatDuration(2 * 86_400_000 + 3 * 3_600_000 + 59_000)).toBe('2d3h');
+    expect(formatDuration(61_500)).toBe('1m1s');
+    for (const ms of [250, 45_000, 5_400_000, 3_600_000, 61_000]) expect(parseDuration(formatDuration(ms))).toBe(ms);
   });
 });
 

@@ -53,3 +53,18 @@ export function parseDuration(text: string): Millis | undefined {
   for (const [, n, unit] of t.matchAll(DURATION_PART)) ms += Number(n) * DURATION_UNITS[unit!]!;
   return millis(ms);
 }
+
+const FORMAT_UNITS = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const;
+
+/**
+ * A duration for people, in the syntax parseDuration reads: its two largest
+ * units, the rest dropped ("1h30m", "2d3h", "45s"), or milliseconds under a second.
+ */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  const i = FORMAT_UNITS.findIndex(([, size]) => ms >= size);
+  const [unit, size] = FORMAT_UNITS[i]!;
+  const next = FORMAT_UNITS[i + 1];
+  const rest = next ? Math.floor((ms % size) / next[1]) : 0;
+  return `${Math.floor(ms / size)}${unit}${rest > 0 ? `${rest}${next![0]}` : ''}`;
+}

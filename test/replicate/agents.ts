@@ -36,6 +36,8 @@ export interface AgentSetup {
   readonly replication?: string;
   /** More TOML tables: [[volume]] entries, ... */
   readonly extra?: string;
+  /** Keys of [agent] besides host, state_dir and listen (token_file). */
+  readonly agent?: string;
 }
 
 /** Makes an agent's directories and repository, and learns its id; peers are written by connect(). */
@@ -67,6 +69,8 @@ export interface PeerEntry {
   readonly push?: boolean;
   /** Address to reach it at, when not its own listen address. */
   readonly address?: string;
+  /** A file holding its repository password, to read its replica here (recover, drill). */
+  readonly passwordFile?: string;
 }
 
 /** Writes the agent's config with these peers. */
@@ -76,6 +80,7 @@ export async function writeConfig(agent: Omit<TestAgent, 'id'> & { setup: AgentS
     `host = ${JSON.stringify(agent.name)}`,
     `state_dir = ${JSON.stringify(agent.state)}`,
     `listen = ${JSON.stringify(agent.http)}`,
+    agent.setup.agent ?? '',
     '[repository]',
     `path = ${JSON.stringify(agent.repo)}`,
     agent.setup.repository ?? '',
@@ -98,6 +103,7 @@ export async function writeConfig(agent: Omit<TestAgent, 'id'> & { setup: AgentS
       `address = ${JSON.stringify(p.address ?? p.agent.replication)}`,
       `id = ${JSON.stringify(p.agent.id)}`,
       `push = ${p.push ?? true}`,
+      ...(p.passwordFile ? [`password_file = ${JSON.stringify(p.passwordFile)}`] : []),
     ]),
   ];
   await fsp.writeFile(agent.config, `${lines.join('\n')}\n`);

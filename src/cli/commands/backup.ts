@@ -175,10 +175,10 @@ async function throughAgent(ctx: Context, volume: string, opts: BackupOptions): 
   const own = [opts.host && '--host', opts.blockSize && '--block-size', opts.chunker && '--chunker', opts.tag.length > 0 && '--tag', (opts.exclude.length > 0 || opts.excludeFile.length > 0) && '--exclude'].filter(Boolean);
   if (own.length > 0) {
     // the agent backs its volumes up with its config's settings: these cannot be honoured there
-    if ('unreachable' in (await askAgent(listen, 'GET', '/healthz', 5000))) return undefined;
+    if ('unreachable' in (await askAgent(ctx.config.agent, 'GET', '/healthz', 5000))) return undefined;
     throw new UsageError(`the running agent backs volume ${volume} up with its config's settings; ${own.join(', ')} apply only when no agent runs`);
   }
-  const r = await volumeWorkThroughAgent<{ outcome: string; snapshot?: Snapshot; error?: { message: string; code: string } }>(listen, ctx.configFile, `/backup?volume=${encodeURIComponent(volume)}`);
+  const r = await volumeWorkThroughAgent<{ outcome: string; snapshot?: Snapshot; error?: { message: string; code: string } }>(ctx.config.agent, ctx.configFile, `/backup?volume=${encodeURIComponent(volume)}`);
   if (!r) return undefined;
   if (r.outcome === 'failure') throw new AgentJobError(r.error?.message ?? 'the backup failed', r.error?.code ?? 'LB_ERR_INTERNAL');
   if (r.outcome !== 'success' || !r.snapshot) throw new AgentJobError(`the backup was ${r.outcome} (the agent is stopping)`, 'LB_ERR_INTERRUPTED');

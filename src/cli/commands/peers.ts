@@ -12,7 +12,7 @@ export function registerPeers(program: Command): void {
       const ctx = makeContext(cmd.optsWithGlobals<GlobalOptions>());
       if (!ctx.configFile) throw new UsageError('peers needs --config FILE (its [[peer]] entries and state directory)');
       const listen = ctx.config.agent.listen;
-      const asked = listen === '' ? { error: 'no endpoint' } : await statusOf(listen);
+      const asked = listen === '' ? { error: 'no endpoint' } : await statusOf(ctx.config.agent);
       const report = 'report' in asked ? asked.report : await offline(ctx, opts, null, 'agent: not running');
       ctx.out(report.peers, () => (report.peers.length === 0 ? 'no [[peer]] in the config' : formatPeers(report.peers)));
     });

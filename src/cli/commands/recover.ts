@@ -67,6 +67,7 @@ export function registerRecover(program: Command): void {
         );
       });
       ctx.out(report, () => describeRecovery(report));
+      if (!report.dry_run) await notifyRecovered(ctx, opts.from, report);
       if (interrupt?.reason) {
         const done = report.containers.filter((c) => c.outcome === 'started' || c.outcome === 'created' || c.outcome === 'kept').length;
         const what = report.dry_run ? 'the dry run is incomplete' : `${done} of ${report.containers.length} containers recovered; ${again}`;
@@ -83,6 +84,39 @@ export function registerRecover(program: Command): void {
         );
       }
     });
+}
+
+/** How long recover waits for the [[notify]] entries to take the news. */
+const NOTIFY_WAIT_MS = 30_000;
+
+/**
+ * Tells the config's [[notify]] entries (those taking `recovered`) that a
+ * host's containers were brought back here. A delivery that fails is logged;
+ * it never changes the recovery's outcome.
+ */
+async function notifyRecovered(ctx: Context, source: string, report: RecoveryReport): Promise<void> {
+  if (!ctx.config.notify.some((n) => n.type !== 'heartbeat' && n.events.includes('recovered'))) return;
+  const { Notifier } = await import('../../notify/notifier.ts');
+  const told = new Map<string, string>();
+  const notifier = new Notifier({
+    host: ctx.config.agent.host,
+    entries: ctx.config.notify,
+    store: { get: (k) => told.get(k), set: (k, v) => void told.set(k, v) },
+    log: ctx.log,
+  });
+  const started = report.containers.filter((c) => c.outcome === 'started').length;
+  const what = `${started} of ${report.containers.length} containers running, ${report.volumes.length} volumes restored`;
+  notifier.recovered(source, `host ${source} recovered on ${ctx.config.agent.host}${report.complete ? '' : ' (incomplete)'}: ${what}${report.rto_ms === null ? '' : `, RTO ${(report.rto_ms / 1000).toFixed(1)} s`}`, {
+    source,
+    complete: report.complete,
+    containers: report.containers.length,
+    started,
+    volumes: report.volumes.length,
+    rto_ms: report.rto_ms,
+    snapshot_time: report.at,
+  });
+  if (!(await notifier.flush(NOTIFY_WAIT_MS))) ctx.log.warn({ source }, `the recovery notification was not delivered within ${NOTIFY_WAIT_MS / 1000} s`);
+  await notifier.close();
 }
 
 /** A command that reads a host's snapshots: --from, --repo, --password-file. */

@@ -33,7 +33,7 @@ async function throughAgent(ctx: Context, peer: string | undefined): Promise<Pus
   const listen = ctx.config.agent.listen;
   if (listen === '') return undefined;
   // a first push of a large volume takes as long as it takes
-  const a = await askAgent(listen, 'POST', `/replicate${peer ? `?peer=${encodeURIComponent(peer)}` : ''}`, 24 * 3600_000);
+  const a = await askAgent(ctx.config.agent, 'POST', `/replicate${peer ? `?peer=${encodeURIComponent(peer)}` : ''}`, 24 * 3600_000);
   if ('unreachable' in a) return undefined;
   if (a.status !== 200) {
     const e = a.body as { error?: string; code?: string };

@@ -26,7 +26,7 @@ function restoreThroughAgent(ctx: Context, volume: string, snapshot: string, opt
   if (opts.force) q.set('force', '1');
   for (const p of opts.include ?? []) q.append('include', p);
   for (const p of opts.exclude ?? []) q.append('exclude', p);
-  return volumeWorkThroughAgent<RestoreStats>(ctx.config.agent.listen, ctx.configFile, `/restore?${q}`);
+  return volumeWorkThroughAgent<RestoreStats>(ctx.config.agent, ctx.configFile, `/restore?${q}`);
 }
 
 export function registerRestore(program: Command): void {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { askAgent } from '../agent-client.ts';
+import { type AgentAddress, askAgent } from '../agent-client.ts';
 import { offlineStatus, type StatusReport } from '../../agent/status.ts';
 import { AgentCatalog } from '../../catalog/agent-catalog.ts';
 import { describeFailure, UsageError } from '../../errors/errors.ts';
@@ -28,7 +28,7 @@ export function registerStatus(program: Command): void {
 async function statusReport(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'>): Promise<StatusReport> {
   const listen = ctx.config.agent.listen;
   if (listen !== '') {
-    const asked = await statusOf(listen);
+    const asked = await statusOf(ctx.config.agent);
     if ('report' in asked) return asked.report;
     return offline(ctx, opts, listen, `agent: not running (nothing answers at http://${listen}: ${asked.error})`);
   }
@@ -36,8 +36,8 @@ async function statusReport(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'
 }
 
 /** GET /status of the running agent, if one answers. */
-export async function statusOf(listen: string): Promise<{ report: StatusReport } | { error: string }> {
-  const a = await askAgent(listen, 'GET', '/status', 3000);
+export async function statusOf(agent: AgentAddress): Promise<{ report: StatusReport } | { error: string }> {
+  const a = await askAgent(agent, 'GET', '/status', 3000);
   if ('unreachable' in a) return { error: a.unreachable };
   const value = a.body as StatusReport | null;
   return a.status === 200 && value && typeof value === 'object' && 'agent' in value ? { report: value } : { error: `HTTP ${a.status}: not a Lifeboat agent's status` };
