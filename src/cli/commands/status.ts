@@ -30,15 +30,18 @@ async function statusReport(ctx: Context, opts: Pick<RepoOptions, 'passwordFile'
   if (listen !== '') {
     const asked = await statusOf(ctx.config.agent);
     if ('report' in asked) return asked.report;
+    if (asked.refused) return offline(ctx, opts, listen, `agent: running at http://${listen}, but it refused: ${asked.error}`);
     return offline(ctx, opts, listen, `agent: not running (nothing answers at http://${listen}: ${asked.error})`);
   }
   return offline(ctx, opts, null, 'agent: unknown ([agent] listen is "", so the agent has no endpoint to ask)');
 }
 
 /** GET /status of the running agent, if one answers. */
-export async function statusOf(agent: AgentAddress): Promise<{ report: StatusReport } | { error: string }> {
+export async function statusOf(agent: AgentAddress): Promise<{ report: StatusReport } | { error: string; refused?: true }> {
   const a = await askAgent(agent, 'GET', '/status', 3000);
   if ('unreachable' in a) return { error: a.unreachable };
+  // a token it does not take ([agent] token_file differs from the running agent's)
+  if (a.status === 401 || a.status === 403) return { error: `${(a.body as { error?: string }).error ?? `HTTP ${a.status}`}`, refused: true };
   const value = a.body as StatusReport | null;
   return a.status === 200 && value && typeof value === 'object' && 'agent' in value ? { report: value } : { error: `HTTP ${a.status}: not a Lifeboat agent's status` };
 }
