@@ -367,8 +367,11 @@ export class Agent {
     return this.#replicator.replicate(peer);
   }
 
-  /** A drill of every replica held here, through the job queue (it competes with backups for the disks and cores). */
-  /** A drill of the replicas held here (or of `only`), through the job queue; each verdict is kept in the catalog's history. */
+  /**
+   * A drill of the replicas held here (or of `only`), through the job queue
+   * (it competes with backups for the disks and cores); each verdict is kept
+   * in the catalog's history.
+   */
   async runDrills(only?: string): Promise<DrillRecord[]> {
     try {
       const records = await this.#queue.run('drill', () => drillReplicas(this.#config, this.#engine, this.#log, this.#stopDrills.signal, only));

@@ -22,10 +22,10 @@ export interface Daemon {
   kill(): void;
 }
 
-export function httpGet(address: string, path: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
+export function httpGet(address: string, path: string, timeoutMs = 5000, token?: string): Promise<{ status: number; body: string }> {
   const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path, timeout: timeoutMs }, (res) => {
+    const req = http.get({ host, port, path, timeout: timeoutMs, headers: token === undefined ? {} : { Authorization: `Bearer ${token}` } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -42,6 +42,8 @@ export interface DaemonOptions {
   readonly netns?: string;
   /** More environment (LIFEBOAT_FAULT, ...). */
   readonly env?: Readonly<Record<string, string>>;
+  /** The endpoint's token ([agent] token_file), sent by get(). */
+  readonly token?: string;
 }
 
 /** Starts the daemon; `address` is the config's [agent] listen. */
@@ -77,7 +79,7 @@ export function startDaemon(config: string, address: string, opts: DaemonOptions
     logs,
     stderr: () => Buffer.concat(err).toString('utf8'),
     exited,
-    get: (path) => httpGet(address, path),
+    get: (path) => httpGet(address, path, 5000, opts.token),
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },

@@ -13,12 +13,11 @@ import http from 'node:http';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StatusReport } from '../../src/agent/status.ts';
 import type { DockerodeEngine } from '../../src/docker/dockerode-engine.ts';
 import { type Daemon, until } from '../agent/daemon.ts';
 import { cleanup as cleanupDirs } from '../cli/run.ts';
 import { busyboxImage, cleanup, ensureEngine, TEST_LABELS, testSpec, uniqueName } from '../docker/harness.ts';
-import { type AgentSetup, Fleet, makeAgent, type TestAgent, writeConfig } from '../replicate/agents.ts';
+import { type AgentSetup, Fleet, makeAgent, status, type TestAgent, writeConfig } from '../replicate/agents.ts';
 
 const CHROMIUM = process.env.CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -33,18 +32,6 @@ let agentA: Daemon;
 let agentB: Daemon;
 const volume = uniqueName('console');
 const fleet = new Fleet();
-
-async function status(d: Daemon, auth = true): Promise<StatusReport> {
-  return new Promise((resolve, reject) => {
-    const [host, port] = [d.address.slice(0, d.address.lastIndexOf(':')), Number(d.address.slice(d.address.lastIndexOf(':') + 1))];
-    const req = http.get({ host, port, path: '/status', headers: auth ? { Authorization: `Bearer ${TOKEN}` } : {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as StatusReport) : reject(new Error(`HTTP ${res.statusCode}`))));
-    });
-    req.on('error', reject);
-  });
-}
 
 async function shot(page: Page, name: string): Promise<void> {
   if (!SHOTS) return;
@@ -71,11 +58,8 @@ describe.skipIf(!CHROMIUM)('the console in Chromium, against real agents', () =>
       }),
     );
     await engine.start(id);
-    a = await makeAgent('a', { extra: `[[volume]]\nname = ${JSON.stringify(volume)}\nschedule = "0 * * * *"` });
+    a = await makeAgent('a', { token: TOKEN, extra: `[[volume]]\nname = ${JSON.stringify(volume)}\nschedule = "0 * * * *"` });
     b = await makeAgent('b');
-    const tokenFile = path.join(a.dir, 'token');
-    await fsp.writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
-    a = { ...a, setup: { ...a.setup, agent: `token_file = ${JSON.stringify(tokenFile)}` } };
     const aPassword = path.join(b.dir, 'a.password');
     await fsp.writeFile(aPassword, a.password, { mode: 0o600 });
     await writeConfig(a, [{ agent: b }]);
@@ -83,7 +67,7 @@ describe.skipIf(!CHROMIUM)('the console in Chromium, against real agents', () =>
     agentA = fleet.start(a);
     agentB = fleet.start(b);
     await until('agent a tracking the volume', async () => (await status(agentA)).volumes.some((v) => v.name === volume), { daemon: agentA });
-    await until('agent b answering', () => status(agentB, false), { daemon: agentB });
+    await until('agent b answering', () => status(agentB), { daemon: agentB });
     browser = await chromium.launch({ executablePath: CHROMIUM!, args: FLAGS });
   });
 
@@ -134,13 +118,17 @@ describe.skipIf(!CHROMIUM)('the console in Chromium, against real agents', () =>
     // the push that follows the backup reaches the peer: its lag and last success show it
     await until('the push to b', async () => (await status(agentA)).peers[0]!.last_success !== null, { daemon: agentA, timeoutMs: 60_000 });
     await expect.poll(() => peerRow.locator('td').nth(5).textContent(), { timeout: 10_000 }).toMatch(/ago$/);
+    // nothing new to send: the push says so
+    await peerRow.getByRole('button', { name: 'Replicate now' }).click();
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.locator('.toast', { hasText: 'Replicated to b: 0 new snapshots' }).waitFor({ timeout: 60_000 });
     await page.locator(`figure[data-chart="${volume}"] polyline`).waitFor({ timeout: 40_000 });
     await shot(page, 'console.png');
     await page.close();
   });
 
   it('on the peer: the replica held there, its recovery plan and a drill on confirmation', async () => {
-    await until('a\'s replica on b', async () => (await status(agentB, false)).peers.find((p) => p.name === 'a')?.replica?.snapshots, { daemon: agentB, timeoutMs: 60_000 });
+    await until('a\'s replica on b', async () => (await status(agentB)).peers.find((p) => p.name === 'a')?.replica?.snapshots, { daemon: agentB, timeoutMs: 60_000 });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`http://${b.http}/`);
     const row = page.locator('tr[data-source="a"]');

@@ -22,6 +22,8 @@ export interface TestAgent {
   readonly http: string;
   /** [replication] listen. */
   readonly replication: string;
+  /** What its endpoint asks for, if anything. */
+  readonly token: string | undefined;
   readonly id: string;
 }
 
@@ -36,17 +38,20 @@ export interface AgentSetup {
   readonly replication?: string;
   /** More TOML tables: [[volume]] entries, ... */
   readonly extra?: string;
-  /** Keys of [agent] besides host, state_dir and listen (token_file). */
-  readonly agent?: string;
+  /** The endpoint's token ([agent] token_file); an agent off loopback gets one by default, as the config requires. */
+  readonly token?: string;
 }
 
 /** Makes an agent's directories and repository, and learns its id; peers are written by connect(). */
 export async function makeAgent(name: string, setup: AgentSetup = {}): Promise<TestAgent & { readonly setup: AgentSetup }> {
   const dir = await tempDir(`lifeboat-agent-${name}-`);
   const host = setup.host ?? '127.0.0.1';
+  const token = setup.token ?? (/^127\./.test(host) ? undefined : `token of ${name}`);
+  if (token !== undefined) await fsp.writeFile(path.join(dir, 'token'), `${token}\n`, { mode: 0o600 });
   const agent = {
     name,
     dir,
+    token,
     state: path.join(dir, 'state'),
     repo: path.join(dir, 'repo'),
     config: path.join(dir, 'lifeboat.toml'),
@@ -80,7 +85,7 @@ export async function writeConfig(agent: Omit<TestAgent, 'id'> & { setup: AgentS
     `host = ${JSON.stringify(agent.name)}`,
     `state_dir = ${JSON.stringify(agent.state)}`,
     `listen = ${JSON.stringify(agent.http)}`,
-    agent.setup.agent ?? '',
+    ...(agent.token !== undefined ? [`token_file = ${JSON.stringify(path.join(agent.dir, 'token'))}`] : []),
     '[repository]',
     `path = ${JSON.stringify(agent.repo)}`,
     agent.setup.repository ?? '',
@@ -110,7 +115,7 @@ export async function writeConfig(agent: Omit<TestAgent, 'id'> & { setup: AgentS
 }
 
 export function run(agent: TestAgent, opts: Omit<DaemonOptions, 'password'> = {}): Daemon {
-  return startDaemon(agent.config, agent.http, { ...opts, password: agent.password });
+  return startDaemon(agent.config, agent.http, { ...opts, password: agent.password, ...(agent.token !== undefined ? { token: agent.token } : {}) });
 }
 
 /** The agents a test file starts, all killed by stopAll() (its afterAll), whatever happened. */

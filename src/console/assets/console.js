@@ -195,13 +195,15 @@ function renderPeers(st) {
     h('td', { class: 'num' }, ago(p.last_success)),
     h('td', { class: p.last_error ? 'bad wrap' : 'muted' }, p.last_error ?? '—'),
     h('td', {}, actionButton('Replicate now', `Push to peer ${p.name} now?`, () => call('POST', `/replicate?peer=${encodeURIComponent(p.name)}`),
-      (r) => `Replicated to ${p.name}: ${JSON.stringify(r.pushed ?? r)}`)),
+      (outcomes) => outcomes.map((o) => o.ok
+        ? `Replicated to ${o.peer}: ${o.report.snapshots} new snapshot${o.report.snapshots === 1 ? '' : 's'}, ${bytes(o.report.bytes_sent)} sent`
+        : `Push to ${o.peer} failed: ${o.error.message} [${o.error.code}]`).join('; '))),
   )));
   $('targets').querySelector('tbody').replaceChildren(...st.targets.map((t) => h('tr', { 'data-target': t.name },
     h('td', {}, h('span', { class: `dot ${t.failures >= 3 ? 'red' : t.failures > 0 ? 'amber' : 'green'}` }), t.name, h('div', { class: 'muted' }, t.location)),
     h('td', {}, t.state),
     h('td', { class: 'num' }, ago(t.last_attempt)),
-    h('td', { class: 'num' }, t.last_push ? bytes(t.last_push.bytes ?? null) : '—'),
+    h('td', { class: 'num' }, t.last_push ? bytes(t.last_push.bytes) : '—'),
     h('td', { class: 'num' }, ago(t.last_success)),
     h('td', { class: t.last_error ? 'bad wrap' : 'muted' }, t.last_error ?? '—'),
   )));
