@@ -86,7 +86,6 @@ export interface HistoryPoint {
   readonly bytes_total: number;
 }
 
-
 /**
  * The daemon: the repository (opened once), the catalog, the inventory
  * watcher, the change journal on each tracked volume, the scheduler and
@@ -416,7 +415,9 @@ export class Agent {
     const byVolume = new Map<string, Snapshot[]>();
     for (const s of listSnapshots(this.#repo)) {
       if (s.host !== host || s.volume === null || !this.#tracked.has(s.volume)) continue;
-      byVolume.set(s.volume, [...(byVolume.get(s.volume) ?? []), s]);
+      const list = byVolume.get(s.volume);
+      if (list) list.push(s);
+      else byVolume.set(s.volume, [s]);
     }
     const volumes: Record<string, HistoryPoint[]> = {};
     for (const [volume, snaps] of byVolume) {
@@ -435,7 +436,6 @@ export class Agent {
     }
     return { since, volumes };
   }
-
 
   /** One retention run, through the job queue: this host's snapshots (while no push reads them), then the replicas held here. */
   async runRetention(): Promise<void> {

@@ -28,7 +28,7 @@ const fail = (text: string) => configError(() => parseConfig(text, 'lifeboat.tom
 describe('parseConfig: defaults', () => {
   it('fills every default for an empty file', () => {
     expect(parseConfig('', 'lifeboat.toml')).toEqual({
-      agent: { host: os.hostname(), state_dir: defaultStateDir(), log_level: 'info', listen: '127.0.0.1:9317' },
+      agent: { host: os.hostname(), state_dir: defaultStateDir(), log_level: 'info', listen: '127.0.0.1:9317', nice: 10 },
       repository: {
         path: path.join(defaultStateDir(), 'repository'),
         pack_size: 16 * MiB,

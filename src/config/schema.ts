@@ -89,6 +89,11 @@ const agent = z.strictObject({
    * Required when `listen` is not a loopback address.
    */
   token_file: text().optional(),
+  /**
+   * The CPU priority the agent runs at (nice, 0-19): above 0 the applications
+   * on the host get the cores first when they compete for them.
+   */
+  nice: int(0, 19).default(10),
 }).refine((a) => a.token_file !== undefined || a.listen === '' || !/:\d+$/.test(a.listen) || isLoopback(a.listen), {
   error: 'is required when listen is not a loopback address (the console, its actions and the metrics would be open to the network)',
   path: ['token_file'],

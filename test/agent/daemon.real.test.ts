@@ -4,6 +4,7 @@
  * stops it cleanly without leaving a container paused, and a port in use
  * fails the start with exit 2.
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -86,6 +87,18 @@ afterAll(async () => {
   await cleanupDirs();
 });
 
+/** The nice value of each thread of a process (field 19 of /proc/PID/task/TID/stat). */
+function threadNices(pid: number): number[] {
+  return fs.readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      return [Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])];
+    } catch {
+      return []; // a thread that ended meanwhile
+    }
+  });
+}
+
 const volumeStatus = async (d: Daemon) => {
   const r = await d.get('/status');
   return (JSON.parse(r.body) as StatusReport).volumes.find((v) => v.name === volume.name);
@@ -102,6 +115,11 @@ describe('lifeboat run on a real engine', () => {
       const v = await volumeStatus(d);
       return (v?.last_snapshot && !v.running && v.journal.state === 'clean' && v) || undefined;
     }, { daemon: d });
+
+    // it runs below the applications ([agent] nice = 10 by default): every thread, the backup's workers among them
+    const nices = threadNices(d.child.pid!);
+    expect(nices.length).toBeGreaterThan(8);
+    expect(new Set(nices)).toEqual(new Set([10]));
 
     await fsp.writeFile(path.join(volume.mountpoint, 'd42', 'f7'), 'a write the recovery point must catch up with\n');
     const wrote = Date.now();

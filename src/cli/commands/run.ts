@@ -17,7 +17,9 @@ export function registerRun(program: Command): void {
       const password = readPassword(ctx, opts);
       // the daemon's log is its output: JSON lines on stdout (pretty at a terminal)
       const log = createLogger({ ...logSettings(cmd.optsWithGlobals<GlobalOptions>(), ctx.config), destination: 1 });
-      const { Agent } = await import('../../agent/agent.ts');
+      const [{ Agent }, { lowerPriority }] = await Promise.all([import('../../agent/agent.ts'), import('../../agent/priority.ts')]);
+      // before any worker starts, so that each inherits it
+      lowerPriority(ctx.config.agent.nice);
       const agent = await Agent.start({ config: ctx.config, password, log, version: pkg.version, configFile: ctx.configFile }).catch((err: unknown) => {
         // The agent does not create its repository: a wrong path must not silently start an empty one.
         // A configuration error (exit 2): a service manager that restarts on failure should not retry it forever.
