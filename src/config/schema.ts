@@ -338,26 +338,14 @@ export const configSchema = z
     alerts: alerts.prefault({}),
   })
   .superRefine((c, ctx) => {
-    const seen = new Set<string>();
-    c.volume.forEach((v, i) => {
-      if (seen.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volume', i, 'name'], message: `volume ${JSON.stringify(v.name)} is listed twice` });
-      seen.add(v.name);
-    });
-    const peers = new Set<string>();
-    c.peer.forEach((p, i) => {
-      if (peers.has(p.name)) ctx.addIssue({ code: 'custom', path: ['peer', i, 'name'], message: `peer ${JSON.stringify(p.name)} is listed twice` });
-      peers.add(p.name);
-    });
-    const targets = new Set<string>();
-    c.target.forEach((t, i) => {
-      if (targets.has(t.name)) ctx.addIssue({ code: 'custom', path: ['target', i, 'name'], message: `target ${JSON.stringify(t.name)} is listed twice` });
-      targets.add(t.name);
-    });
-    const notifiers = new Set<string>();
-    c.notify.forEach((n, i) => {
-      if (notifiers.has(n.name)) ctx.addIssue({ code: 'custom', path: ['notify', i, 'name'], message: `notify ${JSON.stringify(n.name)} is listed twice` });
-      notifiers.add(n.name);
-    });
+    // each kind of entry is named by its name: two of one name would be one entry said twice
+    for (const kind of ['volume', 'peer', 'target', 'notify'] as const) {
+      const seen = new Set<string>();
+      c[kind].forEach((e, i) => {
+        if (seen.has(e.name)) ctx.addIssue({ code: 'custom', path: [kind, i, 'name'], message: `${kind} ${JSON.stringify(e.name)} is listed twice` });
+        seen.add(e.name);
+      });
+    }
   })
   .transform((c) => ({
     ...c,
